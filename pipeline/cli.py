@@ -1,0 +1,209 @@
+"""The ``paretohqd`` command line: thin commands over the config, runner and catalog.
+
+Heavy modules (torch, transformers, the stages) are imported inside the commands that need
+them, so ``paretohqd --help`` is instant. User mistakes print as one or two lines; ``--debug``
+(or ``PARETOHQD_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from paretohqd.errors import ParetoHqDError
+
+app = typer.Typer(
+    name="paretohqd",
+    help="Multi-objective LLM alignment as a staged, inspectable pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config TOML (default: ./paretohqd.toml)"),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a config key: section.key=value (repeatable)"),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_state = {"debug": os.environ.get("PARETOHQD_DEBUG") == "1"}
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def friendly(fn: F) -> F:
+    """Print user errors (``ParetoHqDError``) briefly and exit 2; keep bugs' tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ParetoHqDError as exc:
+            if _state["debug"]:
+                raise
+            _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _console(stderr=True).print(
+                "interrupted: completed stages are kept; rerun to resume", markup=False
+            )
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    if debug:
+        _state["debug"] = True
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> Any:
+    from paretohqd.config import load_config
+
+    return load_config(config, overrides)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@app.command()
+@friendly
+def init(
+    directory: Annotated[Path, typer.Argument(help="project directory to create")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing config")] = False,
+) -> None:
+    """Write a commented starter config (paper-scale defaults) to DIR/paretohqd.toml."""
+    from importlib import resources
+
+    from paretohqd.config import DEFAULT_CONFIG_NAME
+    from paretohqd.errors import ConfigError
+
+    target = directory / DEFAULT_CONFIG_NAME
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; use --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (resources.files("paretohqd") / "templates" / "starter.toml").read_text()
+    target.write_text(text)
+    _console().print(f"wrote {target}; edit the [[ingest.sources]] paths, then `paretohqd run`")
+
+
+@app.command()
+@friendly
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="run only these stages (comma-separated)")
+    ] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="start at this stage")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="stop after this stage")] = None,
+    force: Annotated[bool, typer.Option("--force", help="rerun selected stages")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would run")] = False,
+) -> None:
+    """Run the stale stages of the pipeline (fresh ones are skipped)."""
+    from paretohqd.runner import Runner
+
+    cfg = _load(config, set_)
+    runner = Runner(cfg)
+    console = _console()
+    styles = {"ran": "green", "skipped": "dim", "would run": "yellow", "running": "cyan"}
+
+    def log(stage: str, outcome: str, detail: str) -> None:
+        style = styles.get(outcome, "")
+        label = "skipped (fresh)" if outcome == "skipped" else outcome
+        console.print(f"[{style}]{stage:<12} {label}[/]  {detail}", markup=True)
+
+    runner.run(only=_split(only), from_=from_, until=until, force=force, dry_run=dry_run, log=log)
+    console.print(f"run directory: {cfg.run_dir}")
+
+
+@app.command()
+@friendly
+def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Show each stage as fresh, stale (and why) or missing."""
+    from rich.table import Table
+
+    from paretohqd.manifest import Manifest
+    from paretohqd.runner import Runner
+
+    cfg = _load(config, set_)
+    runner = Runner(cfg)
+    manifest = Manifest(cfg.run_dir)
+    table = Table(title=f"run {cfg.run.name} ({cfg.run_dir})")
+    for col in ("stage", "state", "reason", "rows", "seconds"):
+        table.add_column(col)
+    colors = {"fresh": "green", "stale": "yellow", "missing": "red"}
+    for item in runner.plan(manifest):
+        entry = manifest.get(item.stage.name) or {}
+        rows = sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
+        table.add_row(
+            item.stage.name,
+            f"[{colors[item.state]}]{item.state}[/]",
+            "; ".join(item.reasons),
+            str(rows) if entry else "",
+            f"{entry['seconds']:.1f}" if entry else "",
+        )
+    _console().print(table)
+
+
+@app.command()
+@friendly
+def sql(
+    query: Annotated[str | None, typer.Argument(help="SQL; omit for an interactive prompt")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the result to FILE.parquet")
+    ] = None,
+    schema: Annotated[bool, typer.Option("--schema", help="list views and columns")] = False,
+) -> None:
+    """Query the run's artifacts with DuckDB (views named after them, read-only)."""
+    from paretohqd import inspect as insp
+
+    cfg = _load(config, set_)
+    session = insp.Session.open(cfg)
+    if fmt not in insp.FORMATS:
+        from paretohqd.errors import ConfigError
+
+        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(insp.FORMATS)}")
+    if schema:
+        insp.print_schema(session, _console())
+        return
+    if query is None:
+        insp.repl(session, _console())
+        return
+    if output is not None:
+        n = session.export(query, output)
+        _console().print(f"wrote {n} rows to {output}")
+        return
+    insp.print_result(session.query(query), fmt, _console())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="paretohqd")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

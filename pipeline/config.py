@@ -1,0 +1,253 @@
+"""Typed, validated run configuration.
+
+One TOML file per run, one table per stage, each a pydantic model with ``extra="forbid"`` so a
+typo fails with the key, the file and the accepted keys instead of being silently ignored.
+``--set section.key=value`` overrides are parsed as TOML values and validated the same way.
+Relative paths in the file are relative to the file's own directory, so a config and its data
+can move together.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from paretohqd.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "paretohqd.toml"
+
+
+class Section(BaseModel):
+    """Base of every config table: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    """Where the run lives and the settings every stage shares."""
+
+    name: str = Field("default", description="run name; outputs go to ROOT/NAME/")
+    root: str = Field("runs", description="directory holding all runs (relative to the config)")
+    seed: int = Field(0, description="seed for every random choice in the pipeline")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (None: torch's default)"
+    )
+
+
+SourceKind = Literal["hh-rlhf", "table", "oasst", "pandalm", "hf-datasets"]
+
+
+class SourceConfig(Section):
+    """One input dataset for ``ingest``."""
+
+    kind: SourceKind = Field(description="reader: hh-rlhf | table | oasst | pandalm | hf-datasets")
+    path: str = Field(description="file or directory (relative to the config), or a hub id")
+    name: str | None = Field(None, description="label stored in samples.source (default: kind)")
+    split: str = Field("train", description="split label for rows of this source")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="table/hf-datasets column mapping: prompt+response, prompt+chosen+rejected, "
+        "or messages (chat list); keys are the schema names, values the file's column names",
+    )
+    extra_columns: list[str] = Field(
+        default_factory=list, description="numeric columns carried through for `column` scorers"
+    )
+    format: Literal["auto", "jsonl", "parquet", "csv"] = "auto"
+    hf_split: str | None = Field(None, description="split of a DatasetDict or a hub dataset")
+    limit: int | None = Field(None, ge=1, description="read at most this many records")
+
+
+class IngestConfig(Section):
+    """Readers, length filters, deduplication and the held-out split."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    min_prompt_chars: int = Field(1, ge=0)
+    max_prompt_chars: int | None = Field(None, ge=1)
+    min_response_chars: int = Field(1, ge=0)
+    max_response_chars: int | None = Field(None, ge=1)
+    tokenizer: str | None = Field(
+        None, description="tokenizer dir or hub id for the token-length filter"
+    )
+    min_tokens: int | None = Field(None, ge=0, description="min prompt+response tokens")
+    max_tokens: int | None = Field(None, ge=1, description="max prompt+response tokens")
+    dedupe: bool = Field(True, description="drop exact duplicate (prompt, response) rows")
+    heldout_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of prompts moved to split 'eval' (by prompt_id)"
+    )
+
+    @model_validator(mode="after")
+    def _token_filter_needs_tokenizer(self) -> IngestConfig:
+        if (self.min_tokens is not None or self.max_tokens is not None) and not self.tokenizer:
+            raise ValueError("min_tokens/max_tokens need `tokenizer` to be set")
+        return self
+
+
+class Config(Section):
+    """The whole run configuration (one table per stage)."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    ingest: IngestConfig
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default="<config>")
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the config are relative to."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str:
+        """The config file this came from (for error messages)."""
+        return self._source
+
+    def resolve(self, path: str | Path) -> Path:
+        """Resolve a path from the config against the config's directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self._base_dir / p)
+
+    @property
+    def run_dir(self) -> Path:
+        """``root/name`` resolved: where every artifact of this run goes."""
+        return self.resolve(self.run.root) / self.run.name
+
+    def section(self, name: str) -> Any:
+        """The config table of one stage (``None`` when the config has none)."""
+        return getattr(self, name, None)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``: the value as a TOML value, else as a plain string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set select.k=50")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def _apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, path[: i + 1])]
+            continue
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        node = nxt
+    last = path[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, path)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:-1])} is not a table")
+
+
+def _list_index(node: list[Any], part: str, path: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(
+            f"--set {'.'.join(path)}: {part!r} is not an index of a list of {len(node)} items"
+        )
+    return int(part)
+
+
+def _accepted_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Walk ``loc`` through nested models and return the field names where it stops."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = _model_in(annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
+    """One line per problem: the dotted key, what is wrong, what is accepted."""
+    lines = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        if item["type"] == "extra_forbidden":
+            accepted = ", ".join(_accepted_keys(model, loc)) or "none"
+            lines.append(f"{source}: unknown key `{key}` (accepted keys here: {accepted})")
+        elif item["type"] == "missing":
+            lines.append(f"{source}: missing required key `{key}`")
+        else:
+            got = item.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"{source}: `{key}`: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config file.
+
+    Parameters
+    ----------
+    path
+        The TOML file; ``None`` means ``paretohqd.toml`` in the current directory.
+    overrides
+        ``section.key=value`` strings, applied in order after the file is read.
+    """
+    cfg_path = Path(path) if path is not None else Path.cwd() / DEFAULT_CONFIG_NAME
+    if not cfg_path.exists():
+        raise ConfigError(
+            f"config file {cfg_path} not found; pass --config FILE or create one with "
+            "`paretohqd init DIR`"
+        )
+    try:
+        data = tomllib.loads(cfg_path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
+    source = str(cfg_path)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _apply_override(data, keys, value)
+        source = f"{cfg_path} (with --set)"
+    return config_from_dict(data, base_dir=cfg_path.resolve().parent, source=source)
+
+
+def config_from_dict(data: dict[str, Any], *, base_dir: Path, source: str) -> Config:
+    """Validate a config dictionary (as parsed from TOML)."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, Config, source)) from None
+    config._base_dir = Path(base_dir)
+    config._source = source
+    return config
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as TOML (defaults filled in), as saved in the run directory."""
+    import tomli_w
+
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))

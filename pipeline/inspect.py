@@ -1,0 +1,181 @@
+"""``paretohqd sql``: DuckDB over a run's completed artifacts, read-only.
+
+Each artifact of a stage that completed (per the manifest) is a view named after it; artifacts
+of a stage that was interrupted are not shown, so a partial output never looks complete. Only
+reading statements (SELECT, DESCRIBE/SHOW/SUMMARIZE, EXPLAIN, PRAGMA) are accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paretohqd.errors import ConfigError, StageError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from paretohqd.config import Config
+
+FORMATS = ("table", "csv", "json")
+_READING = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+@dataclass
+class Result:
+    """Column names and rows of a query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass
+class Session:
+    """A DuckDB connection with the run's artifacts as views."""
+
+    con: duckdb.DuckDBPyConnection
+    views: list[str]
+    run_dir: Path
+
+    @classmethod
+    def open(cls, config: Config) -> Session:
+        """Open the run of ``config``; views only for stages the manifest records as complete."""
+        import duckdb
+
+        from paretohqd.catalog import register_views
+        from paretohqd.manifest import Manifest
+        from paretohqd.registry import build_graph
+
+        run_dir = config.run_dir
+        if not (run_dir / "manifest.json").exists():
+            raise StageError(f"{run_dir} has no completed stage yet; run `paretohqd run` first")
+        manifest = Manifest(run_dir)
+        stages = [s for s in build_graph(config) if manifest.get(s.name) is not None]
+        con = duckdb.connect(":memory:")
+        views = register_views(con, run_dir, [a for s in stages for a in s.outputs])
+        return cls(con, views, run_dir)
+
+    def _check(self, query: str) -> None:
+        import duckdb
+
+        try:
+            statements = duckdb.extract_statements(query)
+        except duckdb.Error as exc:
+            raise ConfigError(f"SQL error: {exc}") from None
+        for st in statements:
+            if st.type.name not in _READING:
+                raise ConfigError(
+                    f"paretohqd sql is read-only: {st.type.name} statements are not allowed "
+                    "(use --output FILE.parquet to save a result)"
+                )
+
+    def query(self, query: str) -> Result:
+        """Run a reading query and fetch everything."""
+        import duckdb
+
+        self._check(query)
+        try:
+            rel = self.con.execute(query)
+            rows = rel.fetchall()
+        except duckdb.Error as exc:
+            hint = f" (views: {', '.join(self.views)})" if "does not exist" in str(exc) else ""
+            raise ConfigError(f"SQL error: {exc}{hint}") from None
+        return Result([d[0] for d in rel.description or []], rows)
+
+    def export(self, query: str, output: Path) -> int:
+        """Write a query result to Parquet (atomically); returns the row count."""
+        import duckdb
+
+        from paretohqd.atomic import atomic_path
+
+        self._check(query)
+        if output.suffix != ".parquet":
+            raise ConfigError(f"--output {output}: only .parquet files are written")
+        try:
+            rel = self.con.sql(query)
+            with atomic_path(output) as tmp:
+                rel.write_parquet(str(tmp))
+            return int(self.con.sql(f"select count(*) from ({query})").fetchone()[0])  # type: ignore[index]
+        except duckdb.Error as exc:
+            raise ConfigError(f"SQL error: {exc}") from None
+
+    def schema(self) -> list[tuple[str, str, str]]:
+        """(view, column, type) for every view."""
+        out = []
+        for view in self.views:
+            for name, typ, *_ in self.con.execute(f'describe "{view}"').fetchall():
+                out.append((view, name, typ))
+        return out
+
+
+def print_result(result: Result, fmt: str, console: Any) -> None:
+    """Print a result as a table, CSV or JSON (records) on stdout."""
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+        return
+    if fmt == "json":
+        records = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+        sys.stdout.write(json.dumps(records, default=str, ensure_ascii=False) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in result.columns:
+        table.add_column(col, overflow="fold")
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else _cell(v) for v in row))
+    console.print(table)
+    console.print(f"{len(result.rows)} rows")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def print_schema(session: Session, console: Any) -> None:
+    """List views and their columns."""
+    from rich.table import Table
+
+    table = Table(title=f"views of {session.run_dir}")
+    for col in ("view", "column", "type"):
+        table.add_column(col)
+    for view, name, typ in session.schema():
+        table.add_row(view, name, typ)
+    console.print(table)
+
+
+def repl(session: Session, console: Any) -> None:
+    """An interactive prompt: statements end with ';', `.schema` lists views, `.quit` exits."""
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:  # pragma: no cover
+        pass
+    console.print(f"views: {', '.join(session.views)}  (.schema, .quit; end statements with ;)")
+    buffer = ""
+    while True:
+        try:
+            line = input("sql> " if not buffer else "...> ")
+        except EOFError:
+            break
+        stripped = line.strip()
+        if not buffer and stripped in (".quit", ".exit"):
+            break
+        if not buffer and stripped == ".schema":
+            print_schema(session, console)
+            continue
+        buffer += line + "\n"
+        if stripped.endswith(";"):
+            try:
+                print_result(session.query(buffer), "table", console)
+            except ConfigError as exc:
+                console.print(f"error: {exc}", markup=False)
+            buffer = ""

@@ -1,0 +1,317 @@
+"""Plan and run the stage graph incrementally.
+
+A stage's fingerprint is the sha256 of its resolved parameters, the fingerprints of the stages
+that made its inputs (chained, like a lock file), the hashes of the SQL files it runs, its
+version, and the identity of everything outside the run it reads (datasets, models). A stage
+whose fingerprint matches the manifest and whose outputs exist is skipped; otherwise ``status``
+can name the component that changed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from paretohqd.atomic import remove, write_text
+from paretohqd.catalog import connect, run_check, sql_hash
+from paretohqd.config import Config, dump_config
+from paretohqd.errors import StageError
+from paretohqd.hashing import FileHasher, canonical_json, sha256_json
+from paretohqd.lock import RunLock
+from paretohqd.manifest import Manifest
+from paretohqd.registry import artifacts_of, build_graph
+from paretohqd.stage import Artifact, Stage, StageContext
+
+State = Literal["fresh", "stale", "missing"]
+Log = Callable[[str, str, str], None]
+
+
+@dataclass
+class PlanItem:
+    """The state of one stage before a run."""
+
+    stage: Stage
+    fingerprint: str
+    components: dict[str, Any]
+    state: State
+    reasons: list[str] = field(default_factory=list)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _short(value: Any) -> str:
+    text = canonical_json(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def diff_components(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable reasons why ``new`` differs from the recorded ``old`` components."""
+    reasons: list[str] = []
+    if old.get("version") != new.get("version"):
+        reasons.append(f"stage version {old.get('version')} → {new.get('version')}")
+    old_p, new_p = _flatten(old.get("params", {})), _flatten(new.get("params", {}))
+    for key in sorted(set(old_p) | set(new_p)):
+        if old_p.get(key, "<unset>") != new_p.get(key, "<unset>"):
+            reasons.append(
+                f"param {key}: {_short(old_p.get(key, '<unset>'))} → "
+                f"{_short(new_p.get(key, '<unset>'))}"
+            )
+    for key in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
+        if old.get("inputs", {}).get(key) != new.get("inputs", {}).get(key):
+            reasons.append(f"input `{key}` changed upstream")
+    for key in sorted(set(old.get("sql", {})) | set(new.get("sql", {}))):
+        if old.get("sql", {}).get(key) != new.get("sql", {}).get(key):
+            reasons.append(f"sql/{key} changed")
+    old_e, new_e = _flatten(old.get("external", {})), _flatten(new.get("external", {}))
+    for key in sorted(set(old_e) | set(new_e)):
+        if old_e.get(key) != new_e.get(key):
+            reasons.append(f"external input {key} changed")
+    return reasons or ["fingerprint changed"]
+
+
+def _output_stats(run_dir: Path, art: Artifact) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    path = run_dir / art.path
+    stats: dict[str, Any] = {"path": art.path}
+    glob = art.view_glob
+    if glob is not None:
+        files = sorted(run_dir.glob(glob)) if "*" in glob else [run_dir / glob]
+        rows = 0
+        schema: list[list[str]] | None = None
+        for f in files:
+            meta = pq.ParquetFile(f)
+            rows += meta.metadata.num_rows
+            if schema is None:
+                schema = [[n, str(t)] for n, t in zip(meta.schema_arrow.names,
+                                                      meta.schema_arrow.types, strict=True)]
+        stats.update(rows=rows, files=len(files), schema=schema or [])
+    if path.is_dir():
+        stats["bytes"] = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    elif path.exists():
+        stats["bytes"] = path.stat().st_size
+    return stats
+
+
+def _clean_temp_files(run_dir: Path) -> None:
+    """Remove temp files of writes that a killed process never renamed (we hold the lock)."""
+    if not run_dir.exists():
+        return
+    for tmp in run_dir.rglob(".*.tmp-*"):
+        remove(tmp)
+
+
+class Runner:
+    """Plans and executes the stages of one run directory."""
+
+    def __init__(self, config: Config, stages: Sequence[Stage] | None = None) -> None:
+        self.config = config
+        self.stages = list(stages) if stages is not None else build_graph(config)
+        self.run_dir = config.run_dir
+        self.artifacts = artifacts_of(self.stages)
+        self.producer = {a.name: s.name for s in self.stages for a in s.outputs}
+        self.hasher = FileHasher(self.run_dir / ".cache" / "file-hashes.json")
+
+    # ------------------------------------------------------------------ planning
+    def stage(self, name: str) -> Stage:
+        """Look up a stage by name (with a helpful error)."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(s.name for s in self.stages)
+        raise StageError(f"no stage named {name!r} in this config (stages: {known})")
+
+    def components(self, stage: Stage, input_fps: dict[str, str]) -> dict[str, Any]:
+        """Everything the fingerprint of ``stage`` is computed from."""
+        external = stage.external(self.config, self.hasher) if stage.external else {}
+        sql = {name: sql_hash(name) for name in stage.sql}
+        sql.update({f"checks/{name}": sql_hash(f"checks/{name}") for name in stage.checks})
+        return {
+            "version": stage.version,
+            "params": stage.resolved_params(self.config),
+            "inputs": {name: input_fps.get(name, "") for name in stage.inputs},
+            "sql": sql,
+            "external": dict(external),
+        }
+
+    def plan(self, manifest: Manifest | None = None) -> list[PlanItem]:
+        """Fingerprint every stage from the config and compare with the manifest."""
+        manifest = manifest or Manifest(self.run_dir)
+        planned: dict[str, str] = {}
+        items: list[PlanItem] = []
+        for stage in self.stages:
+            input_fps = {n: planned[self.producer[n]] for n in stage.inputs}
+            comps = self.components(stage, input_fps)
+            fp = sha256_json(comps)
+            planned[stage.name] = fp
+            items.append(self._state(stage, fp, comps, manifest))
+        self.hasher.save()
+        return items
+
+    def _state(
+        self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest
+    ) -> PlanItem:
+        entry = manifest.get(stage.name)
+        if entry is None:
+            running = manifest.data.get("running", {}).get(stage.name)
+            why = f"interrupted run started {running}" if running else "never run"
+            return PlanItem(stage, fp, comps, "missing", [why])
+        missing = [a.path for a in stage.outputs if not (self.run_dir / a.path).exists()]
+        if missing:
+            return PlanItem(stage, fp, comps, "stale", [f"output {p} missing" for p in missing])
+        if entry.get("fingerprint") != fp:
+            reasons = diff_components(entry.get("components", {}), comps)
+            return PlanItem(stage, fp, comps, "stale", reasons)
+        return PlanItem(stage, fp, comps, "fresh", [])
+
+    def select(
+        self,
+        *,
+        only: Sequence[str] | None = None,
+        from_: str | None = None,
+        until: str | None = None,
+    ) -> list[str]:
+        """Names of the stages a run should consider, in order."""
+        names = [s.name for s in self.stages]
+        for name in [*(only or []), *(x for x in (from_, until) if x)]:
+            self.stage(name)
+        start = names.index(from_) if from_ else 0
+        stop = names.index(until) + 1 if until else len(names)
+        chosen = names[start:stop]
+        if only:
+            chosen = [n for n in chosen if n in set(only)]
+        return chosen
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        *,
+        only: Sequence[str] | None = None,
+        from_: str | None = None,
+        until: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+        log: Log | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """Run the selected stages that are stale (all selected ones with ``force``).
+
+        Returns ``(stage, outcome, detail)`` rows: outcome is ``ran``, ``skipped`` or
+        ``would run``.
+        """
+        emit: Log = log or (lambda *_: None)
+        selected = self.select(only=only, from_=from_, until=until)
+        results: list[tuple[str, str, str]] = []
+        if dry_run:
+            for item in self.plan():
+                if item.stage.name not in selected:
+                    continue
+                if item.state == "fresh" and not force:
+                    row = (item.stage.name, "skipped", "fresh")
+                else:
+                    row = (item.stage.name, "would run", "; ".join(item.reasons) or "forced")
+                emit(*row)
+                results.append(row)
+            return results
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir):
+            _clean_temp_files(self.run_dir)
+            write_text(self.run_dir / "config.toml", dump_config(self.config))
+            manifest = Manifest(self.run_dir)
+            for stage in self.stages:
+                recorded = {
+                    n: (manifest.get(self.producer[n]) or {}).get("fingerprint", "")
+                    for n in stage.inputs
+                }
+                comps = self.components(stage, recorded)
+                fp = sha256_json(comps)
+                item = self._state(stage, fp, comps, manifest)
+                if stage.name not in selected:
+                    continue
+                if item.state == "fresh" and not force:
+                    row = (stage.name, "skipped", "fresh")
+                    emit(*row)
+                    results.append(row)
+                    continue
+                self._require_inputs(stage, manifest)
+                emit(stage.name, "running", "; ".join(item.reasons) or "forced")
+                entry = self._execute(stage, fp, comps, manifest)
+                detail = f"{entry['seconds']:.1f}s"
+                rows = [f"{k} {o['rows']}" for k, o in entry["outputs"].items() if "rows" in o]
+                if rows:
+                    detail += " (" + ", ".join(rows) + " rows)"
+                row = (stage.name, "ran", detail)
+                emit(*row)
+                results.append(row)
+            self.hasher.save()
+        return results
+
+    def _require_inputs(self, stage: Stage, manifest: Manifest) -> None:
+        for name in stage.inputs:
+            producer = self.producer[name]
+            if manifest.get(producer) is None:
+                raise StageError(
+                    f"stage {stage.name!r} needs `{name}` from stage {producer!r}, which has not "
+                    f"completed; run `paretohqd run --until {producer}` first"
+                )
+
+    def _execute(
+        self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest
+    ) -> dict[str, Any]:
+        manifest.stages.pop(stage.name, None)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        manifest.data.setdefault("running", {})[stage.name] = started
+        manifest.save()
+        ctx = StageContext(
+            stage=stage,
+            config=self.config,
+            run_dir=self.run_dir,
+            fingerprint=fp,
+            artifacts=self.artifacts,
+            hasher=self.hasher,
+        )
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        children0 = os.times()
+        metadata = dict(stage.fn(ctx) or {})
+        metadata.update(ctx.metadata)
+        children1 = os.times()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        cpu += (children1.children_user - children0.children_user) + (
+            children1.children_system - children0.children_system
+        )
+        for art in stage.outputs:
+            if not (self.run_dir / art.path).exists():
+                raise StageError(f"stage {stage.name!r} finished without writing {art.path}")
+        if stage.checks:
+            con = connect(
+                self.run_dir, [self.artifacts[n] for n in stage.inputs] + list(stage.outputs)
+            )
+            try:
+                for check in stage.checks:
+                    run_check(con, check)
+            finally:
+                con.close()
+        entry = {
+            "fingerprint": fp,
+            "components": comps,
+            "started": started,
+            "seconds": round(wall, 3),
+            "cpu_seconds": round(cpu, 3),
+            "outputs": {a.name: _output_stats(self.run_dir, a) for a in stage.outputs},
+            "metadata": metadata,
+        }
+        manifest.data.get("running", {}).pop(stage.name, None)
+        manifest.set(stage.name, entry)
+        return entry

@@ -1,0 +1,132 @@
+"""What a stage is: a declaration plus a pure function.
+
+A :class:`Stage` says which artifacts it reads and writes, which config table parameterises it,
+which SQL files and models it depends on, and a version bumped when its behaviour changes. The
+runner turns those into a fingerprint; the stage's function only ever sees a
+:class:`StageContext`. Rounds of ParetoHqD are the same function declared twice with other
+inputs and parameters, never copied code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from paretohqd.config import Config
+    from paretohqd.hashing import FileHasher
+    from paretohqd.parts import PartStore
+
+
+ArtifactKind = Literal["parquet", "dir"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A named output under the run directory.
+
+    ``view`` is a glob (relative to the run dir) of Parquet files that ``paretohqd sql`` exposes
+    as a view named after the artifact; ``None`` means the artifact is not a table.
+    """
+
+    name: str
+    path: str
+    kind: ArtifactKind = "parquet"
+    view: str | None = None
+
+    @property
+    def view_glob(self) -> str | None:
+        """The Parquet glob behind the SQL view (the file itself for a Parquet artifact)."""
+        if self.view is not None:
+            return self.view
+        return self.path if self.kind == "parquet" else None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Declaration of one pipeline stage.
+
+    Parameters
+    ----------
+    name
+        Unique stage name, used by ``--only``/``--from``/``--until``.
+    fn
+        ``fn(ctx) -> metadata``: does the work; returns JSON-able stats for the manifest.
+    inputs
+        Names of artifacts produced by earlier stages.
+    outputs
+        Artifacts this stage writes.
+    params
+        ``params(config)`` returns the JSON-able parameters that define the outputs, keyed by
+        config section (default: ``{section: table}``) so ``status`` can name the changed key.
+        Everything that changes outputs must be in here.
+    external
+        ``external(config, hasher)`` returns identities of things outside the run directory
+        (dataset files, model directories, hub ids) with content hashes.
+    sql
+        SQL files under ``sql/`` the stage runs (their hashes enter the fingerprint).
+    checks
+        Files under ``sql/checks/`` that must return zero rows after the stage.
+    """
+
+    name: str
+    fn: Callable[[StageContext], Mapping[str, Any] | None]
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[Artifact, ...] = ()
+    section: str | None = None
+    version: str = "1"
+    params: Callable[[Config], Any] | None = None
+    external: Callable[[Config, FileHasher], Mapping[str, Any]] | None = None
+    sql: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+    description: str = ""
+
+    def resolved_params(self, config: Config) -> Any:
+        """The parameters that enter the fingerprint."""
+        if self.params is not None:
+            return self.params(config)
+        if self.section is None:
+            return {}
+        section = config.section(self.section)
+        return {self.section: None if section is None else section.model_dump(mode="json")}
+
+
+@dataclass
+class StageContext:
+    """Everything a stage function may touch."""
+
+    stage: Stage
+    config: Config
+    run_dir: Path
+    fingerprint: str
+    artifacts: Mapping[str, Artifact]
+    hasher: FileHasher
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> Any:
+        """The stage's config table."""
+        return self.config.section(self.stage.section) if self.stage.section else None
+
+    def path(self, artifact: str) -> Path:
+        """Absolute path of an artifact (input or output) of this run."""
+        try:
+            return self.run_dir / self.artifacts[artifact].path
+        except KeyError:
+            raise KeyError(f"stage {self.stage.name!r} knows no artifact {artifact!r}") from None
+
+    def parts(self, name: str = "parts") -> PartStore:
+        """A resumable part-file store keyed by this stage's fingerprint."""
+        from paretohqd.parts import PartStore
+
+        return PartStore(self.run_dir / ".parts" / self.stage.name / name, self.fingerprint)
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with this stage's input artifacts as views."""
+        from paretohqd.catalog import connect
+
+        return connect(self.run_dir, [self.artifacts[n] for n in self.stage.inputs])

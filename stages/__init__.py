@@ -1,0 +1,1 @@
+"""Stage implementations: one module or small package per stage."""

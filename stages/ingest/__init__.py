@@ -1,0 +1,54 @@
+"""The ``ingest`` stage: datasets in, one normalised sample table out.
+
+Writes ``samples.parquet`` (sample_id, prompt_id, prompt, response, source, split, plus any
+extra numeric columns), ``preferences.parquet`` (the human chosen/rejected relation, kept for
+pairwise methods and reward-head training) and ``quarantine.parquet`` (every rejected row with
+its file, row number and reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from paretohqd.config import Config
+from paretohqd.hashing import FileHasher
+from paretohqd.stage import Artifact, Stage
+
+SAMPLES = Artifact("samples", "samples.parquet")
+PREFERENCES = Artifact("preferences", "preferences.parquet")
+QUARANTINE = Artifact("quarantine", "quarantine.parquet")
+
+
+def _external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+    out: dict[str, Any] = {}
+    for i, src in enumerate(config.ingest.sources):
+        path = config.resolve(src.path)
+        out[f"sources[{i}]"] = hasher.path(path) if path.exists() else f"hub:{src.path}"
+    if config.ingest.tokenizer:
+        tok = config.resolve(config.ingest.tokenizer)
+        out["tokenizer"] = hasher.path(tok) if tok.exists() else f"hub:{config.ingest.tokenizer}"
+    return out
+
+
+def _params(config: Config) -> Any:
+    return {"ingest": config.ingest.model_dump(mode="json"), "run": {"seed": config.run.seed}}
+
+
+def stages(config: Config) -> list[Stage]:
+    """The ingest stage declaration."""
+    from paretohqd.stages.ingest.stage import run_ingest
+
+    return [
+        Stage(
+            name="ingest",
+            fn=run_ingest,
+            outputs=(SAMPLES, PREFERENCES, QUARANTINE),
+            section="ingest",
+            version="1",
+            params=_params,
+            external=_external,
+            checks=("ingest_unique_sample_ids.sql", "ingest_preferences_resolve.sql"),
+            description="read datasets into one sample schema",
+        )
+    ]

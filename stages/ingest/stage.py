@@ -1,0 +1,193 @@
+"""The ingest stage function: read every source, filter, dedupe, split, write."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from paretohqd.atomic import write_parquet
+from paretohqd.config import Config, IngestConfig, SourceConfig
+from paretohqd.errors import DataError
+from paretohqd.stage import StageContext
+from paretohqd.stages.ingest.readers import READERS, ReaderOutput
+from paretohqd.stages.ingest.records import Record, Rejected, normalise, prompt_id, sample_id
+
+SAMPLE_COLUMNS = ("sample_id", "prompt_id", "prompt", "response", "source", "split")
+
+
+def read_source(config: Config, index: int, src: SourceConfig) -> ReaderOutput:
+    """Read one configured source, with errors that name its config key."""
+    path = config.resolve(src.path)
+    label = src.name or src.kind
+    if not path.exists() and src.kind != "hf-datasets":
+        raise DataError(
+            f"ingest.sources[{index}].path: {path} does not exist (source {label!r}); "
+            "paths are relative to the config file"
+        )
+    return READERS[src.kind](src, path, label)
+
+
+def _heldout(pid: str, seed: int, fraction: float) -> bool:
+    if fraction <= 0:
+        return False
+    h = hashlib.sha256(f"{seed}:{pid}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+
+def _token_lengths(cfg: IngestConfig, config: Config, records: list[Record]) -> list[int]:
+    from transformers import AutoTokenizer
+
+    name = cfg.tokenizer or ""
+    local = config.resolve(name)
+    tok = AutoTokenizer.from_pretrained(str(local) if local.exists() else name)
+    texts = [r.prompt + " " + r.response for r in records]
+    lengths: list[int] = []
+    for i in range(0, len(texts), 1024):
+        enc = tok(texts[i : i + 1024], add_special_tokens=False)["input_ids"]
+        lengths += [len(x) for x in enc]
+    return lengths
+
+
+def filter_records(
+    config: Config, records: list[Record]
+) -> tuple[list[Record], list[Rejected]]:
+    """Apply the length filters and exact-duplicate removal; rejected rows say why."""
+    cfg = config.ingest
+    kept: list[Record] = []
+    rejected: list[Rejected] = []
+    lengths = _token_lengths(cfg, config, records) if cfg.tokenizer and (
+        cfg.min_tokens is not None or cfg.max_tokens is not None
+    ) else None
+    seen: dict[str, Record] = {}
+    for i, rec in enumerate(records):
+        reason = None
+        p, r = normalise(rec.prompt), normalise(rec.response)
+        if len(p) < cfg.min_prompt_chars:
+            reason = f"prompt shorter than min_prompt_chars={cfg.min_prompt_chars}"
+        elif cfg.max_prompt_chars is not None and len(p) > cfg.max_prompt_chars:
+            reason = f"prompt longer than max_prompt_chars={cfg.max_prompt_chars}"
+        elif len(r) < cfg.min_response_chars:
+            reason = f"response shorter than min_response_chars={cfg.min_response_chars}"
+        elif cfg.max_response_chars is not None and len(r) > cfg.max_response_chars:
+            reason = f"response longer than max_response_chars={cfg.max_response_chars}"
+        elif lengths is not None and cfg.min_tokens is not None and lengths[i] < cfg.min_tokens:
+            reason = f"{lengths[i]} tokens < min_tokens={cfg.min_tokens}"
+        elif lengths is not None and cfg.max_tokens is not None and lengths[i] > cfg.max_tokens:
+            reason = f"{lengths[i]} tokens > max_tokens={cfg.max_tokens}"
+        if reason is None and cfg.dedupe:
+            sid = sample_id(rec.prompt, rec.response)
+            first = seen.get(sid)
+            if first is not None:
+                reason = f"duplicate of sample {sid} ({first.file} row {first.row})"
+            else:
+                seen[sid] = rec
+        if reason is not None:
+            rejected.append(Rejected(rec.source, rec.file, rec.row, reason, rec.response[:200]))
+        else:
+            kept.append(rec)
+    return kept, rejected
+
+
+def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
+    """Read, filter, split and write samples, preferences and quarantine."""
+    import polars as pl
+
+    config = ctx.config
+    cfg = config.ingest
+    records: list[Record] = []
+    rejected: list[Rejected] = []
+    preferences = []
+    per_source: dict[str, dict[str, int]] = {}
+    for i, src in enumerate(cfg.sources):
+        out = read_source(config, i, src)
+        label = src.name or src.kind
+        stats = per_source.setdefault(label, Counter())
+        stats["records"] += len(out.records)
+        stats["rejected_rows"] += len(out.rejected)
+        stats["preferences"] += len(out.preferences)
+        for rec in out.records:
+            rec.split = src.split
+        records += out.records
+        rejected += out.rejected
+        preferences += out.preferences
+    kept, dropped = filter_records(config, records)
+    rejected += dropped
+    if not kept:
+        reasons = Counter(r.reason.split(" (")[0] for r in rejected)
+        why = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5)) or (
+            "the sources are empty"
+        )
+        raise DataError(f"ingest: no valid samples remain ({why}); see the sources in the config")
+
+    extra_names = sorted({k for rec in kept for k in rec.extras})
+    rows: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+    rows.update({c: [] for c in ("rank", *extra_names)})
+    for rec in kept:
+        pid = prompt_id(rec.prompt)
+        heldout = _heldout(pid, config.run.seed, cfg.heldout_fraction)
+        rows["sample_id"].append(sample_id(rec.prompt, rec.response))
+        rows["prompt_id"].append(pid)
+        rows["prompt"].append(rec.prompt)
+        rows["response"].append(normalise(rec.response))
+        rows["source"].append(rec.source)
+        rows["split"].append("eval" if heldout else rec.split)
+        rows["rank"].append(rec.rank)
+        for name in extra_names:
+            rows[name].append(rec.extras.get(name))
+    schema = {c: pl.Utf8 for c in SAMPLE_COLUMNS} | {"rank": pl.Int32} | {
+        n: pl.Float64 for n in extra_names
+    }
+    samples = pl.DataFrame(rows, schema=schema)
+    write_parquet(ctx.path("samples"), samples)
+
+    valid = set(samples["sample_id"].to_list())
+    split_of = dict(zip(samples["prompt_id"].to_list(), samples["split"].to_list(), strict=True))
+    pref_rows: dict[str, list[Any]] = {
+        k: [] for k in ("prompt_id", "chosen_id", "rejected_id", "source", "split")
+    }
+    seen_pairs: set[tuple[str, str]] = set()
+    for pref in preferences:
+        c = sample_id(pref.chosen.prompt, pref.chosen.response)
+        r = sample_id(pref.rejected.prompt, pref.rejected.response)
+        if c == r or c not in valid or r not in valid or (c, r) in seen_pairs:
+            continue
+        seen_pairs.add((c, r))
+        pid = prompt_id(pref.chosen.prompt)
+        pref_rows["prompt_id"].append(pid)
+        pref_rows["chosen_id"].append(c)
+        pref_rows["rejected_id"].append(r)
+        pref_rows["source"].append(pref.source)
+        pref_rows["split"].append(split_of[pid])
+    write_parquet(ctx.path("preferences"), pl.DataFrame(pref_rows, schema={
+        k: pl.Utf8 for k in pref_rows}))
+
+    quarantine = pl.DataFrame(
+        {
+            "source": [r.source for r in rejected],
+            "file": [_rel(r.file, config.base_dir) for r in rejected],
+            "row": [r.row for r in rejected],
+            "reason": [r.reason for r in rejected],
+            "excerpt": [r.excerpt for r in rejected],
+        },
+        schema={"source": pl.Utf8, "file": pl.Utf8, "row": pl.Int64, "reason": pl.Utf8,
+                "excerpt": pl.Utf8},
+    )
+    write_parquet(ctx.path("quarantine"), quarantine)
+    return {
+        "sources": {k: dict(v) for k, v in per_source.items()},
+        "samples": samples.height,
+        "prompts": samples["prompt_id"].n_unique(),
+        "preferences": len(pref_rows["chosen_id"]),
+        "quarantined": quarantine.height,
+        "splits": dict(Counter(samples["split"].to_list())),
+    }
+
+
+def _rel(file: str, base: Path) -> str:
+    try:
+        return str(Path(file).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return file

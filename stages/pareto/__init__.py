@@ -1,0 +1,1 @@
+"""pareto stage package."""
