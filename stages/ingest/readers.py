@@ -177,7 +177,11 @@ def _table_rows(src: SourceConfig, path: Path, label: str, out: ReaderOutput) ->
 
 
 def _messages(value: Any, key: str) -> list[tuple[str, str]]:
-    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+    if not isinstance(value, list):
+        raise ValueError(
+            f"field {key!r} is {type(value).__name__}, expected text or a list of chat messages"
+        )
+    if not all(isinstance(m, dict) for m in value):
         raise ValueError(f"field {key!r} is not a list of chat messages")
     turns = []
     for m in value:

@@ -1,0 +1,53 @@
+"""Shared fixtures: offline hub, the repo's bundled data, tiny configs in tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from testpaths import DATA
+
+
+@pytest.fixture
+def repo_data() -> Path:
+    """The bundled data directory of the repository."""
+    return DATA
+
+
+def write_config(directory: Path, body: str) -> Path:
+    """Write ``paretohqd.toml`` into ``directory`` and return its path."""
+    path = directory / "paretohqd.toml"
+    path.write_text(body)
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A config over small slices of the bundled datasets, in a fresh directory."""
+    return write_config(
+        tmp_path,
+        f"""
+[run]
+name = "t"
+
+[ingest]
+heldout_fraction = 0.2
+
+[[ingest.sources]]
+kind = "hh-rlhf"
+name = "hh"
+path = "{DATA / 'hh-rlhf/harmless-base/test.jsonl.gz'}"
+limit = 40
+
+[[ingest.sources]]
+kind = "oasst"
+path = "{DATA / 'oasst-en100/en_100_tree.jsonl'}"
+limit = 5
+""",
+    )

@@ -1,0 +1,172 @@
+"""Each reader on the real bundled data and on malformed rows."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from paretohqd.config import SourceConfig
+from paretohqd.errors import DataError
+from paretohqd.stages.ingest.readers import READERS, read_hh_rlhf, read_pandalm, read_table
+from paretohqd.stages.ingest.records import sample_id, split_transcript, to_messages
+
+from testpaths import DATA
+
+
+def _src(kind: str, **kw: object) -> SourceConfig:
+    return SourceConfig(kind=kind, path="x", **kw)  # type: ignore[arg-type]
+
+
+def _jsonl(path: Path, rows: list[object | str]) -> Path:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_hh_rlhf_bundled() -> None:
+    out = read_hh_rlhf(_src("hh-rlhf", limit=50), DATA / "hh-rlhf/harmless-base/test.jsonl.gz", "hh")
+    assert len(out.records) == 100 and not out.rejected
+    assert all(r.prompt.startswith("\n\nHuman:") and r.prompt.endswith("\n\nAssistant:")
+               for r in out.records)
+    assert all("\n\nAssistant:" not in r.response for r in out.records)
+    assert 40 <= len(out.preferences) <= 50
+    pref = out.preferences[0]
+    assert pref.chosen.prompt == pref.rejected.prompt and pref.chosen.role == "chosen"
+
+
+def test_split_transcript_uses_last_assistant_turn() -> None:
+    t = "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant: d"
+    assert split_transcript(t) == ("\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:", "d")
+    with pytest.raises(ValueError, match="Assistant"):
+        split_transcript("\n\nHuman: only")
+    assert to_messages("\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:") == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
+
+
+def test_hh_malformed_rows_are_quarantined(tmp_path: Path) -> None:
+    good = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}
+    path = tmp_path / "bad.jsonl.gz"
+    lines = [json.dumps(good), "{not json", json.dumps({"chosen": "x"}),
+             json.dumps({"chosen": 3, "rejected": "y"}), json.dumps([1, 2]),
+             json.dumps({"chosen": "no turns", "rejected": "no turns"})]
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines))
+    out = read_hh_rlhf(_src("hh-rlhf"), path, "hh")
+    assert len(out.records) == 2 and len(out.preferences) == 1
+    reasons = {r.row: r.reason for r in out.rejected}
+    assert reasons[2].startswith("invalid JSON")
+    assert reasons[3] == "missing field 'rejected'"
+    assert reasons[4] == "field 'chosen' is int, expected text"
+    assert "expected an object" in reasons[5]
+    assert "Assistant" in reasons[6]
+    assert all(r.file == str(path) for r in out.rejected)
+
+
+def test_oasst_bundled_trees_and_ranks() -> None:
+    out = READERS["oasst"](_src("oasst"), DATA / "oasst-en100/en_100_tree.jsonl", "oasst")
+    assert len(out.records) > 300 and not out.rejected
+    ranked = [p for p in out.preferences]
+    assert ranked and all(p.chosen.rank is not None and p.rejected.rank is not None
+                          and p.chosen.rank < p.rejected.rank for p in ranked)
+    deep = [r for r in out.records if r.prompt.count("\n\nHuman:") > 1]
+    assert deep, "replies deeper in the tree carry the conversation above them"
+
+
+def test_pandalm_bundled_majority_votes() -> None:
+    out = read_pandalm(_src("pandalm", limit=200), DATA / "pandalm/testset-v1.json", "pandalm")
+    assert 300 <= len(out.records) <= 400
+    raw = json.loads((DATA / "pandalm/testset-v1.json").read_text())
+    by_row = {p.chosen.row: p for p in out.preferences}
+    for row, item in enumerate(raw[:200], start=1):
+        votes = [item[k] for k in ("annotator1", "annotator2", "annotator3")]
+        if row in by_row:
+            winner = 1 if votes.count(1) > votes.count(2) else 2
+            assert by_row[row].chosen.response == item[f"response{winner}"]
+
+
+def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
+    p = _jsonl(tmp_path / "t.jsonl", [
+        {"q": "What is 2+2?", "a": "4", "score": 1.5},
+        {"q": "Hi", "a": None, "score": 2},
+        {"q": "Hi", "a": "Hello", "score": "high"},
+    ])
+    out = read_table(_src("table", columns={"prompt": "q", "response": "a"},
+                          extra_columns=["score"]), p, "t")
+    assert [r.response for r in out.records] == ["4"]
+    assert out.records[0].extras == {"score": 1.5}
+    assert out.records[0].prompt == "\n\nHuman: What is 2+2?\n\nAssistant:"
+    assert [(r.row, r.reason) for r in out.rejected] == [
+        (2, "field 'a' is NoneType, expected text or a list of chat messages"),
+        (3, "extra column 'score' is str, expected a number"),
+    ]
+    m = _jsonl(tmp_path / "m.jsonl", [
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello!"}]},
+        {"messages": [{"role": "user", "content": "Hi"}]},
+    ])
+    out = read_table(_src("table", columns={"messages": "messages"}), m, "m")
+    assert out.records[0].prompt == "\n\nHuman: Be brief.\n\nHi\n\nAssistant:"
+    assert out.records[0].response == "Hello!"
+    assert "assistant" in out.rejected[0].reason
+
+
+def test_table_parquet_and_csv_pairs_and_missing_column(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"prompt": ["p1", "p2"], "good": ["yes", "fine"], "bad": ["no", "meh"]})
+    frame.write_parquet(tmp_path / "t.parquet")
+    frame.write_csv(tmp_path / "t.csv")
+    cols = {"prompt": "prompt", "chosen": "good", "rejected": "bad"}
+    for name in ("t.parquet", "t.csv"):
+        out = read_table(_src("table", columns=cols), tmp_path / name, "t")
+        assert len(out.records) == 4 and len(out.preferences) == 2
+    with pytest.raises(DataError, match=r"column\(s\) answer not found.*columns: prompt, good, bad"):
+        read_table(_src("table", columns={"prompt": "prompt", "response": "answer"}),
+                   tmp_path / "t.parquet", "t")
+    with pytest.raises(DataError, match="must map"):
+        read_table(_src("table", columns={"prompt": "prompt"}), tmp_path / "t.parquet", "t")
+
+
+def test_trl_conversational_preference_rows(tmp_path: Path) -> None:
+    p = _jsonl(tmp_path / "trl.jsonl", [{
+        "prompt": [{"role": "user", "content": "Tell a joke"}],
+        "chosen": [{"role": "assistant", "content": "Why did..."}],
+        "rejected": [{"role": "assistant", "content": "No."}],
+    }])
+    out = read_table(_src("table", columns={"prompt": "prompt", "chosen": "chosen",
+                                            "rejected": "rejected"}), p, "trl")
+    assert [r.response for r in out.records] == ["Why did...", "No."]
+    assert out.preferences[0].chosen.response == "Why did..."
+
+
+def test_empty_file_gives_no_records(tmp_path: Path) -> None:
+    (tmp_path / "e.jsonl").write_text("")
+    out = read_hh_rlhf(_src("hh-rlhf"), tmp_path / "e.jsonl", "e")
+    assert out.records == [] and out.rejected == []
+
+
+def test_hf_datasets_dir(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({
+        "chosen": ["\n\nHuman: a\n\nAssistant: yes"], "rejected": ["\n\nHuman: a\n\nAssistant: no"]
+    })
+    ds.save_to_disk(str(tmp_path / "ds"))
+    out = READERS["hf-datasets"](_src("hf-datasets"), tmp_path / "ds", "hf")
+    assert [r.response for r in out.records] == ["yes", "no"] and len(out.preferences) == 1
+    dd = datasets.DatasetDict({"train": ds, "test": ds})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(DataError, match="hf_split"):
+        READERS["hf-datasets"](_src("hf-datasets"), tmp_path / "dd", "hf")
+    out = READERS["hf-datasets"](_src("hf-datasets", hf_split="test"), tmp_path / "dd", "hf")
+    assert len(out.records) == 2
+
+
+def test_ids_are_content_hashes() -> None:
+    assert sample_id("\n\nHuman: a\n\nAssistant:", " b ") == sample_id(
+        "\n\nHuman: a\r\n\nAssistant:", "b"
+    )
+    assert sample_id("p", "r") == sample_id(" p", "r\n") != sample_id("p", "r2")

@@ -1,0 +1,98 @@
+"""Config loading: validation messages, overrides, path resolution, the starter template."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from paretohqd.config import config_from_dict, dump_config, load_config, parse_override
+from paretohqd.errors import ConfigError
+
+BASE = """
+[run]
+name = "x"
+[[ingest.sources]]
+kind = "hh-rlhf"
+path = "d.jsonl"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_names_key_file_and_accepted_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE.replace('name = "x"', 'name = "x"\nseeed = 3'))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "run.seeed" in msg and str(path) in msg
+    assert "seed" in msg and "threads" in msg  # the accepted keys
+    assert "\n" not in msg  # one line
+
+
+def test_unknown_key_inside_list_of_tables(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + 'colums = {prompt = "q"}\n')
+    with pytest.raises(ConfigError, match=r"ingest\.sources\.0\.colums.*columns"):
+        load_config(path)
+
+
+def test_wrong_type_is_reported_with_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE.replace('name = "x"', 'name = "x"\nseed = "abc"'))
+    with pytest.raises(ConfigError, match=r"`run\.seed`.*'abc'"):
+        load_config(path)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[run\n"))
+
+
+def test_overrides_are_typed(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE)
+    cfg = load_config(path, ["run.seed=7", "ingest.sources.0.limit=5", "run.name=other"])
+    assert cfg.run.seed == 7 and cfg.ingest.sources[0].limit == 5 and cfg.run.name == "other"
+    with pytest.raises(ConfigError, match=r"run\.seed"):
+        load_config(path, ["run.seed=notanumber"])
+    with pytest.raises(ConfigError, match="index"):
+        load_config(path, ["ingest.sources.3.limit=5"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(path, ["run.seed"])
+
+
+def test_parse_override_values() -> None:
+    assert parse_override("a.b=1") == (["a", "b"], 1)
+    assert parse_override("a=[0.5, 0.5]") == (["a"], [0.5, 0.5])
+    assert parse_override("a=hello") == (["a"], "hello")
+    assert parse_override('a="1"') == (["a"], "1")
+
+
+def test_paths_resolve_against_config_dir(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, BASE))
+    assert cfg.resolve("d.jsonl") == tmp_path / "d.jsonl"
+    assert cfg.run_dir == tmp_path / "runs" / "x"
+
+
+def test_token_filter_needs_tokenizer(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tokenizer"):
+        load_config(_write(tmp_path, BASE.replace("[[ingest", "[ingest]\nmax_tokens = 5\n[[ingest")))
+
+
+def test_dump_round_trips(tmp_path: Path) -> None:
+    import tomllib
+
+    cfg = load_config(_write(tmp_path, BASE), ["run.seed=3"])
+    again = config_from_dict(tomllib.loads(dump_config(cfg)), base_dir=tmp_path, source="x")
+    assert again.model_dump() == cfg.model_dump()
+
+
+def test_starter_template_is_valid(tmp_path: Path) -> None:
+    text = (resources.files("paretohqd") / "templates" / "starter.toml").read_text()
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.ingest.sources[0].kind == "hh-rlhf"
