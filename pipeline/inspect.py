@@ -96,10 +96,12 @@ class Session:
         if output.suffix != ".parquet":
             raise ConfigError(f"--output {output}: only .parquet files are written")
         try:
+            import pyarrow.parquet as pq
+
             rel = self.con.sql(query)
             with atomic_path(output) as tmp:
                 rel.write_parquet(str(tmp))
-            return int(self.con.sql(f"select count(*) from ({query})").fetchone()[0])  # type: ignore[index]
+            return int(pq.ParquetFile(output).metadata.num_rows)
         except duckdb.Error as exc:
             raise ConfigError(f"SQL error: {exc}") from None
 

@@ -1,0 +1,82 @@
+"""The ingest stage over the runner: schema, ids, split, quarantine, failure when nothing is left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from paretohqd.config import load_config
+from paretohqd.errors import DataError
+from paretohqd.runner import Runner
+from paretohqd.stages.ingest.records import prompt_id, sample_id
+
+
+def test_samples_schema_ids_and_heldout(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config)
+    Runner(cfg).run()
+    samples = pl.read_parquet(cfg.run_dir / "samples.parquet")
+    assert samples.columns[:6] == ["sample_id", "prompt_id", "prompt", "response", "source",
+                                   "split"]
+    assert samples["sample_id"].n_unique() == samples.height
+    row = samples.row(0, named=True)
+    assert row["sample_id"] == sample_id(row["prompt"], row["response"])
+    assert row["prompt_id"] == prompt_id(row["prompt"])
+    # the held-out split is by prompt: no prompt is in both splits
+    per_prompt = samples.group_by("prompt_id").agg(pl.col("split").n_unique())
+    assert per_prompt["split"].max() == 1
+    assert set(samples["split"]) == {"train", "eval"}
+    prefs = pl.read_parquet(cfg.run_dir / "preferences.parquet")
+    assert prefs.height > 0 and set(prefs["chosen_id"]) <= set(samples["sample_id"])
+
+
+def test_duplicates_and_filters_go_to_quarantine(tmp_path: Path) -> None:
+    rows = [{"prompt": "Say hi", "response": "hi"}] * 3 + [{"prompt": "Say hi", "response": ""}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "paretohqd.toml").write_text(
+        '[ingest]\n[[ingest.sources]]\nkind = "table"\npath = "d.jsonl"\n'
+    )
+    cfg = load_config(tmp_path / "paretohqd.toml")
+    Runner(cfg).run()
+    assert pl.read_parquet(cfg.run_dir / "samples.parquet").height == 1
+    q = pl.read_parquet(cfg.run_dir / "quarantine.parquet")
+    assert sorted(q["row"].to_list()) == [2, 3, 4]
+    assert q.filter(pl.col("row") == 4)["reason"][0].startswith("response shorter")
+    assert q["file"].to_list()[0] == "d.jsonl"
+
+
+@pytest.mark.parametrize("content", ["", "{broken\n", '{"prompt": "only a prompt"}\n'])
+def test_nothing_valid_fails_and_says_why(tmp_path: Path, content: str) -> None:
+    (tmp_path / "d.jsonl").write_text(content)
+    (tmp_path / "paretohqd.toml").write_text(
+        '[ingest]\n[[ingest.sources]]\nkind = "table"\npath = "d.jsonl"\n'
+    )
+    cfg = load_config(tmp_path / "paretohqd.toml")
+    with pytest.raises(DataError, match="no valid samples remain") as err:
+        Runner(cfg).run()
+    if content:
+        assert "invalid JSON" in str(err.value) or "missing field" in str(err.value)
+    assert not (cfg.run_dir / "samples.parquet").exists()
+
+
+def test_missing_source_file_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "paretohqd.toml").write_text(
+        '[ingest]\n[[ingest.sources]]\nkind = "hh-rlhf"\npath = "nope.jsonl"\n'
+    )
+    with pytest.raises(DataError, match=r"ingest\.sources\[0\]\.path"):
+        Runner(load_config(tmp_path / "paretohqd.toml")).run()
+
+
+def test_source_content_change_makes_ingest_stale(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n")
+    (tmp_path / "paretohqd.toml").write_text(
+        '[ingest]\n[[ingest.sources]]\nkind = "table"\npath = "d.jsonl"\n'
+    )
+    cfg = load_config(tmp_path / "paretohqd.toml")
+    Runner(cfg).run()
+    data.write_text(json.dumps({"prompt": "a", "response": "c"}) + "\n")
+    plan = Runner(cfg).plan()
+    assert plan[0].state == "stale" and plan[0].reasons == ["external input sources[0] changed"]

@@ -1,0 +1,97 @@
+"""The CLI through typer's CliRunner: init, run, status, sql, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from paretohqd.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_help_lists_commands() -> None:
+    code, out = _invoke("--help")
+    assert code == 0
+    for cmd in ("init", "run", "status", "sql"):
+        assert cmd in out
+
+
+def test_init_writes_valid_starter(tmp_path: Path) -> None:
+    code, out = _invoke("init", str(tmp_path / "proj"))
+    assert code == 0 and (tmp_path / "proj/paretohqd.toml").exists()
+    code, out = _invoke("init", str(tmp_path / "proj"))
+    assert code == 2 and "--force" in out
+    code, out = _invoke("status", "-c", str(tmp_path / "proj/paretohqd.toml"))
+    assert code == 0 and "missing" in out
+
+
+def test_run_status_sql_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
+    c = str(tiny_config)
+    code, out = _invoke("run", "-c", c)
+    assert code == 0, out
+    assert "ingest" in out and "ran" in out
+    code, out = _invoke("run", "-c", c)
+    assert "skipped (fresh)" in out
+    code, out = _invoke("status", "-c", c, "--set", "ingest.heldout_fraction=0.5")
+    assert "stale" in out and "ingest.heldout_fraction" in out
+
+    code, out = _invoke("sql", "select source, count(*) as n from samples group by 1 order by 1",
+                        "-c", c, "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["source"] for r in rows} == {"hh", "oasst"} and all(r["n"] > 0 for r in rows)
+
+    code, out = _invoke("sql", "select count(*) as n from preferences", "-c", c, "-f", "csv")
+    assert out.splitlines()[0] == "n" and int(out.splitlines()[1]) > 0
+
+    code, out = _invoke("sql", "--schema", "-c", c)
+    assert "samples" in out and "prompt_id" in out and "quarantine" in out
+
+    target = tmp_path / "out.parquet"
+    code, out = _invoke("sql", "select * from samples where split = 'eval'", "-c", c,
+                        "-o", str(target))
+    assert code == 0 and pl.read_parquet(target)["split"].unique().to_list() == ["eval"]
+
+
+def test_sql_is_read_only_and_errors_are_short(tiny_config: Path) -> None:
+    c = str(tiny_config)
+    _invoke("run", "-c", c)
+    code, out = _invoke("sql", "drop view samples", "-c", c)
+    assert code == 2 and "read-only" in out
+    code, out = _invoke("sql", "select * from nope", "-c", c)
+    assert code == 2 and "views: samples" in out and "Traceback" not in out
+    code, out = _invoke("sql", "select 1", "-c", c, "--format", "xml")
+    assert code == 2 and "table, csv, json" in out
+
+
+def test_sql_before_any_run(tiny_config: Path) -> None:
+    code, out = _invoke("sql", "select 1", "-c", str(tiny_config))
+    assert code == 2 and "paretohqd run" in out
+
+
+def test_config_error_is_one_line(tiny_config: Path) -> None:
+    code, out = _invoke("run", "-c", str(tiny_config), "--set", "ingest.bogus=1")
+    assert code == 2
+    assert "unknown key `ingest.bogus`" in out and "Traceback" not in out
+
+
+def test_debug_shows_traceback(tiny_config: Path) -> None:
+    result = runner.invoke(app, ["--debug", "run", "-c", str(tiny_config), "--set", "x.y=1"])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+@pytest.mark.parametrize("query", ["select 1 as x", "describe samples"])
+def test_sql_accepts_reading_statements(tiny_config: Path, query: str) -> None:
+    _invoke("run", "-c", str(tiny_config))
+    code, out = _invoke("sql", query, "-c", str(tiny_config))
+    assert code == 0, out
