@@ -85,11 +85,96 @@ class IngestConfig(Section):
         return self
 
 
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ObjectiveConfig(Section):
+    """One objective: a named reward, higher is better, computed by a scorer."""
+
+    name: str = Field(pattern=_IDENT, description="column name in scores.parquet")
+    scorer: str = Field(
+        description="hf-classifier | embedding-head | heuristic | column | module:callable"
+    )
+    model: str | None = Field(
+        None,
+        description="model directory (relative to the config), hub id, or run:reward_heads/NAME "
+        "for a head trained by this run",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="scorer options")
+
+
+class RewardHeadConfig(Section):
+    """A Bradley-Terry head on a frozen sentence encoder, trained from ingested preferences."""
+
+    name: str = Field(pattern=_IDENT)
+    sources: list[str] = Field(
+        default_factory=list, description="preference sources to train on (empty: all)"
+    )
+    encoder: str | None = Field(
+        None, description="sentence-transformers dir (default: all-MiniLM-L6-v2 from PyPI)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="training options")
+
+
+class ScoreConfig(Section):
+    """Scoring settings shared by every objective."""
+
+    part_size: int = Field(2048, ge=1, description="rows per resumable part file")
+    empty_response: Literal["score", "min", "error"] = Field(
+        "score", description="empty responses: score them, give the objective's minimum, or fail"
+    )
+    cache: bool = Field(True, description="reuse scores of identical text across runs")
+
+
+class ParetoConfig(Section):
+    """Non-dominated sorting over the scored pool."""
+
+    splits: list[str] = Field(
+        default_factory=lambda: ["train"], description="sample splits that enter the pool"
+    )
+
+
+class SelectConfig(Section):
+    """Per-preference selection of the samples nearest each preference ray."""
+
+    k: int = Field(100, ge=1, description="samples per preference")
+    layers: int = Field(3, ge=1, description="first L Pareto layers form the pool (grown to k)")
+    grid: Literal["simplex", "ric13"] | list[list[float]] = Field(
+        "simplex", description="simplex lattice, RiC's 13-point M=3 grid, or explicit vectors"
+    )
+    step: float = Field(0.1, gt=0, le=1, description="simplex lattice step")
+    mode: Literal["ray", "linear"] = Field(
+        "ray", description="ray: distance to the preference ray; linear: top-k of w·r̃"
+    )
+
+
 class Config(Section):
     """The whole run configuration (one table per stage)."""
 
     run: RunConfig = Field(default_factory=RunConfig)
     ingest: IngestConfig
+    objectives: list[ObjectiveConfig] = Field(default_factory=list)
+    reward_heads: list[RewardHeadConfig] = Field(default_factory=list)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    pareto: ParetoConfig = Field(default_factory=ParetoConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        names = [o.name for o in self.objectives]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"objective names must be unique; repeated: {', '.join(dupes)}")
+        heads = {h.name for h in self.reward_heads}
+        for i, obj in enumerate(self.objectives):
+            if obj.model and obj.model.startswith("run:"):
+                ref = obj.model.removeprefix("run:")
+                if not ref.startswith("reward_heads/") or ref.split("/", 1)[1] not in heads:
+                    raise ValueError(
+                        f"objectives[{i}].model = {obj.model!r}: no [[reward_heads]] named "
+                        f"{ref.split('/', 1)[-1]!r} (declared: {', '.join(sorted(heads)) or 'none'})"
+                    )
+        return self
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<config>")

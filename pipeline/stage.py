@@ -125,8 +125,17 @@ class StageContext:
 
         return PartStore(self.run_dir / ".parts" / self.stage.name / name, self.fingerprint)
 
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with this stage's input artifacts as views."""
+    def duckdb(self, roles: Mapping[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with this stage's inputs as views.
+
+        ``roles`` maps the view names the stage's SQL uses to artifact names, so round two can
+        run round one's SQL (``{"samples": "generations", "scores": "scores_round2"}``).
+        """
+        from dataclasses import replace
+
         from paretohqd.catalog import connect
 
-        return connect(self.run_dir, [self.artifacts[n] for n in self.stage.inputs])
+        arts = [self.artifacts[n] for n in self.stage.inputs]
+        for role, name in (roles or {}).items():
+            arts.append(replace(self.artifacts[name], name=role))
+        return connect(self.run_dir, arts)

@@ -1,0 +1,67 @@
+"""The pareto stage function: normalise in DuckDB, sort into layers with the numba kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from paretohqd.atomic import write_parquet
+from paretohqd.catalog import run_sql
+from paretohqd.errors import DataError
+from paretohqd.stage import StageContext
+
+
+def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> dict[str, Any]:
+    """Write the layers artifact ``output`` for the samples/scores named by ``roles``."""
+    import polars as pl
+    import pyarrow as pa
+
+    from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
+
+    objectives = [o.name for o in ctx.config.objectives]
+    splits = ctx.config.pareto.splits
+    params = {"objectives": objectives, "splits": splits}
+    con = ctx.duckdb(roles)
+    try:
+        bounds = run_sql(con, "pareto_bounds.sql", params).fetchall()
+        table = run_sql(con, "pareto_normalise.sql", params).to_arrow_table()
+    finally:
+        con.close()
+    if table.num_rows == 0:
+        raise DataError(
+            f"pareto: no scored samples in splits {splits} (set pareto.splits, or check ingest)"
+        )
+    flat = [b for b in bounds if b[3] - b[2] == 0]
+    if flat:
+        names = ", ".join(f"{b[0]} (all = {b[2]:.6g})" for b in flat)
+        raise DataError(
+            f"pareto: objective(s) {names} have max == min over the pool, so they cannot be "
+            "normalised or rank anything; drop them from [[objectives]] or fix their scorer"
+        )
+    norm_col = table.column("norm").combine_chunks()
+    norm = np.asarray(norm_col.flatten(), dtype=np.float64).reshape(-1, len(objectives))
+    try:
+        layers = nondominated_layers(norm)
+    except NonFiniteScoreError as exc:
+        sid = table.column("sample_id")[exc.row].as_py()
+        raise DataError(
+            f"pareto: objective {objectives[exc.column]!r} is NaN/inf for sample {sid}; "
+            "rescore or drop that sample"
+        ) from None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.with_columns(pl.Series("layer", layers, dtype=pl.Int32)).with_columns(
+        [pl.col("norm").list.get(i).alias(f"norm_{name}") for i, name in enumerate(objectives)]
+    )
+    frame = frame.select("sample_id", "layer", "raw", "norm", *[f"norm_{n}" for n in objectives])
+    write_parquet(ctx.path(output), frame.sort("layer", "sample_id"))
+    counts = np.bincount(layers)[1:]
+    return {
+        "normalisation": {b[0]: {"min": b[2], "max": b[3]} for b in bounds},
+        "rows": int(table.num_rows),
+        "layers": int(len(counts)),
+        "layer_sizes_first10": [int(c) for c in counts[:10]],
+        "arrow_type": str(pa.list_(pa.float64())),
+    }
