@@ -81,6 +81,13 @@ def run_sql(
     return con.execute(text, dict(params) if params else None)
 
 
+def query_arrow(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> Any:
+    """Run ``sql/NAME`` and return its result as an Arrow table (no extra copy of the rows)."""
+    return con.sql(sql_text(name), params=dict(params) if params else None).to_arrow_table()
+
+
 def run_check(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Run ``sql/checks/NAME``; any returned row is a failure, shown in the error."""
     result = con.execute(sql_text(f"checks/{name}"))

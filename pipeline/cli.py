@@ -200,6 +200,35 @@ def sql(
     insp.print_result(session.query(query), fmt, _console())
 
 
+plot_app = typer.Typer(help="Draw figures of a run's artifacts (PNG).", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("selection")
+@friendly
+def plot_selection_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    round_: Annotated[int, typer.Option("--round", help="selection round: 1 or 2")] = 1,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PNG path (default: RUN/plots/)")
+    ] = None,
+) -> None:
+    """Normalised scores coloured by Pareto layer, the preference rays and the selected points."""
+    from paretohqd.errors import ConfigError
+    from paretohqd.stages.select.plot import plot_selection
+
+    cfg = _load(config, set_)
+    if round_ not in (1, 2):
+        raise ConfigError(f"--round {round_}: choose 1 or 2")
+    suffix = "" if round_ == 1 else "_round2"
+    layers = cfg.run_dir / ("layers.parquet" if round_ == 1 else "round2/layers.parquet")
+    selection = cfg.run_dir / f"selection{suffix}.parquet"
+    out = output or cfg.run_dir / "plots" / f"selection_round{round_}.png"
+    plot_selection(layers, selection, cfg.pareto_objectives, out, seed=cfg.run.seed)
+    _console().print(f"wrote {out}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="paretohqd")

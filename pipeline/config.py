@@ -132,6 +132,10 @@ class ParetoConfig(Section):
     splits: list[str] = Field(
         default_factory=lambda: ["train"], description="sample splits that enter the pool"
     )
+    objectives: list[str] = Field(
+        default_factory=list,
+        description="objectives that span the Pareto space, in order (empty: all objectives)",
+    )
 
 
 class SelectConfig(Section):
@@ -165,6 +169,12 @@ class Config(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"objective names must be unique; repeated: {', '.join(dupes)}")
+        unknown = [n for n in self.pareto.objectives if n not in names]
+        if unknown:
+            raise ValueError(
+                f"pareto.objectives names {', '.join(map(repr, unknown))}, which no "
+                f"[[objectives]] entry defines (defined: {', '.join(names) or 'none'})"
+            )
         heads = {h.name for h in self.reward_heads}
         for i, obj in enumerate(self.objectives):
             if obj.model and obj.model.startswith("run:"):
@@ -188,6 +198,11 @@ class Config(Section):
     def source(self) -> str:
         """The config file this came from (for error messages)."""
         return self._source
+
+    @property
+    def pareto_objectives(self) -> list[str]:
+        """The objectives spanning the Pareto space (``pareto.objectives``, else all)."""
+        return list(self.pareto.objectives) or [o.name for o in self.objectives]
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from the config against the config's directory."""

@@ -14,7 +14,12 @@ from paretohqd.config import Config
 from paretohqd.errors import StageError
 from paretohqd.stage import Artifact, Stage
 
-STAGE_MODULES: tuple[str, ...] = ("paretohqd.stages.ingest",)
+STAGE_MODULES: tuple[str, ...] = (
+    "paretohqd.stages.ingest",
+    "paretohqd.stages.score",
+    "paretohqd.stages.pareto",
+    "paretohqd.stages.select",
+)
 
 
 def build_graph(config: Config, modules: Sequence[str] = STAGE_MODULES) -> list[Stage]:

@@ -20,7 +20,7 @@ LAYERS_ROUND2 = Artifact("layers_round2", "round2/layers.parquet")
 def _params(config: Config) -> Any:
     return {
         "pareto": config.pareto.model_dump(mode="json"),
-        "objectives": [o.name for o in config.objectives],
+        "objectives": config.pareto_objectives,
     }
 
 

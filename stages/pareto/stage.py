@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from paretohqd.atomic import write_parquet
-from paretohqd.catalog import run_sql
+from paretohqd.catalog import query_arrow, run_sql
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
 
@@ -20,18 +20,34 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
 
     from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
 
-    objectives = [o.name for o in ctx.config.objectives]
+    objectives = ctx.config.pareto_objectives
     splits = ctx.config.pareto.splits
     params = {"objectives": objectives, "splits": splits}
     con = ctx.duckdb(roles)
     try:
+        columns = {row[0] for row in con.execute("describe scores").fetchall()}
+        missing = [o for o in objectives if o not in columns]
+        if missing:
+            raise DataError(
+                f"pareto: scores has no column for objective(s) {', '.join(missing)} "
+                f"(it has {', '.join(sorted(columns - {'sample_id'}))}); rerun the score stage"
+            )
         bounds = run_sql(con, "pareto_bounds.sql", params).fetchall()
-        table = run_sql(con, "pareto_normalise.sql", params).to_arrow_table()
+        table = query_arrow(con, "pareto_normalise.sql", params)
     finally:
         con.close()
     if table.num_rows == 0:
         raise DataError(
             f"pareto: no scored samples in splits {splits} (set pareto.splits, or check ingest)"
+        )
+    raw = np.asarray(table.column("raw").combine_chunks().flatten(), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(raw))
+    if bad.size:
+        row, col = divmod(int(bad[0]), len(objectives))
+        sid = table.column("sample_id")[row].as_py()
+        raise DataError(
+            f"pareto: objective {objectives[col]!r} is {raw[bad[0]]} for sample {sid} "
+            f"({bad.size} non-finite score(s) in all); rescore or drop those samples"
         )
     flat = [b for b in bounds if b[3] - b[2] == 0]
     if flat:

@@ -1,0 +1,80 @@
+"""The ``select`` stage: per-preference top-k nearest each preference ray, written as shards.
+
+Writes ``selection.parquet`` (pref_id, rank, sample_id, distance, layer) and
+``shards/round1/<pref_id>/{data.parquet,README.md}``; the ``shards`` SQL view unions every
+shard. Round two declares the same stage over the regenerated pool with k/2.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from paretohqd.config import Config
+from paretohqd.stage import Artifact, Stage
+
+SELECTION = Artifact("selection", "selection.parquet")
+SHARDS = Artifact("shards", "shards/round1", kind="dir", view="shards/round1/*/data.parquet")
+SQL_FILES = (
+    "select_pool_sizes.sql",
+    "select_ray.sql",
+    "select_linear.sql",
+    "select_shard_rows.sql",
+)
+
+
+def _params(config: Config) -> Any:
+    return {
+        "select": config.select.model_dump(mode="json"),
+        "objectives": config.pareto_objectives,
+    }
+
+
+def select_stage(
+    name: str,
+    *,
+    layers: str,
+    samples: str,
+    round_: int,
+    k: int,
+    selection: Artifact,
+    shards: Artifact,
+) -> Stage:
+    """Declare a select stage (round one or two) over the given layers and samples."""
+    from paretohqd.stages.select.stage import run_select
+
+    return Stage(
+        name=name,
+        fn=partial(
+            run_select,
+            roles={"layers": layers, "samples": samples},
+            round_=round_,
+            k=k,
+            selection=selection.name,
+            shards=shards.name,
+        ),
+        inputs=(layers, samples),
+        outputs=(selection, shards),
+        section="select",
+        version="1",
+        params=lambda config: {**_params(config), "round": {"k": k}},
+        sql=SQL_FILES,
+        description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",
+    )
+
+
+def stages(config: Config) -> list[Stage]:
+    """Round one's select stage (when objectives are configured)."""
+    if not config.objectives:
+        return []
+    return [
+        select_stage(
+            "select",
+            layers="layers",
+            samples="samples",
+            round_=1,
+            k=config.select.k,
+            selection=SELECTION,
+            shards=SHARDS,
+        )
+    ]
