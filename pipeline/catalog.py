@@ -17,7 +17,6 @@ from paretohqd.errors import StageError
 
 if TYPE_CHECKING:
     import duckdb
-
     from paretohqd.stage import Artifact
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-
 from paretohqd.errors import ParetoHqDError
 
 app = typer.Typer(
@@ -141,10 +140,9 @@ def run(
 @friendly
 def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Show each stage as fresh, stale (and why) or missing."""
-    from rich.table import Table
-
     from paretohqd.manifest import Manifest
     from paretohqd.runner import Runner
+    from rich.table import Table
 
     cfg = _load(config, set_)
     runner = Runner(cfg)
@@ -221,9 +219,9 @@ def plot_selection_cmd(
     cfg = _load(config, set_)
     if round_ not in (1, 2):
         raise ConfigError(f"--round {round_}: choose 1 or 2")
-    suffix = "" if round_ == 1 else "_round2"
-    layers = cfg.run_dir / ("layers.parquet" if round_ == 1 else "round2/layers.parquet")
-    selection = cfg.run_dir / f"selection{suffix}.parquet"
+    prefix = "" if round_ == 1 else "round2/"
+    layers = cfg.run_dir / f"{prefix}layers.parquet"
+    selection = cfg.run_dir / f"{prefix}selection.parquet"
     out = output or cfg.run_dir / "plots" / f"selection_round{round_}.png"
     plot_selection(layers, selection, cfg.pareto_objectives, out, seed=cfg.run.seed)
     _console().print(f"wrote {out}")

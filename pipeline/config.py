@@ -13,9 +13,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
-
 from paretohqd.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 DEFAULT_CONFIG_NAME = "paretohqd.toml"
 
@@ -32,9 +31,7 @@ class RunConfig(Section):
     name: str = Field("default", description="run name; outputs go to ROOT/NAME/")
     root: str = Field("runs", description="directory holding all runs (relative to the config)")
     seed: int = Field(0, description="seed for every random choice in the pipeline")
-    threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (None: torch's default)"
-    )
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
 
 
 SourceKind = Literal["hh-rlhf", "table", "oasst", "pandalm", "hf-datasets"]
@@ -152,6 +149,71 @@ class SelectConfig(Section):
     )
 
 
+class Llama2cConfig(Section):
+    """A llama2.c checkpoint the ``base_model`` stage converts to a Hugging Face Llama."""
+
+    checkpoint: str = Field(description="llama2.c .bin checkpoint (relative to the config)")
+    tokenizer: str = Field(description="llama2.c tokenizer .bin")
+
+
+class PolicyConfig(Section):
+    """The policy every preference model starts from."""
+
+    model: str | None = Field(
+        None, description="causal LM directory or hub id (default: the converted llama2c model)"
+    )
+    llama2c: Llama2cConfig | None = Field(None, description="convert this llama2.c checkpoint")
+    device: str = Field("auto", description="auto (cuda if present) | cpu | cuda[:N]")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PolicyConfig:
+        if (self.model is None) == (self.llama2c is None):
+            raise ValueError("set exactly one of policy.model and policy.llama2c")
+        return self
+
+
+class SFTConfig(Section):
+    """LoRA SFT on each preference's shard (ALGORITHMS.md §1: 200 steps, batch 8)."""
+
+    steps: int = Field(200, ge=1, description="optimiser steps in round one")
+    round2_steps: int = Field(200, ge=1, description="steps continuing from round one")
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1.414e-4, gt=0, description="AdamW learning rate (RiC's)")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(10, ge=0)
+    lora_r: int = Field(8, ge=1, description="LoRA rank (RiC: 64 on Llama-2-7B)")
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    max_length: int = Field(512, ge=8, description="prompt+completion tokens (prompt cut left)")
+
+
+class GenerationConfig(Section):
+    """How policies generate (regeneration and evaluation)."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    max_new_tokens: int = Field(128, ge=1)
+    do_sample: bool = True
+    top_p: float = Field(0.9, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 = off")
+    temperature: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    long_prompt: Literal["truncate", "skip", "error"] = Field(
+        "truncate", description="prompts longer than the context minus max_new_tokens"
+    )
+
+
+class RegenerateConfig(Section):
+    """Round two: representative round-one models answer fresh train prompts."""
+
+    prompts: int = Field(10_000, ge=1, description="random train prompts (ParetoHqD: 10,000)")
+    part_size: int = Field(256, ge=1, description="prompts per resumable part")
+    k: int | None = Field(None, ge=1, description="round-two k (default: select.k // 2)")
+
+
 class Config(Section):
     """The whole run configuration (one table per stage)."""
 
@@ -162,6 +224,10 @@ class Config(Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     pareto: ParetoConfig = Field(default_factory=ParetoConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+    policy: PolicyConfig | None = None
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    regenerate: RegenerateConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

@@ -19,6 +19,8 @@ STAGE_MODULES: tuple[str, ...] = (
     "paretohqd.stages.score",
     "paretohqd.stages.pareto",
     "paretohqd.stages.select",
+    "paretohqd.stages.models",
+    "paretohqd.stages.round2",
 )
 
 

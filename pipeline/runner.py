@@ -95,8 +95,10 @@ def _output_stats(run_dir: Path, art: Artifact) -> dict[str, Any]:
             meta = pq.ParquetFile(f)
             rows += meta.metadata.num_rows
             if schema is None:
-                schema = [[n, str(t)] for n, t in zip(meta.schema_arrow.names,
-                                                      meta.schema_arrow.types, strict=True)]
+                schema = [
+                    [n, str(t)]
+                    for n, t in zip(meta.schema_arrow.names, meta.schema_arrow.types, strict=True)
+                ]
         stats.update(rows=rows, files=len(files), schema=schema or [])
     if path.is_dir():
         stats["bytes"] = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -160,9 +162,7 @@ class Runner:
         self.hasher.save()
         return items
 
-    def _state(
-        self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest
-    ) -> PlanItem:
+    def _state(self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest) -> PlanItem:
         entry = manifest.get(stage.name)
         if entry is None:
             running = manifest.data.get("running", {}).get(stage.name)

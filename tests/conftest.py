@@ -42,12 +42,12 @@ heldout_fraction = 0.2
 [[ingest.sources]]
 kind = "hh-rlhf"
 name = "hh"
-path = "{DATA / 'hh-rlhf/harmless-base/test.jsonl.gz'}"
+path = "{DATA / "hh-rlhf/harmless-base/test.jsonl.gz"}"
 limit = 40
 
 [[ingest.sources]]
 kind = "oasst"
-path = "{DATA / 'oasst-en100/en_100_tree.jsonl'}"
+path = "{DATA / "oasst-en100/en_100_tree.jsonl"}"
 limit = 5
 """,
     )

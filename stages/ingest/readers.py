@@ -102,7 +102,13 @@ def _limit_reached(src: SourceConfig, count: int) -> bool:
 
 
 def _transcript_pair(
-    chosen: str, rejected: str, *, label: str, file: str, row: int, group: str,
+    chosen: str,
+    rejected: str,
+    *,
+    label: str,
+    file: str,
+    row: int,
+    group: str,
     extras: dict[str, float | None],
 ) -> tuple[Record, Record, bool]:
     cp, cr = split_transcript(chosen)
@@ -129,8 +135,12 @@ def read_hh_rlhf(src: SourceConfig, path: Path, label: str) -> ReaderOutput:
             continue
         try:
             a, b, same_prompt = _transcript_pair(
-                text_field(raw, "chosen"), text_field(raw, "rejected"),
-                label=label, file=str(path), row=row, group=f"{path}:{row}",
+                text_field(raw, "chosen"),
+                text_field(raw, "rejected"),
+                label=label,
+                file=str(path),
+                row=row,
+                group=f"{path}:{row}",
                 extras=_extras(raw, src.extra_columns),
             )
         except ValueError as exc:
@@ -146,16 +156,14 @@ def read_hh_rlhf(src: SourceConfig, path: Path, label: str) -> ReaderOutput:
 # ---------------------------------------------------------------- generic tables
 
 
-def _table_rows(src: SourceConfig, path: Path, label: str, out: ReaderOutput) -> Iterator[
-    tuple[int, Any]
-]:
+def _table_rows(
+    src: SourceConfig, path: Path, label: str, out: ReaderOutput
+) -> Iterator[tuple[int, Any]]:
     fmt = src.format
     if fmt == "auto":
         name = path.name.lower().removesuffix(".gz")
         fmt = (
-            "parquet" if name.endswith(".parquet")
-            else "csv" if name.endswith(".csv")
-            else "jsonl"
+            "parquet" if name.endswith(".parquet") else "csv" if name.endswith(".csv") else "jsonl"
         )
     if fmt == "jsonl":
         yield from iter_json_rows(path, label, out)
@@ -217,8 +225,12 @@ def _mapping(src: SourceConfig, label: str) -> dict[str, str]:
             f"ingest source {label!r}: unknown column mapping key(s) {', '.join(unknown)} "
             f"(accepted: {', '.join(sorted(known))})"
         )
-    shapes = [{"prompt", "response"}, {"prompt", "chosen", "rejected"}, {"chosen", "rejected"},
-              {"messages"}]
+    shapes = [
+        {"prompt", "response"},
+        {"prompt", "chosen", "rejected"},
+        {"chosen", "rejected"},
+        {"messages"},
+    ]
     if set(cols) not in shapes:
         raise DataError(
             f"ingest source {label!r}: columns must map prompt+response, prompt+chosen+rejected, "
@@ -241,8 +253,12 @@ def read_table(src: SourceConfig, path: Path, label: str) -> ReaderOutput:
 
 
 def _read_mapped(
-    src: SourceConfig, cols: dict[str, str], path: Path, label: str,
-    rows: Iterator[tuple[int, Any]], out: ReaderOutput,
+    src: SourceConfig,
+    cols: dict[str, str],
+    path: Path,
+    label: str,
+    rows: Iterator[tuple[int, Any]],
+    out: ReaderOutput,
 ) -> ReaderOutput:
     """The row logic of :func:`read_table`, over rows from any container."""
     count = 0
@@ -263,24 +279,55 @@ def _read_mapped(
                 turns = _messages(raw[cols["messages"]], cols["messages"])
                 if not turns or turns[-1][0] != "assistant":
                     raise ValueError("the last message must be the assistant's response")
-                recs = [Record(render_turns(turns[:-1]), turns[-1][1], label, str(path), row,
-                               extras=extras)]
+                recs = [
+                    Record(
+                        render_turns(turns[:-1]), turns[-1][1], label, str(path), row, extras=extras
+                    )
+                ]
             elif "response" in cols:
-                recs = [Record(_prompt_value(raw[cols["prompt"]], cols["prompt"]),
-                               _completion(raw[cols["response"]], cols["response"]),
-                               label, str(path), row, extras=extras)]
+                recs = [
+                    Record(
+                        _prompt_value(raw[cols["prompt"]], cols["prompt"]),
+                        _completion(raw[cols["response"]], cols["response"]),
+                        label,
+                        str(path),
+                        row,
+                        extras=extras,
+                    )
+                ]
             elif "prompt" in cols:
                 prompt = _prompt_value(raw[cols["prompt"]], cols["prompt"])
-                a = Record(prompt, _completion(raw[cols["chosen"]], cols["chosen"]), label,
-                           str(path), row, group, "chosen", extras=extras)
-                b = Record(prompt, _completion(raw[cols["rejected"]], cols["rejected"]), label,
-                           str(path), row, group, "rejected", extras=extras)
+                a = Record(
+                    prompt,
+                    _completion(raw[cols["chosen"]], cols["chosen"]),
+                    label,
+                    str(path),
+                    row,
+                    group,
+                    "chosen",
+                    extras=extras,
+                )
+                b = Record(
+                    prompt,
+                    _completion(raw[cols["rejected"]], cols["rejected"]),
+                    label,
+                    str(path),
+                    row,
+                    group,
+                    "rejected",
+                    extras=extras,
+                )
                 recs = [a, b]
                 out.preferences.append(Preference(a, b, label))
             else:
                 a, b, same = _transcript_pair(
-                    text_field(raw, cols["chosen"]), text_field(raw, cols["rejected"]),
-                    label=label, file=str(path), row=row, group=group, extras=extras,
+                    text_field(raw, cols["chosen"]),
+                    text_field(raw, cols["rejected"]),
+                    label=label,
+                    file=str(path),
+                    row=row,
+                    group=group,
+                    extras=extras,
                 )
                 recs = [a, b]
                 if same:
@@ -326,8 +373,12 @@ def read_oasst(src: SourceConfig, path: Path, label: str) -> ReaderOutput:
 
 
 def _walk_oasst(
-    node: dict[str, Any], turns: list[tuple[str, str]], out: ReaderOutput, label: str,
-    file: str, row: int,
+    node: dict[str, Any],
+    turns: list[tuple[str, str]],
+    out: ReaderOutput,
+    label: str,
+    file: str,
+    row: int,
 ) -> None:
     if node.get("deleted") or node.get("review_result") is False:
         return
@@ -347,8 +398,15 @@ def _walk_oasst(
             if reply.get("review_result") is False or not isinstance(reply.get("text"), str):
                 continue
             rank = reply.get("rank")
-            rec = Record(prompt, reply["text"], label, file, row, group,
-                         rank=int(rank) if isinstance(rank, int | float) else None)
+            rec = Record(
+                prompt,
+                reply["text"],
+                label,
+                file,
+                row,
+                group,
+                rank=int(rank) if isinstance(rank, int | float) else None,
+            )
             out.records.append(rec)
             siblings.append(rec)
         out.preferences += pairs_by_rank(siblings, label)
@@ -425,8 +483,10 @@ def read_hf_datasets(src: SourceConfig, path: Path, label: str) -> ReaderOutput:
             )
         ds = ds[src.hf_split or next(iter(ds))]
     columns = src.columns
-    if not columns and {"chosen", "rejected"} <= set(ds.column_names) and (
-        "prompt" not in ds.column_names
+    if (
+        not columns
+        and {"chosen", "rejected"} <= set(ds.column_names)
+        and ("prompt" not in ds.column_names)
     ):
         columns = {"chosen": "chosen", "rejected": "rejected"}
     wanted = set(columns.values() or {"prompt", "response"}) | set(src.extra_columns)

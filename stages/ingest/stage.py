@@ -51,16 +51,16 @@ def _token_lengths(cfg: IngestConfig, config: Config, records: list[Record]) -> 
     return lengths
 
 
-def filter_records(
-    config: Config, records: list[Record]
-) -> tuple[list[Record], list[Rejected]]:
+def filter_records(config: Config, records: list[Record]) -> tuple[list[Record], list[Rejected]]:
     """Apply the length filters and exact-duplicate removal; rejected rows say why."""
     cfg = config.ingest
     kept: list[Record] = []
     rejected: list[Rejected] = []
-    lengths = _token_lengths(cfg, config, records) if cfg.tokenizer and (
-        cfg.min_tokens is not None or cfg.max_tokens is not None
-    ) else None
+    lengths = (
+        _token_lengths(cfg, config, records)
+        if cfg.tokenizer and (cfg.min_tokens is not None or cfg.max_tokens is not None)
+        else None
+    )
     seen: dict[str, Record] = {}
     for i, rec in enumerate(records):
         reason = None
@@ -137,9 +137,11 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         rows["rank"].append(rec.rank)
         for name in extra_names:
             rows[name].append(rec.extras.get(name))
-    schema = {c: pl.Utf8 for c in SAMPLE_COLUMNS} | {"rank": pl.Int32} | {
-        n: pl.Float64 for n in extra_names
-    }
+    schema = (
+        {c: pl.Utf8 for c in SAMPLE_COLUMNS}
+        | {"rank": pl.Int32}
+        | {n: pl.Float64 for n in extra_names}
+    )
     samples = pl.DataFrame(rows, schema=schema)
     write_parquet(ctx.path("samples"), samples)
 
@@ -161,8 +163,9 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         pref_rows["rejected_id"].append(r)
         pref_rows["source"].append(pref.source)
         pref_rows["split"].append(split_of[pid])
-    write_parquet(ctx.path("preferences"), pl.DataFrame(pref_rows, schema={
-        k: pl.Utf8 for k in pref_rows}))
+    write_parquet(
+        ctx.path("preferences"), pl.DataFrame(pref_rows, schema={k: pl.Utf8 for k in pref_rows})
+    )
 
     quarantine = pl.DataFrame(
         {
@@ -172,8 +175,13 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
             "reason": [r.reason for r in rejected],
             "excerpt": [r.excerpt for r in rejected],
         },
-        schema={"source": pl.Utf8, "file": pl.Utf8, "row": pl.Int64, "reason": pl.Utf8,
-                "excerpt": pl.Utf8},
+        schema={
+            "source": pl.Utf8,
+            "file": pl.Utf8,
+            "row": pl.Int64,
+            "reason": pl.Utf8,
+            "excerpt": pl.Utf8,
+        },
     )
     write_parquet(ctx.path("quarantine"), quarantine)
     return {

@@ -1,1 +1,128 @@
-"""models stage package."""
+"""Policy stages: ``base_model`` (llama2.c conversion), ``sft`` and ``regenerate``.
+
+The policy is any causal LM transformers loads; the demo converts the bundled llama2.c
+stories260K checkpoint into ``models/base/``. ``sft`` trains one LoRA adapter per preference
+shard into ``adapters/round1/<pref_id>/``; ``regenerate`` lets the representative round-one
+adapters (one per objective plus the most balanced one) answer fresh train prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from paretohqd.config import Config
+from paretohqd.hashing import FileHasher
+from paretohqd.stage import Artifact, Stage
+
+BASE_MODEL = Artifact("base_model", "models/base", kind="dir")
+ADAPTERS = Artifact("adapters", "adapters/round1", kind="dir")
+ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
+GENERATIONS = Artifact("generations", "generations.parquet")
+
+
+def policy_model(config: Config) -> str:
+    """Where the base policy loads from: the converted model, a local directory, or a hub id."""
+    assert config.policy is not None
+    if config.policy.llama2c is not None:
+        return str(config.run_dir / BASE_MODEL.path)
+    model = config.policy.model or ""
+    path = config.resolve(model)
+    return str(path) if path.exists() else model
+
+
+def _policy_inputs(config: Config) -> tuple[str, ...]:
+    return ("base_model",) if config.policy and config.policy.llama2c else ()
+
+
+def _policy_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+    assert config.policy is not None
+    if config.policy.llama2c is not None or config.policy.model is None:
+        return {}
+    path = config.resolve(config.policy.model)
+    return {"policy.model": hasher.path(path) if path.exists() else f"hub:{config.policy.model}"}
+
+
+def _llama2c_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+    assert config.policy is not None and config.policy.llama2c is not None
+    src = config.policy.llama2c
+    return {
+        "policy.llama2c.checkpoint": hasher.file(config.resolve(src.checkpoint)),
+        "policy.llama2c.tokenizer": hasher.file(config.resolve(src.tokenizer)),
+    }
+
+
+def sft_stage(
+    name: str,
+    *,
+    shards: str,
+    output: Artifact,
+    round_: int,
+    config: Config,
+    init: str | None = None,
+) -> Stage:
+    """Declare an SFT stage: one adapter per shard, optionally continuing from ``init``."""
+    from paretohqd.stages.models.sft_stage import run_sft
+
+    steps = config.sft.steps if round_ == 1 else config.sft.round2_steps
+    return Stage(
+        name=name,
+        fn=partial(run_sft, shards=shards, output=output.name, init=init, steps=steps),
+        inputs=(shards, *_policy_inputs(config), *((init,) if init else ())),
+        outputs=(output,),
+        section="sft",
+        version="1",
+        params=lambda c: {
+            "sft": c.sft.model_dump(mode="json"),
+            "policy": c.policy.model_dump(mode="json") if c.policy else None,
+            "run": {"seed": c.run.seed},
+        },
+        external=_policy_external,
+        description=f"round-{round_} LoRA SFT, one adapter per preference shard",
+    )
+
+
+def stages(config: Config) -> list[Stage]:
+    """The policy stages the config enables."""
+    from paretohqd.stages.models.policy import run_base_model
+    from paretohqd.stages.models.regenerate import run_regenerate
+
+    if config.policy is None:
+        return []
+    out: list[Stage] = []
+    if config.policy.llama2c is not None:
+        out.append(
+            Stage(
+                name="base_model",
+                fn=run_base_model,
+                outputs=(BASE_MODEL,),
+                section="policy",
+                version="1",
+                params=lambda c: {"policy": {"llama2c": "converted"}},
+                external=_llama2c_external,
+                description="convert the llama2.c checkpoint to a Hugging Face Llama",
+            )
+        )
+    if not config.objectives:
+        return out
+    out.append(sft_stage("sft", shards="shards", output=ADAPTERS, round_=1, config=config))
+    if config.regenerate is not None:
+        out.append(
+            Stage(
+                name="regenerate",
+                fn=run_regenerate,
+                inputs=("adapters", "samples", *_policy_inputs(config)),
+                outputs=(GENERATIONS,),
+                section="regenerate",
+                version="1",
+                params=lambda c: {
+                    "regenerate": c.regenerate.model_dump(mode="json") if c.regenerate else None,
+                    "generation": c.generation.model_dump(mode="json"),
+                    "run": {"seed": c.run.seed},
+                },
+                sql=("regenerate_prompts.sql",),
+                description="representative round-1 adapters answer fresh train prompts",
+            )
+        )
+    return out

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from paretohqd.atomic import write_parquet
 from paretohqd.catalog import query_arrow, run_sql
 from paretohqd.errors import DataError
@@ -17,7 +16,6 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     """Write the layers artifact ``output`` for the samples/scores named by ``roles``."""
     import polars as pl
     import pyarrow as pa
-
     from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
 
     objectives = ctx.config.pareto_objectives
@@ -77,7 +75,7 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     return {
         "normalisation": {b[0]: {"min": b[2], "max": b[3]} for b in bounds},
         "rows": int(table.num_rows),
-        "layers": int(len(counts)),
+        "layers": len(counts),
         "layer_sizes_first10": [int(c) for c in counts[:10]],
         "arrow_type": str(pa.list_(pa.float64())),
     }

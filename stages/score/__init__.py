@@ -81,10 +81,29 @@ def _heads_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     return out
 
 
+def score_stage(name: str, *, samples: str, output: Artifact, config: Config) -> Stage:
+    """Declare a score stage over ``samples`` (round one's samples or round two's generations)."""
+    from functools import partial
+
+    from paretohqd.stages.score.stage import run_score
+
+    uses_heads = any((o.model or "").startswith("run:") for o in config.objectives)
+    return Stage(
+        name=name,
+        fn=partial(run_score, samples=samples, output=output.name),
+        inputs=(samples, "reward_heads") if uses_heads else (samples,),
+        outputs=(output,),
+        section="score",
+        version="1",
+        params=_score_params,
+        external=_score_external,
+        description="every objective's scorer over every sample",
+    )
+
+
 def stages(config: Config) -> list[Stage]:
     """``reward_heads`` (when configured) and ``score`` (when objectives are configured)."""
     from paretohqd.stages.score.heads import run_reward_heads
-    from paretohqd.stages.score.stage import run_score
 
     out: list[Stage] = []
     if config.reward_heads:
@@ -103,18 +122,5 @@ def stages(config: Config) -> list[Stage]:
             )
         )
     if config.objectives:
-        uses_heads = any((o.model or "").startswith("run:") for o in config.objectives)
-        out.append(
-            Stage(
-                name="score",
-                fn=run_score,
-                inputs=("samples", "reward_heads") if uses_heads else ("samples",),
-                outputs=(SCORES,),
-                section="score",
-                version="1",
-                params=_score_params,
-                external=_score_external,
-                description="every objective's scorer over every sample",
-            )
-        )
+        out.append(score_stage("score", samples="samples", output=SCORES, config=config))
     return out

@@ -37,11 +37,9 @@ def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
             raise DataError(
                 f"reward_heads.{head_cfg.name}: only {len(rows)} training pairs from sources "
                 f"{head_cfg.sources or 'all'}; the preferences table has the sources "
-                "(`paretohqd sql \"select source, count(*) from preferences group by 1\"`)"
+                '(`paretohqd sql "select source, count(*) from preferences group by 1"`)'
             )
-        encoder_path = (
-            str(ctx.config.resolve(head_cfg.encoder)) if head_cfg.encoder else None
-        )
+        encoder_path = str(ctx.config.resolve(head_cfg.encoder)) if head_cfg.encoder else None
         if encoder_path and not ctx.config.resolve(head_cfg.encoder or "").exists():
             encoder_path = head_cfg.encoder
         encoder = load_encoder(encoder_path)

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from paretohqd.errors import DataError, ModelError
 from paretohqd.stage import StageContext
 
@@ -44,7 +43,6 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
     table whose schema metadata carries the part's counters.
     """
     import pyarrow as pa
-
     from paretohqd.stages.score.cache import text_keys
     from paretohqd.stages.score.scorers import ScoreValueError
 
@@ -112,31 +110,32 @@ def build_scorers(ctx: StageContext) -> list[Any]:
     return scorers
 
 
-def run_score(ctx: StageContext) -> Mapping[str, Any]:
-    """Score all samples part by part, then assemble ``scores.parquet``."""
+def run_score(ctx: StageContext, *, samples: str, output: str) -> Mapping[str, Any]:
+    """Score every row of the ``samples`` artifact part by part, then assemble ``output``."""
     import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.score.cache import ScoreCache
+    from tqdm.auto import tqdm
 
     cfg = ctx.config.score
-    samples = pl.read_parquet(ctx.path("samples"))
-    if samples.height == 0:
-        raise DataError("score: samples.parquet is empty; check the ingest sources")
+    rows = pl.read_parquet(ctx.path(samples))
+    if rows.height == 0:
+        raise DataError(f"score: {ctx.artifacts[samples].path} is empty; check its stage")
     scorers = build_scorers(ctx)
-    cache = ScoreCache(ctx.config.resolve(ctx.config.run.root) / ".cache" / "scores") if (
-        cfg.cache
-    ) else None
+    cache = (
+        ScoreCache(ctx.config.resolve(ctx.config.run.root) / ".cache" / "scores")
+        if (cfg.cache)
+        else None
+    )
     parts = ctx.parts()
     parts.drop_stale()
-    n_parts = math.ceil(samples.height / cfg.part_size)
+    n_parts = math.ceil(rows.height / cfg.part_size)
     resumed = sum(parts.done(i) for i in range(n_parts))
     bar = tqdm(
-        total=samples.height,
-        initial=min(resumed * cfg.part_size, samples.height),
+        total=rows.height,
+        initial=min(resumed * cfg.part_size, rows.height),
         unit="sample",
         desc="score",
         disable=not sys.stderr.isatty() or bool(os.environ.get("CI")),
@@ -145,7 +144,7 @@ def run_score(ctx: StageContext) -> Mapping[str, Any]:
         for i in range(n_parts):
             if parts.done(i):
                 continue
-            part = samples.slice(i * cfg.part_size, cfg.part_size)
+            part = rows.slice(i * cfg.part_size, cfg.part_size)
             parts.write(i, score_part(part, scorers, cache))
             bar.update(part.height)
     finally:
@@ -160,14 +159,14 @@ def run_score(ctx: StageContext) -> Mapping[str, Any]:
             totals.setdefault(name, Counter()).update(counts)
         tables.append(table.replace_schema_metadata(None))
     scores = pa.concat_tables(tables)
-    if scores.num_rows != samples.height or scores.column("sample_id").to_pylist() != (
-        samples["sample_id"].to_list()
+    if scores.num_rows != rows.height or scores.column("sample_id").to_pylist() != (
+        rows["sample_id"].to_list()
     ):
         raise DataError(
-            f"score: the parts hold {scores.num_rows} rows for {samples.height} samples; "
+            f"score: the parts hold {scores.num_rows} rows for {rows.height} rows; "
             "rerun with --force score to rebuild them"
         )
-    write_parquet(ctx.path("scores"), scores)
+    write_parquet(ctx.path(output), scores)
     parts.clear()
     return {
         "scorers": {s.name: s.identity() for s in scorers},

@@ -103,7 +103,9 @@ def validate_grid(vectors: Sequence[Sequence[float]], m: int) -> list[Preference
     return prefs
 
 
-def build_grid(grid: str | Sequence[Sequence[float]], m: int, *, step: float = 0.1) -> list[Preference]:
+def build_grid(
+    grid: str | Sequence[Sequence[float]], m: int, *, step: float = 0.1
+) -> list[Preference]:
     """The preferences for ``select.grid``: ``"simplex"``, ``"ric13"`` or explicit vectors."""
     if m < 1:
         raise ConfigError("select needs at least one [[objectives]] entry")

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-
 from paretohqd.errors import DataError
 
 MAX_POINTS = 200_000
@@ -28,7 +26,6 @@ def plot_selection(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import polars as pl
-
     from paretohqd.atomic import atomic_path
 
     for path in (layers, selection):
@@ -36,9 +33,11 @@ def plot_selection(
             raise DataError(f"plot: {path} does not exist; run the pipeline through `select`")
     pool = pl.read_parquet(layers, columns=["sample_id", "layer", "norm"])
     picked = pl.read_parquet(selection)
-    weights = picked.group_by("pref_id").agg(pl.col("weights").first()).sort("pref_id") if (
-        "weights" in picked.columns
-    ) else None
+    weights = (
+        picked.group_by("pref_id").agg(pl.col("weights").first()).sort("pref_id")
+        if ("weights" in picked.columns)
+        else None
+    )
     norm = np.asarray(pool["norm"].to_list(), dtype=float)
     m = norm.shape[1]
     if m < 2:
@@ -57,13 +56,28 @@ def plot_selection(
     cmap = plt.get_cmap("viridis", max(len(prefs), 2))
     vmax = int(min(layer.max(), 10))
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
-        sc = ax.scatter(norm[shown, i], norm[shown, j], c=np.minimum(layer[shown], vmax), s=3,
-                        cmap="Greys_r", vmin=1, vmax=vmax + 1, alpha=0.6, linewidths=0)
+        sc = ax.scatter(
+            norm[shown, i],
+            norm[shown, j],
+            c=np.minimum(layer[shown], vmax),
+            s=3,
+            cmap="Greys_r",
+            vmin=1,
+            vmax=vmax + 1,
+            alpha=0.6,
+            linewidths=0,
+        )
         for n, pid in enumerate(prefs):
             ids = picked.filter(pl.col("pref_id") == pid)["sample_id"].to_list()
             idx = [pos[s] for s in ids if s in pos]
-            ax.scatter(norm[idx, i], norm[idx, j], s=14, facecolors="none",
-                       edgecolors=[cmap(n)], linewidths=0.8)
+            ax.scatter(
+                norm[idx, i],
+                norm[idx, j],
+                s=14,
+                facecolors="none",
+                edgecolors=[cmap(n)],
+                linewidths=0.8,
+            )
             if weights is not None:
                 w = np.asarray(weights.filter(pl.col("pref_id") == pid)["weights"][0])
                 ax.plot([1, w[i]], [1, w[j]], color=cmap(n), lw=1, alpha=0.9)
@@ -72,13 +86,14 @@ def plot_selection(
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
-    for ax in list(axes.flat)[len(pairs):]:
+    for ax in list(axes.flat)[len(pairs) :]:
         ax.axis("off")
-    fig.colorbar(sc, ax=axes.ravel().tolist(), label=f"Pareto layer (≥{vmax} merged)",
-                 shrink=0.8)
+    fig.colorbar(sc, ax=axes.ravel().tolist(), label=f"Pareto layer (≥{vmax} merged)", shrink=0.8)
     thinned = f", {len(shown)} of {len(norm)} pool points drawn" if len(shown) < len(norm) else ""
-    fig.suptitle(f"{len(prefs)} preferences × {picked.height // max(len(prefs), 1)} selected"
-                 f"{thinned}; rays from the ideal point toward w")
+    fig.suptitle(
+        f"{len(prefs)} preferences × {picked.height // max(len(prefs), 1)} selected"
+        f"{thinned}; rays from the ideal point toward w"
+    )
     with atomic_path(output) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

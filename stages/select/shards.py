@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from paretohqd.atomic import write_parquet, write_text
 from paretohqd.stages.select.grid import Preference
 
@@ -69,9 +68,9 @@ def shard_is_current(directory: Path, selection_hash: str) -> bool:
     complete.
     """
     meta = read_front_matter(directory / CARD)
-    return bool(meta) and meta.get("selection_hash") == selection_hash and (
-        directory / DATA
-    ).exists()
+    return (
+        bool(meta) and meta.get("selection_hash") == selection_hash and (directory / DATA).exists()
+    )
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -88,11 +87,14 @@ def write_shard(directory: Path, frame: Any, info: ShardInfo) -> dict[str, Any]:
     import yaml
 
     dist = frame["distance"].to_numpy()
-    layers_used = {int(k): int(v) for k, v in zip(*np.unique(frame["layer"].to_numpy(),
-                                                             return_counts=True), strict=True)}
+    layers_used = {
+        int(k): int(v)
+        for k, v in zip(*np.unique(frame["layer"].to_numpy(), return_counts=True), strict=True)
+    }
     quant = np.quantile(dist, [0.0, 0.5, 0.9, 1.0])
-    distance = {q: round(float(v), 6) for q, v in zip(("min", "p50", "p90", "max"), quant,
-                                                      strict=True)}
+    distance = {
+        q: round(float(v), 6) for q, v in zip(("min", "p50", "p90", "max"), quant, strict=True)
+    }
     diagnostics = {
         "rows": frame.height,
         "candidates": info.pool_size,
@@ -119,16 +121,18 @@ def write_shard(directory: Path, frame: Any, info: ShardInfo) -> dict[str, Any]:
     }
     write_parquet(directory / DATA, frame)
     weights = ", ".join(f"{n} {w:.2f}" for n, w in info.pref.as_dict(info.objectives).items())
-    distance_word = "perpendicular distance to the preference ray" if info.mode == "ray" else (
-        "1 − w·r̃ (linear scalarisation)"
+    distance_word = (
+        "perpendicular distance to the preference ray"
+        if info.mode == "ray"
+        else ("1 − w·r̃ (linear scalarisation)")
     )
     body = f"""
 # {info.pref.pref_id}: round-{info.round_} SFT shard
 
 The {frame.height} samples nearest the preference ({weights}) in min-max normalised objective
 space, chosen from Pareto layers 1–{info.max_layer} ({info.pool_size} candidate rows) by
-{distance_word}, ties broken by sample_id. Distances range from {distance['min']:.4g} to
-{distance['max']:.4g}.
+{distance_word}, ties broken by sample_id. Distances range from {distance["min"]:.4g} to
+{distance["max"]:.4g}.
 
 Columns: `prompt`, `completion` (what TRL's SFTTrainer trains on), `response` (the same text
 under the sample table's name), `rank`, `distance`, `layer`, `weights`, the raw score per

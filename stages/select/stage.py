@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from paretohqd.catalog import query_arrow, run_sql, sql_hash
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.hashing import sha256_json
@@ -49,16 +48,19 @@ def _prefs_table(prefs: Sequence[Preference]) -> Any:
         v = d / norm if norm > 0 else d
         vs.append(v.tolist())
         svs.append(float(v.sum()))
-    return pa.table({
-        "pref_id": [p.pref_id for p in prefs],
-        "w": [list(p.weights) for p in prefs],
-        "v": vs,
-        "sv": svs,
-    })
+    return pa.table(
+        {
+            "pref_id": [p.pref_id for p in prefs],
+            "w": [list(p.weights) for p in prefs],
+            "v": vs,
+            "sv": svs,
+        }
+    )
 
 
-def top_k(con: Any, sql: str, *, prefs: Sequence[Preference], k: int, max_layer: int,
-          pool_size: int) -> dict[str, list[tuple[str, float]]]:
+def top_k(
+    con: Any, sql: str, *, prefs: Sequence[Preference], k: int, max_layer: int, pool_size: int
+) -> dict[str, list[tuple[str, float]]]:
     """Exact top-k (key ascending, then sample_id) per preference as ``(sample_id, key)``."""
     con.register("prefs", _prefs_table(prefs))
     out: dict[str, list[tuple[str, float]]] = {}
@@ -90,7 +92,6 @@ def run_select(
 ) -> dict[str, Any]:
     """Select k rows per preference and write the selection table and the shards."""
     import polars as pl
-
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.select.shards import remove_stale_shards
 
@@ -121,20 +122,28 @@ def run_select(
             "max_layer": max_layer,
         }
         hashes = {p.pref_id: sha256_json({**base, "weights": p.weights}) for p in prefs}
-        pending = [p for p in prefs if not shard_is_current(shard_root / p.pref_id,
-                                                            hashes[p.pref_id])]
-        picked = top_k(con, sql, prefs=pending, k=k, max_layer=max_layer,
-                       pool_size=pool_size) if pending else {}
+        pending = [
+            p for p in prefs if not shard_is_current(shard_root / p.pref_id, hashes[p.pref_id])
+        ]
+        picked = (
+            top_k(con, sql, prefs=pending, k=k, max_layer=max_layer, pool_size=pool_size)
+            if pending
+            else {}
+        )
         frames = []
         for p in pending:
             keys = np.array([key for _, key in picked[p.pref_id]])
             dist = np.sqrt(np.maximum(keys, 0)) if cfg.mode == "ray" else keys
-            frames.append(pl.DataFrame({
-                "pref_id": p.pref_id,
-                "rank": np.arange(1, len(keys) + 1, dtype=np.int32),
-                "sample_id": [sid for sid, _ in picked[p.pref_id]],
-                "distance": dist,
-            }))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "pref_id": p.pref_id,
+                        "rank": np.arange(1, len(keys) + 1, dtype=np.int32),
+                        "sample_id": [sid for sid, _ in picked[p.pref_id]],
+                        "distance": dist,
+                    }
+                )
+            )
         rows = None
         if frames:
             con.register("picked", pl.concat(frames).to_arrow())
@@ -150,17 +159,30 @@ def run_select(
         frame = by_pref[(p.pref_id,)]
         frame = _with_objective_columns(frame, p, objectives)
         info = ShardInfo(
-            pref=p, objectives=objectives, round_=round_, mode=cfg.mode, k=k,
-            layers=cfg.layers, max_layer=max_layer, pool_size=pool_size, bounds=bounds,
-            sources=sources, selection_hash=hashes[p.pref_id], command=command,
+            pref=p,
+            objectives=objectives,
+            round_=round_,
+            mode=cfg.mode,
+            k=k,
+            layers=cfg.layers,
+            max_layer=max_layer,
+            pool_size=pool_size,
+            bounds=bounds,
+            sources=sources,
+            selection_hash=hashes[p.pref_id],
+            command=command,
         )
         diagnostics[p.pref_id] = write_shard(shard_root / p.pref_id, frame, info)
     remove_stale_shards(shard_root, {p.pref_id for p in prefs})
 
     # The selection table is small (prefs × k): rebuild it from every current shard.
-    tables = [pl.read_parquet(shard_root / p.pref_id / "data.parquet",
-                              columns=["pref_id", "rank", "sample_id", "distance", "layer", "weights"])
-              for p in prefs]
+    tables = [
+        pl.read_parquet(
+            shard_root / p.pref_id / "data.parquet",
+            columns=["pref_id", "rank", "sample_id", "distance", "layer", "weights"],
+        )
+        for p in prefs
+    ]
     write_parquet(ctx.path(selection), pl.concat(tables))
     return {
         "round": round_,
@@ -193,4 +215,3 @@ def _with_objective_columns(frame: Any, pref: Preference, objectives: Sequence[s
         cols.append(pl.col("raw").list.get(i).alias(name))
         cols.append(pl.col("norm").list.get(i).alias(f"norm_{name}"))
     return frame.with_columns(cols)
-

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
-
 from paretohqd.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -45,8 +44,14 @@ def test_run_status_sql_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
     code, out = _invoke("status", "-c", c, "--set", "ingest.heldout_fraction=0.5")
     assert "stale" in out and "ingest.heldout_fraction" in out
 
-    code, out = _invoke("sql", "select source, count(*) as n from samples group by 1 order by 1",
-                        "-c", c, "--format", "json")
+    code, out = _invoke(
+        "sql",
+        "select source, count(*) as n from samples group by 1 order by 1",
+        "-c",
+        c,
+        "--format",
+        "json",
+    )
     assert code == 0
     rows = json.loads(out)
     assert {r["source"] for r in rows} == {"hh", "oasst"} and all(r["n"] > 0 for r in rows)
@@ -58,8 +63,9 @@ def test_run_status_sql_end_to_end(tiny_config: Path, tmp_path: Path) -> None:
     assert "samples" in out and "prompt_id" in out and "quarantine" in out
 
     target = tmp_path / "out.parquet"
-    code, out = _invoke("sql", "select * from samples where split = 'eval'", "-c", c,
-                        "-o", str(target))
+    code, out = _invoke(
+        "sql", "select * from samples where split = 'eval'", "-c", c, "-o", str(target)
+    )
     assert code == 0 and pl.read_parquet(target)["split"].unique().to_list() == ["eval"]
 
 

@@ -6,7 +6,6 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-
 from paretohqd.config import config_from_dict, dump_config, load_config, parse_override
 from paretohqd.errors import ConfigError
 
@@ -81,7 +80,9 @@ def test_paths_resolve_against_config_dir(tmp_path: Path) -> None:
 
 def test_token_filter_needs_tokenizer(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tokenizer"):
-        load_config(_write(tmp_path, BASE.replace("[[ingest", "[ingest]\nmax_tokens = 5\n[[ingest")))
+        load_config(
+            _write(tmp_path, BASE.replace("[[ingest", "[ingest]\nmax_tokens = 5\n[[ingest"))
+        )
 
 
 def test_dump_round_trips(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-
 from paretohqd.atomic import write_parquet
 from paretohqd.config import config_from_dict
 from paretohqd.errors import LockError, StageError
@@ -22,7 +21,10 @@ from paretohqd.stage import Artifact, Stage, StageContext
 
 def _config(tmp_path: Path, seed: int = 0) -> Any:
     return config_from_dict(
-        {"run": {"name": "r", "seed": seed}, "ingest": {"sources": [{"kind": "table", "path": "x"}]}},
+        {
+            "run": {"name": "r", "seed": seed},
+            "ingest": {"sources": [{"kind": "table", "path": "x"}]},
+        },
         base_dir=tmp_path,
         source="test",
     )
@@ -157,14 +159,18 @@ def test_second_concurrent_run_refuses(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs/r"
     run_dir.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import time
             from pathlib import Path
             from paretohqd.lock import RunLock
             with RunLock(Path({str(run_dir)!r})):
                 print("locked", flush=True)
                 time.sleep(30)
-        """)],
+        """),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

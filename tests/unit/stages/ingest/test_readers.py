@@ -8,12 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from paretohqd.config import SourceConfig
 from paretohqd.errors import DataError
 from paretohqd.stages.ingest.readers import READERS, read_hh_rlhf, read_pandalm, read_table
 from paretohqd.stages.ingest.records import sample_id, split_transcript, to_messages
-
 from testpaths import DATA
 
 
@@ -27,10 +25,14 @@ def _jsonl(path: Path, rows: list[object | str]) -> Path:
 
 
 def test_hh_rlhf_bundled() -> None:
-    out = read_hh_rlhf(_src("hh-rlhf", limit=50), DATA / "hh-rlhf/harmless-base/test.jsonl.gz", "hh")
+    out = read_hh_rlhf(
+        _src("hh-rlhf", limit=50), DATA / "hh-rlhf/harmless-base/test.jsonl.gz", "hh"
+    )
     assert len(out.records) == 100 and not out.rejected
-    assert all(r.prompt.startswith("\n\nHuman:") and r.prompt.endswith("\n\nAssistant:")
-               for r in out.records)
+    assert all(
+        r.prompt.startswith("\n\nHuman:") and r.prompt.endswith("\n\nAssistant:")
+        for r in out.records
+    )
     assert all("\n\nAssistant:" not in r.response for r in out.records)
     assert 40 <= len(out.preferences) <= 50
     pref = out.preferences[0]
@@ -50,11 +52,19 @@ def test_split_transcript_uses_last_assistant_turn() -> None:
 
 
 def test_hh_malformed_rows_are_quarantined(tmp_path: Path) -> None:
-    good = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}
+    good = {
+        "chosen": "\n\nHuman: hi\n\nAssistant: hello",
+        "rejected": "\n\nHuman: hi\n\nAssistant: go",
+    }
     path = tmp_path / "bad.jsonl.gz"
-    lines = [json.dumps(good), "{not json", json.dumps({"chosen": "x"}),
-             json.dumps({"chosen": 3, "rejected": "y"}), json.dumps([1, 2]),
-             json.dumps({"chosen": "no turns", "rejected": "no turns"})]
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"chosen": "x"}),
+        json.dumps({"chosen": 3, "rejected": "y"}),
+        json.dumps([1, 2]),
+        json.dumps({"chosen": "no turns", "rejected": "no turns"}),
+    ]
     with gzip.open(path, "wt") as fh:
         fh.write("\n".join(lines))
     out = read_hh_rlhf(_src("hh-rlhf"), path, "hh")
@@ -72,8 +82,12 @@ def test_oasst_bundled_trees_and_ranks() -> None:
     out = READERS["oasst"](_src("oasst"), DATA / "oasst-en100/en_100_tree.jsonl", "oasst")
     assert len(out.records) > 300 and not out.rejected
     ranked = [p for p in out.preferences]
-    assert ranked and all(p.chosen.rank is not None and p.rejected.rank is not None
-                          and p.chosen.rank < p.rejected.rank for p in ranked)
+    assert ranked and all(
+        p.chosen.rank is not None
+        and p.rejected.rank is not None
+        and p.chosen.rank < p.rejected.rank
+        for p in ranked
+    )
     deep = [r for r in out.records if r.prompt.count("\n\nHuman:") > 1]
     assert deep, "replies deeper in the tree carry the conversation above them"
 
@@ -91,13 +105,17 @@ def test_pandalm_bundled_majority_votes() -> None:
 
 
 def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
-    p = _jsonl(tmp_path / "t.jsonl", [
-        {"q": "What is 2+2?", "a": "4", "score": 1.5},
-        {"q": "Hi", "a": None, "score": 2},
-        {"q": "Hi", "a": "Hello", "score": "high"},
-    ])
-    out = read_table(_src("table", columns={"prompt": "q", "response": "a"},
-                          extra_columns=["score"]), p, "t")
+    p = _jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"q": "What is 2+2?", "a": "4", "score": 1.5},
+            {"q": "Hi", "a": None, "score": 2},
+            {"q": "Hi", "a": "Hello", "score": "high"},
+        ],
+    )
+    out = read_table(
+        _src("table", columns={"prompt": "q", "response": "a"}, extra_columns=["score"]), p, "t"
+    )
     assert [r.response for r in out.records] == ["4"]
     assert out.records[0].extras == {"score": 1.5}
     assert out.records[0].prompt == "\n\nHuman: What is 2+2?\n\nAssistant:"
@@ -105,11 +123,19 @@ def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
         (2, "field 'a' is NoneType, expected text or a list of chat messages"),
         (3, "extra column 'score' is str, expected a number"),
     ]
-    m = _jsonl(tmp_path / "m.jsonl", [
-        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                      {"role": "assistant", "content": "Hello!"}]},
-        {"messages": [{"role": "user", "content": "Hi"}]},
-    ])
+    m = _jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"},
+                ]
+            },
+            {"messages": [{"role": "user", "content": "Hi"}]},
+        ],
+    )
     out = read_table(_src("table", columns={"messages": "messages"}), m, "m")
     assert out.records[0].prompt == "\n\nHuman: Be brief.\n\nHi\n\nAssistant:"
     assert out.records[0].response == "Hello!"
@@ -124,21 +150,34 @@ def test_table_parquet_and_csv_pairs_and_missing_column(tmp_path: Path) -> None:
     for name in ("t.parquet", "t.csv"):
         out = read_table(_src("table", columns=cols), tmp_path / name, "t")
         assert len(out.records) == 4 and len(out.preferences) == 2
-    with pytest.raises(DataError, match=r"column\(s\) answer not found.*columns: prompt, good, bad"):
-        read_table(_src("table", columns={"prompt": "prompt", "response": "answer"}),
-                   tmp_path / "t.parquet", "t")
+    with pytest.raises(
+        DataError, match=r"column\(s\) answer not found.*columns: prompt, good, bad"
+    ):
+        read_table(
+            _src("table", columns={"prompt": "prompt", "response": "answer"}),
+            tmp_path / "t.parquet",
+            "t",
+        )
     with pytest.raises(DataError, match="must map"):
         read_table(_src("table", columns={"prompt": "prompt"}), tmp_path / "t.parquet", "t")
 
 
 def test_trl_conversational_preference_rows(tmp_path: Path) -> None:
-    p = _jsonl(tmp_path / "trl.jsonl", [{
-        "prompt": [{"role": "user", "content": "Tell a joke"}],
-        "chosen": [{"role": "assistant", "content": "Why did..."}],
-        "rejected": [{"role": "assistant", "content": "No."}],
-    }])
-    out = read_table(_src("table", columns={"prompt": "prompt", "chosen": "chosen",
-                                            "rejected": "rejected"}), p, "trl")
+    p = _jsonl(
+        tmp_path / "trl.jsonl",
+        [
+            {
+                "prompt": [{"role": "user", "content": "Tell a joke"}],
+                "chosen": [{"role": "assistant", "content": "Why did..."}],
+                "rejected": [{"role": "assistant", "content": "No."}],
+            }
+        ],
+    )
+    out = read_table(
+        _src("table", columns={"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}),
+        p,
+        "trl",
+    )
     assert [r.response for r in out.records] == ["Why did...", "No."]
     assert out.preferences[0].chosen.response == "Why did..."
 
@@ -151,9 +190,12 @@ def test_empty_file_gives_no_records(tmp_path: Path) -> None:
 
 def test_hf_datasets_dir(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    ds = datasets.Dataset.from_dict({
-        "chosen": ["\n\nHuman: a\n\nAssistant: yes"], "rejected": ["\n\nHuman: a\n\nAssistant: no"]
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "chosen": ["\n\nHuman: a\n\nAssistant: yes"],
+            "rejected": ["\n\nHuman: a\n\nAssistant: no"],
+        }
+    )
     ds.save_to_disk(str(tmp_path / "ds"))
     out = READERS["hf-datasets"](_src("hf-datasets"), tmp_path / "ds", "hf")
     assert [r.response for r in out.records] == ["yes", "no"] and len(out.preferences) == 1

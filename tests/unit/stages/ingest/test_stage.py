@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from paretohqd.config import load_config
 from paretohqd.errors import DataError
 from paretohqd.runner import Runner
@@ -18,8 +17,14 @@ def test_samples_schema_ids_and_heldout(tiny_config: Path) -> None:
     cfg = load_config(tiny_config)
     Runner(cfg).run()
     samples = pl.read_parquet(cfg.run_dir / "samples.parquet")
-    assert samples.columns[:6] == ["sample_id", "prompt_id", "prompt", "response", "source",
-                                   "split"]
+    assert samples.columns[:6] == [
+        "sample_id",
+        "prompt_id",
+        "prompt",
+        "response",
+        "source",
+        "split",
+    ]
     assert samples["sample_id"].n_unique() == samples.height
     row = samples.row(0, named=True)
     assert row["sample_id"] == sample_id(row["prompt"], row["response"])

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-
 from paretohqd.atomic import write_parquet
 from paretohqd.catalog import connect
 from paretohqd.config import config_from_dict
@@ -45,25 +44,32 @@ def _pool(n: int, seed: int, decimals: int | None, layer_of: Any = None) -> pl.D
     norm = (raw - lo) / (hi - lo)
     layer = layer_of(norm) if layer_of else rng.integers(1, 6, size=n)
     ids = [f"{i:016x}" for i in rng.permutation(n)]
-    return pl.DataFrame({
-        "sample_id": ids,
-        "layer": pl.Series(layer, dtype=pl.Int32),
-        "raw": raw.tolist(),
-        "norm": norm.tolist(),
-    })
+    return pl.DataFrame(
+        {
+            "sample_id": ids,
+            "layer": pl.Series(layer, dtype=pl.Int32),
+            "raw": raw.tolist(),
+            "norm": norm.tolist(),
+        }
+    )
 
 
 def _graph(pool: pl.DataFrame, k: int) -> list[Stage]:
     def produce(ctx: StageContext) -> None:
         write_parquet(ctx.path("layers"), pool)
-        write_parquet(ctx.path("samples"), pl.DataFrame({
-            "sample_id": pool["sample_id"],
-            "prompt_id": pool["sample_id"],
-            "prompt": "\n\nHuman: q " + pool["sample_id"] + "\n\nAssistant:",
-            "response": " a " + pool["sample_id"],
-            "source": "synthetic",
-            "split": "train",
-        }))
+        write_parquet(
+            ctx.path("samples"),
+            pl.DataFrame(
+                {
+                    "sample_id": pool["sample_id"],
+                    "prompt_id": pool["sample_id"],
+                    "prompt": "\n\nHuman: q " + pool["sample_id"] + "\n\nAssistant:",
+                    "response": " a " + pool["sample_id"],
+                    "source": "synthetic",
+                    "split": "train",
+                }
+            ),
+        )
 
     producer = Stage(
         name="pool",
@@ -71,13 +77,19 @@ def _graph(pool: pl.DataFrame, k: int) -> list[Stage]:
         outputs=(Artifact("layers", "layers.parquet"), Artifact("samples", "samples.parquet")),
         params=lambda c: {"pool": pool.hash_rows().sum()},
     )
-    sel = select_stage("select", layers="layers", samples="samples", round_=1, k=k,
-                       selection=SELECTION, shards=SHARDS)
+    sel = select_stage(
+        "select",
+        layers="layers",
+        samples="samples",
+        round_=1,
+        k=k,
+        selection=SELECTION,
+        shards=SHARDS,
+    )
     return [producer, sel]
 
 
-def _reference(pool: pl.DataFrame, w: np.ndarray, k: int, max_layer: int,
-               mode: str) -> list[str]:
+def _reference(pool: pl.DataFrame, w: np.ndarray, k: int, max_layer: int, mode: str) -> list[str]:
     sub = pool.filter(pl.col("layer") <= max_layer)
     r = np.array(sub["norm"].to_list())
     if mode == "ray":
@@ -93,8 +105,9 @@ def _reference(pool: pl.DataFrame, w: np.ndarray, k: int, max_layer: int,
 
 @pytest.mark.parametrize("mode", ["ray", "linear"])
 @pytest.mark.parametrize("decimals", [None, 1])
-def test_top_k_matches_numpy_reference_with_ties(tmp_path: Path, mode: str,
-                                                 decimals: int | None) -> None:
+def test_top_k_matches_numpy_reference_with_ties(
+    tmp_path: Path, mode: str, decimals: int | None
+) -> None:
     pool = _pool(3000, seed=1, decimals=decimals)
     k = 25
     config = _config(tmp_path, k=k, layers=2, mode=mode)
@@ -129,10 +142,18 @@ def test_shards_cards_sql_and_incremental_rerun(tmp_path: Path) -> None:
     assert card["rows"] == 10 and card["k"] == 10 and card["objectives"] == OBJECTIVES
     assert set(card["normalisation"]) == set(OBJECTIVES)
     assert card["distance"]["min"] <= card["distance"]["max"]
-    assert "paretohqd run --config paretohqd.toml --only select" == card["reproduce"]
+    assert card["reproduce"] == "paretohqd run --config paretohqd.toml --only select"
     data = pl.read_parquet(root / "pref-050-050/data.parquet")
-    assert {"prompt", "completion", "response", "distance", "layer", "weights", "harmless",
-            "norm_helpful"} <= set(data.columns)
+    assert {
+        "prompt",
+        "completion",
+        "response",
+        "distance",
+        "layer",
+        "weights",
+        "harmless",
+        "norm_helpful",
+    } <= set(data.columns)
     assert (data["completion"] == data["response"]).all()
     con = connect(config.run_dir, [SHARDS])
     rows = con.execute("select pref_id, count(*) from shards group by 1 order by 1").fetchall()
@@ -179,8 +200,12 @@ def test_plot_selection_writes_png(tmp_path: Path) -> None:
     pool = _pool(500, seed=4, decimals=None)
     config = _config(tmp_path, k=5, grid=[[0.2, 0.8], [0.8, 0.2]])
     Runner(config, _graph(pool, 5)).run()
-    out = plot_selection(config.run_dir / "layers.parquet", config.run_dir / "selection.parquet",
-                         OBJECTIVES, tmp_path / "sel.png")
+    out = plot_selection(
+        config.run_dir / "layers.parquet",
+        config.run_dir / "selection.parquet",
+        OBJECTIVES,
+        tmp_path / "sel.png",
+    )
     header = out.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")

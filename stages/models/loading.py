@@ -1,0 +1,86 @@
+"""Loading the policy: device and dtype choice, tokenizer padding, LoRA adapters.
+
+Everything that touches transformers/peft for the policy goes through here, so the SFT,
+generation and method stages agree on devices, dtypes and padding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from paretohqd.errors import ModelError
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device = {device!r} but no CUDA GPU is visible; use device = 'auto'")
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """``auto`` → bf16 on GPU, float32 on CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+            dtype
+        ]
+    except KeyError:
+        raise ModelError(f"dtype = {dtype!r}: use auto, float32, bfloat16 or float16") from None
+
+
+def load_tokenizer(model: str, *, padding_side: str = "left") -> Any:
+    """The policy tokenizer with a pad token (EOS when the model has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"policy model {model!r}: cannot load a tokenizer ({exc})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_policy(
+    model: str,
+    *,
+    adapter: Path | None = None,
+    trainable: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Any:
+    """A causal LM, optionally with a LoRA adapter (trainable or merged for inference)."""
+    from transformers import AutoModelForCausalLM
+
+    dev = pick_device(device)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(model, dtype=pick_dtype(dtype, dev))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"policy model {model!r}: cannot load a causal LM ({exc})") from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+        lm = PeftModel.from_pretrained(lm, str(adapter), is_trainable=trainable)
+    return lm.to(dev)
+
+
+def context_length(model: Any) -> int:
+    """The model's context window in tokens."""
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048

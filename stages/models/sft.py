@@ -1,0 +1,198 @@
+"""LoRA supervised fine-tuning on prompt/completion rows: the loss is NLL on the completion.
+
+A small, explicit loop instead of a trainer framework: the shards are ~100 rows and 200 steps,
+so what matters is determinism (seeded sampling, seeded init), exact loss masking, and
+handling prompts longer than the context (left-truncated, counted). The same loop continues
+training from a round-1 adapter for round two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretohqd.errors import DataError
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    """Training hyper-parameters (the ``[sft]`` config table)."""
+
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 1.414e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: Sequence[str] = field(
+        default_factory=lambda: ("q_proj", "k_proj", "v_proj", "o_proj")
+    )
+    max_length: int = 512
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+@dataclass
+class Encoded:
+    """Token ids and labels of one row, and whether its prompt was cut."""
+
+    ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+def encode_rows(tok: Any, rows: Sequence[tuple[str, str]], max_length: int) -> list[Encoded]:
+    """BOS + prompt + completion + EOS, labels masked on the prompt.
+
+    When a row does not fit ``max_length``, the prompt loses tokens from the left (its most
+    recent turns matter most); a completion alone longer than the budget is cut on the right.
+    """
+    out = []
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    for i, (prompt, completion) in enumerate(rows):
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        c = tok(completion, add_special_tokens=False)["input_ids"] + eos
+        if not c or c == eos:
+            raise DataError(f"sft: row {i} has an empty completion; drop it from the shard")
+        budget = max_length - len(bos)
+        truncated = False
+        if len(p) + len(c) > budget:
+            truncated = True
+            c = c[: min(len(c), max(budget // 2, budget - len(p)))]
+            keep = budget - len(c)
+            p = p[len(p) - keep :] if keep > 0 else []
+        ids = bos + p + c
+        labels = [IGNORE] * (len(bos) + len(p)) + c
+        out.append(Encoded(ids, labels, truncated))
+    return out
+
+
+def _batch(rows: Sequence[Encoded], pad_id: int, device: str) -> dict[str, Any]:
+    import torch
+
+    width = max(len(r.ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, : len(r.ids)] = torch.tensor(r.ids)
+        labels[j, : len(r.labels)] = torch.tensor(r.labels)
+        mask[j, : len(r.ids)] = 1
+    return {
+        "input_ids": ids.to(device),
+        "labels": labels.to(device),
+        "attention_mask": mask.to(device),
+    }
+
+
+def completion_nll(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean NLL over completion tokens (labels != -100), shifted for next-token prediction."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    target = batch["labels"][:, 1:]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE
+    )
+
+
+def train_lora(
+    base_model: str,
+    rows: Sequence[tuple[str, str]],
+    out_dir: Path,
+    *,
+    settings: SFTSettings,
+    init_adapter: Path | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune a LoRA adapter on ``rows`` and save it atomically to ``out_dir``.
+
+    Returns metrics (first/last loss, truncated rows, seconds). ``init_adapter`` continues from
+    an existing adapter (round two); otherwise a fresh LoRA is initialised with ``settings.seed``.
+    """
+    import torch
+    from paretohqd.atomic import atomic_path, write_text
+    from paretohqd.stages.models.loading import load_policy, load_tokenizer, pick_device
+
+    if not rows:
+        raise DataError("sft: no training rows")
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    tok = load_tokenizer(base_model, padding_side="right")
+    model = load_policy(
+        base_model, adapter=init_adapter, trainable=True, device=device, dtype=settings.dtype
+    )
+    if init_adapter is None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=settings.lora_r,
+                lora_alpha=settings.lora_alpha,
+                lora_dropout=settings.lora_dropout,
+                target_modules=list(settings.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
+    encoded = encode_rows(tok, rows, settings.max_length)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(settings.warmup_steps, 1))
+    )
+    gen = torch.Generator().manual_seed(settings.seed)
+    order: list[int] = []
+    log = []
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(settings.steps):
+        if len(order) < settings.batch_size:
+            order += torch.randperm(len(encoded), generator=gen).tolist()
+        take, order = order[: settings.batch_size], order[settings.batch_size :]
+        batch = _batch([encoded[i] for i in take], tok.pad_token_id, device)
+        loss = completion_nll(model, batch)
+        if not math.isfinite(loss.item()):
+            raise DataError(f"sft: loss became {loss.item()} at step {step}; lower sft.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        log.append({"step": step, "loss": round(loss.item(), 6), "lr": sched.get_last_lr()[0]})
+    seconds = time.perf_counter() - t0
+    metrics = {
+        "rows": len(rows),
+        "steps": settings.steps,
+        "truncated_rows": sum(e.truncated for e in encoded),
+        "first_loss": log[0]["loss"],
+        "last_loss": log[-1]["loss"],
+        "mean_loss_last10": round(sum(e["loss"] for e in log[-10:]) / len(log[-10:]), 6),
+        "seconds": round(seconds, 3),
+        "device": device,
+    }
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        write_text(tmp / "training_log.jsonl", "".join(json.dumps(e) + "\n" for e in log))
+        state = {
+            "settings": asdict(settings),
+            "metrics": metrics,
+            "base_model": base_model,
+            "init_adapter": str(init_adapter or ""),
+        }
+        write_text(
+            tmp / "train_state.json",
+            json.dumps({**state, **(extra_state or {})}, indent=2, default=list),
+        )
+    return metrics

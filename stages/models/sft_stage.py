@@ -1,0 +1,106 @@
+"""The sft stage function: one LoRA adapter per preference shard, incrementally.
+
+An adapter records the shard's ``selection_hash`` and a hash of the training settings in its
+``train_state.json``; a preference whose shard and settings are unchanged keeps its adapter,
+so changing k for one grid or adding a preference retrains only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from paretohqd.errors import DataError
+from paretohqd.hashing import sha256_json
+from paretohqd.stage import StageContext
+
+
+def _settings(ctx: StageContext, steps: int) -> Any:
+    from paretohqd.stages.models.sft import SFTSettings
+
+    cfg = ctx.config.sft
+    policy = ctx.config.policy
+    assert policy is not None
+    return SFTSettings(
+        steps=steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        lora_r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=tuple(cfg.target_modules),
+        max_length=cfg.max_length,
+        seed=ctx.config.run.seed,
+        device=policy.device,
+        dtype=policy.dtype,
+    )
+
+
+def adapter_is_current(directory: Path, key: str) -> bool:
+    """Whether ``directory`` holds a complete adapter trained with this ``key``."""
+    try:
+        state = json.loads((directory / "train_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return state.get("key") == key and (directory / "adapter_config.json").exists()
+
+
+def run_sft(
+    ctx: StageContext, *, shards: str, output: str, init: str | None, steps: int
+) -> Mapping[str, Any]:
+    """Train (or keep) the adapter of every shard under the ``shards`` artifact."""
+    import polars as pl
+    from paretohqd.stages.models import policy_model
+    from paretohqd.stages.models.sft import train_lora
+    from paretohqd.stages.select.shards import CARD, DATA, read_front_matter
+
+    settings = _settings(ctx, steps)
+    base = policy_model(ctx.config)
+    shard_root, out_root = ctx.path(shards), ctx.path(output)
+    prefs = sorted(p.name for p in shard_root.iterdir() if (p / DATA).exists())
+    if not prefs:
+        raise DataError(f"sft: no shards under {shard_root}; run the select stage first")
+    trained, kept, metrics = [], [], {}
+    for pref in prefs:
+        card = read_front_matter(shard_root / pref / CARD) or {}
+        init_dir = ctx.path(init) / pref if init else None
+        if init_dir is not None and not (init_dir / "adapter_config.json").exists():
+            raise DataError(f"sft: no round-one adapter for {pref} at {init_dir}")
+        init_key = (
+            json.loads((init_dir / "train_state.json").read_text()).get("key") if init_dir else None
+        )
+        key = sha256_json(
+            {
+                "shard": card.get("selection_hash"),
+                "settings": asdict(settings),
+                "base": ctx.stage.name,
+                "init": init_key,
+                "version": ctx.stage.version,
+            }
+        )
+        target = out_root / pref
+        if adapter_is_current(target, key):
+            kept.append(pref)
+            continue
+        frame = pl.read_parquet(shard_root / pref / DATA, columns=["prompt", "completion"])
+        rows = list(zip(frame["prompt"].to_list(), frame["completion"].to_list(), strict=True))
+        metrics[pref] = train_lora(
+            base,
+            rows,
+            target,
+            settings=settings,
+            init_adapter=init_dir,
+            extra_state={"key": key, "pref_id": pref, "shard_card": card.get("preference")},
+        )
+        trained.append(pref)
+    if out_root.exists():
+        for child in out_root.iterdir():
+            if child.is_dir() and child.name not in prefs:
+                shutil.rmtree(child)
+    return {"trained": trained, "kept": kept, "metrics": metrics, "base_model": base}

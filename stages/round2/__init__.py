@@ -1,0 +1,55 @@
+"""Round two of ParetoHqD: the round-one stages declared again over the generations.
+
+``score_round2`` → ``pareto_round2`` → ``select_round2`` (k/2 per preference) → ``sft_round2``
+(continuing each preference's round-one adapter). No stage code is copied: each is the
+round-one stage's factory with other inputs, outputs and k.
+"""
+
+from __future__ import annotations
+
+from paretohqd.config import Config
+from paretohqd.stage import Artifact, Stage
+
+SCORES_ROUND2 = Artifact("scores_round2", "round2/scores.parquet")
+SELECTION_ROUND2 = Artifact("selection_round2", "round2/selection.parquet")
+SHARDS_ROUND2 = Artifact(
+    "shards_round2", "shards/round2", kind="dir", view="shards/round2/*/data.parquet"
+)
+
+
+def round2_k(config: Config) -> int:
+    """Round two's k: ``regenerate.k``, else half of round one's (ParetoHqD: 50 of 100)."""
+    assert config.regenerate is not None
+    return config.regenerate.k or max(config.select.k // 2, 1)
+
+
+def stages(config: Config) -> list[Stage]:
+    """Round two's stages, when ``[regenerate]`` is configured."""
+    if config.regenerate is None or config.policy is None or not config.objectives:
+        return []
+    from paretohqd.stages.models import ADAPTERS_ROUND2, sft_stage
+    from paretohqd.stages.pareto import LAYERS_ROUND2, pareto_stage
+    from paretohqd.stages.score import score_stage
+    from paretohqd.stages.select import select_stage
+
+    return [
+        score_stage("score_round2", samples="generations", output=SCORES_ROUND2, config=config),
+        pareto_stage("pareto_round2", "generations", "scores_round2", LAYERS_ROUND2),
+        select_stage(
+            "select_round2",
+            layers="layers_round2",
+            samples="generations",
+            round_=2,
+            k=round2_k(config),
+            selection=SELECTION_ROUND2,
+            shards=SHARDS_ROUND2,
+        ),
+        sft_stage(
+            "sft_round2",
+            shards="shards_round2",
+            output=ADAPTERS_ROUND2,
+            round_=2,
+            config=config,
+            init="adapters",
+        ),
+    ]
