@@ -248,7 +248,8 @@ class Config(Section):
                 if not ref.startswith("reward_heads/") or ref.split("/", 1)[1] not in heads:
                     raise ValueError(
                         f"objectives[{i}].model = {obj.model!r}: no [[reward_heads]] named "
-                        f"{ref.split('/', 1)[-1]!r} (declared: {', '.join(sorted(heads)) or 'none'})"
+                        f"{ref.split('/', 1)[-1]!r} "
+                        f"(declared: {', '.join(sorted(heads)) or 'none'})"
                     )
         return self
 

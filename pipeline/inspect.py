@@ -7,6 +7,7 @@ reading statements (SELECT, DESCRIBE/SHOW/SUMMARIZE, EXPLAIN, PRAGMA) are accept
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -154,10 +155,8 @@ def print_schema(session: Session, console: Any) -> None:
 
 def repl(session: Session, console: Any) -> None:
     """An interactive prompt: statements end with ';', `.schema` lists views, `.quit` exits."""
-    try:
+    with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
-    except ImportError:  # pragma: no cover
-        pass
     console.print(f"views: {', '.join(session.views)}  (.schema, .quit; end statements with ;)")
     buffer = ""
     while True:

@@ -479,7 +479,8 @@ def read_hf_datasets(src: SourceConfig, path: Path, label: str) -> ReaderOutput:
     if isinstance(ds, datasets.DatasetDict):
         if src.hf_split is None and len(ds) != 1:
             raise DataError(
-                f"{path} holds splits {', '.join(ds)}; choose one with hf_split for source {label!r}"
+                f"{path} holds splits {', '.join(ds)}; "
+                f"choose one with hf_split for source {label!r}"
             )
         ds = ds[src.hf_split or next(iter(ds))]
     columns = src.columns

@@ -61,7 +61,7 @@ def test_overrides_are_typed(tmp_path: Path) -> None:
         load_config(path, ["run.seed=notanumber"])
     with pytest.raises(ConfigError, match="index"):
         load_config(path, ["ingest.sources.3.limit=5"])
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         load_config(path, ["run.seed"])
 
 

@@ -1,4 +1,4 @@
-"""The ingest stage over the runner: schema, ids, split, quarantine, failure when nothing is left."""
+"""The ingest stage over the runner: schema, ids, split, quarantine, failure on no valid rows."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ def test_pool_grows_until_k_and_small_pool_fails(tmp_path: Path) -> None:
     assert meta["pool"] == {"layers": 1, "max_layer": 4, "rows": 40}
 
     config = _config(tmp_path / "small", k=500, layers=1)
-    with pytest.raises(DataError, match="200 rows but select.k = 500"):
+    with pytest.raises(DataError, match=r"200 rows but select\.k = 500"):
         Runner(config, _graph(pool, 500)).run()
 
 
