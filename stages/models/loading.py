@@ -47,6 +47,8 @@ def load_tokenizer(model: str, *, padding_side: str = "left") -> Any:
         raise ModelError(f"policy model {model!r}: cannot load a tokenizer ({exc})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    # Stages truncate explicitly (and count it); silence the tokenizer's length warning.
+    tok.model_max_length = 1 << 30
     tok.padding_side = padding_side
     return tok
 
