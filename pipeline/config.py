@@ -189,6 +189,10 @@ class SFTConfig(Section):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
     max_length: int = Field(512, ge=8, description="prompt+completion tokens (prompt cut left)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    template: Literal["plain", "chat"] = Field(
+        "plain", description="plain transcript, or the tokenizer's chat template"
+    )
 
 
 class GenerationConfig(Section):

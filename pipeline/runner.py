@@ -10,6 +10,7 @@ can name the component that changed.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,20 @@ def _clean_temp_files(run_dir: Path) -> None:
         remove(tmp)
 
 
+def apply_threads(threads: int | None) -> None:
+    """Cap CPU threads for torch (now, or when a stage imports it) and the BLAS libraries.
+
+    On a small shared machine one thread is often faster than two; ``run.threads`` decides.
+    """
+    if threads is None:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
 class Runner:
     """Plans and executes the stages of one run directory."""
 
@@ -211,6 +226,7 @@ class Runner:
         ``would run``.
         """
         emit: Log = log or (lambda *_: None)
+        apply_threads(self.config.run.threads)
         selected = self.select(only=only, from_=from_, until=until)
         results: list[tuple[str, str, str]] = []
         if dry_run:

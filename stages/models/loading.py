@@ -86,3 +86,21 @@ def context_length(model: Any) -> int:
         if isinstance(value, int) and value > 0:
             return value
     return 2048
+
+
+def render_prompt(tok: Any, prompt: str, template: str) -> str:
+    """The prompt text the policy sees: the stored transcript (``plain``) or ``chat``.
+
+    ``chat`` parses the HH transcript back into messages and applies the tokenizer's chat
+    template with the generation prompt, for instruction-tuned policies.
+    """
+    if template == "plain":
+        return prompt
+    from paretohqd.stages.ingest.records import to_messages
+
+    if not getattr(tok, "chat_template", None):
+        raise ModelError(
+            "sft.template = 'chat' but the policy tokenizer has no chat template; use 'plain'"
+        )
+    return str(tok.apply_chat_template(to_messages(prompt), add_generation_prompt=True,
+                                       tokenize=False))

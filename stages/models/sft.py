@@ -37,6 +37,8 @@ class SFTSettings:
         default_factory=lambda: ("q_proj", "k_proj", "v_proj", "o_proj")
     )
     max_length: int = 512
+    grad_accum: int = 1
+    template: str = "plain"
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
@@ -147,7 +149,11 @@ def train_lora(
                 task_type="CAUSAL_LM",
             ),
         )
+    from paretohqd.stages.models.loading import render_prompt
+
+    rows = [(render_prompt(tok, p, settings.template), c) for p, c in rows]
     encoded = encode_rows(tok, rows, settings.max_length)
+    base_before = _base_checksum(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -159,18 +165,21 @@ def train_lora(
     model.train()
     t0 = time.perf_counter()
     for step in range(settings.steps):
-        if len(order) < settings.batch_size:
-            order += torch.randperm(len(encoded), generator=gen).tolist()
-        take, order = order[: settings.batch_size], order[settings.batch_size :]
-        batch = _batch([encoded[i] for i in take], tok.pad_token_id, device)
-        loss = completion_nll(model, batch)
-        if not math.isfinite(loss.item()):
-            raise DataError(f"sft: loss became {loss.item()} at step {step}; lower sft.lr")
+        total = 0.0
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for _ in range(settings.grad_accum):
+            if len(order) < settings.batch_size:
+                order += torch.randperm(len(encoded), generator=gen).tolist()
+            take, order = order[: settings.batch_size], order[settings.batch_size :]
+            batch = _batch([encoded[i] for i in take], tok.pad_token_id, device)
+            loss = completion_nll(model, batch) / settings.grad_accum
+            loss.backward()
+            total += loss.item()
+        if not math.isfinite(total):
+            raise DataError(f"sft: loss became {total} at step {step}; lower sft.lr")
         opt.step()
         sched.step()
-        log.append({"step": step, "loss": round(loss.item(), 6), "lr": sched.get_last_lr()[0]})
+        log.append({"step": step, "loss": round(total, 6), "lr": sched.get_last_lr()[0]})
     seconds = time.perf_counter() - t0
     metrics = {
         "rows": len(rows),
@@ -182,17 +191,76 @@ def train_lora(
         "seconds": round(seconds, 3),
         "device": device,
     }
+    if _base_checksum(model) != base_before:
+        raise RuntimeError("sft: base model weights changed; only the adapter may train")
+    state = {"settings": asdict(settings), "metrics": metrics, "base_model": base_model,
+             "init_adapter": str(init_adapter or ""), **(extra_state or {})}
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp))
-        write_text(tmp / "training_log.jsonl", "".join(json.dumps(e) + "\n" for e in log))
-        state = {
-            "settings": asdict(settings),
-            "metrics": metrics,
-            "base_model": base_model,
-            "init_adapter": str(init_adapter or ""),
-        }
-        write_text(
-            tmp / "train_state.json",
-            json.dumps({**state, **(extra_state or {})}, indent=2, default=list),
-        )
+        write_training_log(tmp, log)
+        write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
+        write_text(tmp / "README.md", adapter_card(state))
     return metrics
+
+
+def _base_checksum(model: Any) -> float:
+    """A cheap fingerprint of the frozen (non-LoRA) weights, checked before and after."""
+    import torch
+
+    with torch.no_grad():
+        return float(sum(p.double().sum().item() for n, p in model.named_parameters()
+                         if "lora_" not in n))
+
+
+def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
+    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    from paretohqd.atomic import write_parquet
+
+    frame = pl.DataFrame(list(log), schema={"step": pl.Int32, "loss": pl.Float64,
+                                            "lr": pl.Float64})
+    write_parquet(directory / "training_log.parquet", frame)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(frame["step"], frame["loss"], lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("completion NLL")
+    ax.set_title(directory.name.split(".")[0] or "loss")
+    fig.tight_layout()
+    fig.savefig(directory / "loss.png", dpi=100)
+    plt.close(fig)
+
+
+def adapter_card(state: dict[str, Any]) -> str:
+    """A model card for one adapter: what it was trained on, how, and how to load it."""
+    s, m = state["settings"], state["metrics"]
+    pref = state.get("shard_card") or {}
+    weights = ", ".join(f"{k} {v}" for k, v in pref.items()) or "n/a"
+    return f"""---
+library_name: peft
+base_model: {state["base_model"]}
+tags: [paretohqd, lora, sft]
+---
+# {state.get("pref_id", "adapter")}: LoRA SFT adapter
+
+Preference: {weights}. Trained by paretohqd on the preference's shard ({m["rows"]} rows,
+{m["truncated_rows"]} with the prompt cut to fit {s["max_length"]} tokens) for {m["steps"]} steps
+of batch {s["batch_size"]} × {s["grad_accum"]} accumulation, AdamW lr {s["lr"]}, LoRA r
+{s["lora_r"]} / alpha {s["lora_alpha"]} on {", ".join(s["target_modules"])}, seed {s["seed"]},
+prompt template `{s["template"]}`{", continuing " + state["init_adapter"] if state["init_adapter"]
+else ""}. Loss {m["first_loss"]:.4f} → {m["last_loss"]:.4f} (`training_log.parquet`,
+`loss.png`).
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), ADAPTER_DIR)
+```
+
+Limits: trained on ~100 automatically selected samples scored by the configured reward models;
+it inherits their biases and the base model's limits.
+"""

@@ -36,6 +36,8 @@ def _settings(ctx: StageContext, steps: int) -> Any:
         lora_dropout=cfg.lora_dropout,
         target_modules=tuple(cfg.target_modules),
         max_length=cfg.max_length,
+        grad_accum=cfg.grad_accum,
+        template=cfg.template,
         seed=ctx.config.run.seed,
         device=policy.device,
         dtype=policy.dtype,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from safetensors.numpy import load_file
 
@@ -44,7 +45,9 @@ def test_training_lowers_loss_deterministically(tiny_policy: Path, tmp_path: Pat
     a = train_lora(str(tiny_policy), ROWS, tmp_path / "a", settings=FAST)
     assert a["last_loss"] < 0.6 * a["first_loss"]
     assert (tmp_path / "a/adapter_config.json").exists()
-    assert (tmp_path / "a/training_log.jsonl").read_text().count("\n") == FAST.steps
+    assert pl.read_parquet(tmp_path / "a/training_log.parquet").height == FAST.steps
+    assert (tmp_path / "a/loss.png").stat().st_size > 0
+    assert "LoRA SFT adapter" in (tmp_path / "a/README.md").read_text()
     train_lora(str(tiny_policy), ROWS, tmp_path / "b", settings=FAST)
     wa = load_file(str(tmp_path / "a/adapter_model.safetensors"))
     wb = load_file(str(tmp_path / "b/adapter_model.safetensors"))
