@@ -17,6 +17,7 @@ from paretohqd.errors import StageError
 
 if TYPE_CHECKING:
     import duckdb
+
     from paretohqd.stage import Artifact
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
 from paretohqd.errors import ParetoHqDError
 
 app = typer.Typer(
@@ -140,9 +141,10 @@ def run(
 @friendly
 def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Show each stage as fresh, stale (and why) or missing."""
+    from rich.table import Table
+
     from paretohqd.manifest import Manifest
     from paretohqd.runner import Runner
-    from rich.table import Table
 
     cfg = _load(config, set_)
     runner = Runner(cfg)

@@ -13,8 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from paretohqd.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from paretohqd.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "paretohqd.toml"
 

@@ -19,6 +19,7 @@ from paretohqd.errors import ConfigError, StageError
 
 if TYPE_CHECKING:
     import duckdb
+
     from paretohqd.config import Config
 
 FORMATS = ("table", "csv", "json")
@@ -45,6 +46,7 @@ class Session:
     def open(cls, config: Config) -> Session:
         """Open the run of ``config``; views only for stages the manifest records as complete."""
         import duckdb
+
         from paretohqd.catalog import register_views
         from paretohqd.manifest import Manifest
         from paretohqd.registry import build_graph
@@ -88,6 +90,7 @@ class Session:
     def export(self, query: str, output: Path) -> int:
         """Write a query result to Parquet (atomically); returns the row count."""
         import duckdb
+
         from paretohqd.atomic import atomic_path
 
         self._check(query)

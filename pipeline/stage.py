@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import duckdb
+
     from paretohqd.config import Config
     from paretohqd.hashing import FileHasher
     from paretohqd.parts import PartStore

@@ -20,6 +20,7 @@ BASE_MODEL = Artifact("base_model", "models/base", kind="dir")
 ADAPTERS = Artifact("adapters", "adapters/round1", kind="dir")
 ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
 GENERATIONS = Artifact("generations", "generations.parquet")
+REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet")
 
 
 def policy_model(config: Config) -> str:
@@ -113,7 +114,7 @@ def stages(config: Config) -> list[Stage]:
                 name="regenerate",
                 fn=run_regenerate,
                 inputs=("adapters", "samples", *_policy_inputs(config)),
-                outputs=(GENERATIONS,),
+                outputs=(GENERATIONS, REGEN_PROMPTS),
                 section="regenerate",
                 version="1",
                 params=lambda c: {

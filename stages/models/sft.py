@@ -125,6 +125,7 @@ def train_lora(
     an existing adapter (round two); otherwise a fresh LoRA is initialised with ``settings.seed``.
     """
     import torch
+
     from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.models.loading import load_policy, load_tokenizer, pick_device
 
@@ -193,8 +194,13 @@ def train_lora(
     }
     if _base_checksum(model) != base_before:
         raise RuntimeError("sft: base model weights changed; only the adapter may train")
-    state = {"settings": asdict(settings), "metrics": metrics, "base_model": base_model,
-             "init_adapter": str(init_adapter or ""), **(extra_state or {})}
+    state = {
+        "settings": asdict(settings),
+        "metrics": metrics,
+        "base_model": base_model,
+        "init_adapter": str(init_adapter or ""),
+        **(extra_state or {}),
+    }
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         write_training_log(tmp, log)
@@ -208,8 +214,9 @@ def _base_checksum(model: Any) -> float:
     import torch
 
     with torch.no_grad():
-        return float(sum(p.double().sum().item() for n, p in model.named_parameters()
-                         if "lora_" not in n))
+        return float(
+            sum(p.double().sum().item() for n, p in model.named_parameters() if "lora_" not in n)
+        )
 
 
 def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
@@ -222,8 +229,7 @@ def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
 
     from paretohqd.atomic import write_parquet
 
-    frame = pl.DataFrame(list(log), schema={"step": pl.Int32, "loss": pl.Float64,
-                                            "lr": pl.Float64})
+    frame = pl.DataFrame(list(log), schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64})
     write_parquet(directory / "training_log.parquet", frame)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(frame["step"], frame["loss"], lw=1)
@@ -251,8 +257,9 @@ Preference: {weights}. Trained by paretohqd on the preference's shard ({m["rows"
 {m["truncated_rows"]} with the prompt cut to fit {s["max_length"]} tokens) for {m["steps"]} steps
 of batch {s["batch_size"]} × {s["grad_accum"]} accumulation, AdamW lr {s["lr"]}, LoRA r
 {s["lora_r"]} / alpha {s["lora_alpha"]} on {", ".join(s["target_modules"])}, seed {s["seed"]},
-prompt template `{s["template"]}`{", continuing " + state["init_adapter"] if state["init_adapter"]
-else ""}. Loss {m["first_loss"]:.4f} → {m["last_loss"]:.4f} (`training_log.parquet`,
+prompt template `{s["template"]}`{
+        ", continuing " + state["init_adapter"] if state["init_adapter"] else ""
+    }. Loss {m["first_loss"]:.4f} → {m["last_loss"]:.4f} (`training_log.parquet`,
 `loss.png`).
 
 ```python

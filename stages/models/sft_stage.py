@@ -58,6 +58,7 @@ def run_sft(
 ) -> Mapping[str, Any]:
     """Train (or keep) the adapter of every shard under the ``shards`` artifact."""
     import polars as pl
+
     from paretohqd.stages.models import policy_model
     from paretohqd.stages.models.sft import train_lora
     from paretohqd.stages.select.shards import CARD, DATA, read_front_matter

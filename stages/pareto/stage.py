@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from paretohqd.atomic import write_parquet
 from paretohqd.catalog import query_arrow, run_sql
 from paretohqd.errors import DataError
@@ -16,6 +17,7 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     """Write the layers artifact ``output`` for the samples/scores named by ``roles``."""
     import polars as pl
     import pyarrow as pa
+
     from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
 
     objectives = ctx.config.pareto_objectives

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from paretohqd.errors import DataError, ModelError
 from paretohqd.stage import StageContext
 
@@ -43,6 +44,7 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
     table whose schema metadata carries the part's counters.
     """
     import pyarrow as pa
+
     from paretohqd.stages.score.cache import text_keys
     from paretohqd.stages.score.scorers import ScoreValueError
 
@@ -115,9 +117,10 @@ def run_score(ctx: StageContext, *, samples: str, output: str) -> Mapping[str, A
     import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.score.cache import ScoreCache
-    from tqdm.auto import tqdm
 
     cfg = ctx.config.score
     rows = pl.read_parquet(ctx.path(samples))

@@ -12,6 +12,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+
 from paretohqd.errors import DataError
 
 MAX_POINTS = 200_000
@@ -26,6 +27,7 @@ def plot_selection(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import polars as pl
+
     from paretohqd.atomic import atomic_path
 
     for path in (layers, selection):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from paretohqd.atomic import write_parquet, write_text
 from paretohqd.stages.select.grid import Preference
 

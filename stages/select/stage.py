@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from paretohqd.catalog import query_arrow, run_sql, sql_hash
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.hashing import sha256_json
@@ -92,6 +93,7 @@ def run_select(
 ) -> dict[str, Any]:
     """Select k rows per preference and write the selection table and the shards."""
     import polars as pl
+
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.select.shards import remove_stale_shards
 

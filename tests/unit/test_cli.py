@@ -7,8 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from paretohqd.cli import app
 from typer.testing import CliRunner
+
+from paretohqd.cli import app
 
 runner = CliRunner()
 

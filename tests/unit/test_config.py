@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+
 from paretohqd.config import config_from_dict, dump_config, load_config, parse_override
 from paretohqd.errors import ConfigError
 

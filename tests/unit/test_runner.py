@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+
 from paretohqd.atomic import write_parquet
 from paretohqd.config import config_from_dict
 from paretohqd.errors import LockError, StageError

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from testpaths import DATA
+
 from paretohqd.config import SourceConfig
 from paretohqd.errors import DataError
 from paretohqd.stages.ingest.readers import READERS, read_hh_rlhf, read_pandalm, read_table
 from paretohqd.stages.ingest.records import sample_id, split_transcript, to_messages
-from testpaths import DATA
 
 
 def _src(kind: str, **kw: object) -> SourceConfig:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from paretohqd.config import load_config
 from paretohqd.errors import DataError
 from paretohqd.runner import Runner

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+
 from paretohqd.atomic import write_parquet
 from paretohqd.catalog import connect
 from paretohqd.config import config_from_dict
