@@ -32,9 +32,10 @@ setup:
 # run the whole pipeline on the bundled data (CPU, minutes); a second run skips every stage
 demo: setup
     {{bin}}/paretohqd run
-    {{bin}}/paretohqd status
-    {{bin}}/paretohqd sql "select source, split, count(*) as samples from samples group by all order by 1, 2"
-    @echo "artifacts: runs/demo/   inspect: {{bin}}/paretohqd sql --schema"
+    {{bin}}/paretohqd plot selection
+    {{bin}}/paretohqd plot selection --round 2
+    {{bin}}/paretohqd sql "select pref_id, count(*) as rows, avg(distance) as distance from shards group by 1 order by 1"
+    {{bin}}/paretohqd summary
 
 # the test suite (fast; slow/gpu/vllm checks are behind markers)
 test *ARGS: setup

@@ -200,6 +200,81 @@ def sql(
     insp.print_result(session.query(query), fmt, _console())
 
 
+@app.command()
+@friendly
+def summary(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Stages, timings, per-preference mean scores of the selections, and where outputs are."""
+    from paretohqd.summary import print_summary
+
+    print_summary(_load(config, set_), _console())
+
+
+@app.command("train-reward")
+@friendly
+def train_reward(
+    data: Annotated[Path, typer.Argument(help="pairwise data file or directory")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="head directory to write")],
+    kind: Annotated[
+        str, typer.Option(help="reader: hh-rlhf | table | oasst | pandalm | hf-datasets")
+    ] = "hh-rlhf",
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="table reader column mapping, e.g. --column prompt=question"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="read at most this many records")] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="sentence-transformers dir (default: all-MiniLM-L6-v2)")
+    ] = None,
+    val_fraction: Annotated[float, typer.Option(help="share of prompts held out")] = 0.2,
+    seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
+) -> None:
+    """Fit a Bradley-Terry reward head on a frozen encoder from chosen/rejected pairs."""
+    from paretohqd.config import config_from_dict
+    from paretohqd.errors import DataError
+    from paretohqd.stages.ingest.stage import read_source
+    from paretohqd.stages.score.embedding import load_encoder, save_head, train_bt_head
+
+    mapping = dict(c.split("=", 1) for c in column or [])
+    src = {"kind": kind, "path": str(data.resolve()), "columns": mapping, "limit": limit}
+    cfg = config_from_dict({"ingest": {"sources": [src]}}, base_dir=Path.cwd(), source="cli")
+    pairs = [
+        (p.chosen.prompt, p.chosen.response, p.rejected.response)
+        for p in read_source(cfg, 0, cfg.ingest.sources[0]).preferences
+        if p.chosen.response != p.rejected.response
+    ]
+    if len(pairs) < 10:
+        raise DataError(f"{data}: only {len(pairs)} chosen/rejected pairs; need at least 10")
+    enc = load_encoder(encoder)
+    head, metrics = train_bt_head(pairs, encoder=enc, val_fraction=val_fraction, seed=seed)
+    save_head(
+        out,
+        head,
+        encoder_identity=enc.identity(),
+        metrics=metrics,
+        training_data_description=f"{len(pairs)} pairs from {data.name} ({kind} reader)",
+    )
+    _console().print(
+        f"wrote {out}: {len(pairs)} pairs, held-out pairwise accuracy "
+        f"{metrics.get('val_accuracy', float('nan')):.3f} "
+        f"(train {metrics.get('train_accuracy', float('nan')):.3f})"
+    )
+
+
+@app.command("convert-llama2c")
+@friendly
+def convert_llama2c_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="llama2.c .bin checkpoint")],
+    tokenizer: Annotated[Path, typer.Argument(help="llama2.c tokenizer .bin (e.g. tok512.bin)")],
+    out: Annotated[Path, typer.Argument(help="output Hugging Face model directory")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing directory")] = False,
+) -> None:
+    """Convert a llama2.c checkpoint into a Hugging Face Llama directory with a fast tokenizer."""
+    from paretohqd.stages.models.llama2c import convert_llama2c
+
+    path = convert_llama2c(checkpoint, tokenizer, out, overwrite=overwrite)
+    _console().print(f"wrote {path}")
+
+
 plot_app = typer.Typer(help="Draw figures of a run's artifacts (PNG).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
 

@@ -64,7 +64,7 @@ def sft_stage(
     init: str | None = None,
 ) -> Stage:
     """Declare an SFT stage: one adapter per shard, optionally continuing from ``init``."""
-    from paretohqd.stages.models.sft_stage import run_sft
+    from paretohqd.stages.models.sft_run import run_sft
 
     steps = config.sft.steps if round_ == 1 else config.sft.round2_steps
     return Stage(

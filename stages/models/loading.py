@@ -62,7 +62,14 @@ def load_policy(
     dtype: str = "auto",
 ) -> Any:
     """A causal LM, optionally with a LoRA adapter (trainable or merged for inference)."""
+    import warnings
+
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-load weight bars drown the stage log
+    # peft still calls this transformers API; the warning is not actionable for users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 
     dev = pick_device(device)
     try:
@@ -102,5 +109,6 @@ def render_prompt(tok: Any, prompt: str, template: str) -> str:
         raise ModelError(
             "sft.template = 'chat' but the policy tokenizer has no chat template; use 'plain'"
         )
-    return str(tok.apply_chat_template(to_messages(prompt), add_generation_prompt=True,
-                                       tokenize=False))
+    return str(
+        tok.apply_chat_template(to_messages(prompt), add_generation_prompt=True, tokenize=False)
+    )

@@ -55,18 +55,18 @@ def plot_selection(
     rows = -(-len(pairs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5 * rows), squeeze=False)
     prefs = sorted(set(picked["pref_id"].to_list()))
-    cmap = plt.get_cmap("viridis", max(len(prefs), 2))
+    cmap = plt.get_cmap("tab20" if len(prefs) > 10 else "tab10")
     vmax = int(min(layer.max(), 10))
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
         sc = ax.scatter(
             norm[shown, i],
             norm[shown, j],
             c=np.minimum(layer[shown], vmax),
-            s=3,
-            cmap="Greys_r",
+            s=4,
+            cmap="viridis",
             vmin=1,
-            vmax=vmax + 1,
-            alpha=0.6,
+            vmax=vmax,
+            alpha=0.5,
             linewidths=0,
         )
         for n, pid in enumerate(prefs):
@@ -75,14 +75,15 @@ def plot_selection(
             ax.scatter(
                 norm[idx, i],
                 norm[idx, j],
-                s=14,
+                s=16,
                 facecolors="none",
-                edgecolors=[cmap(n)],
-                linewidths=0.8,
+                edgecolors=[cmap(n % cmap.N)],
+                linewidths=0.9,
+                label=pid if len(pairs) == 1 else None,
             )
             if weights is not None:
                 w = np.asarray(weights.filter(pl.col("pref_id") == pid)["weights"][0])
-                ax.plot([1, w[i]], [1, w[j]], color=cmap(n), lw=1, alpha=0.9)
+                ax.plot([1, w[i]], [1, w[j]], color=cmap(n % cmap.N), lw=1, alpha=0.9)
         ax.set_xlabel(f"{objectives[i]} (normalised)")
         ax.set_ylabel(f"{objectives[j]} (normalised)")
         ax.set_xlim(-0.02, 1.02)
@@ -92,9 +93,14 @@ def plot_selection(
         ax.axis("off")
     fig.colorbar(sc, ax=axes.ravel().tolist(), label=f"Pareto layer (≥{vmax} merged)", shrink=0.8)
     thinned = f", {len(shown)} of {len(norm)} pool points drawn" if len(shown) < len(norm) else ""
+    if len(pairs) == 1:
+        axes[0, 0].legend(
+            fontsize=6, loc="lower left", ncols=2, title="selected for", title_fontsize=7
+        )
     fig.suptitle(
-        f"{len(prefs)} preferences × {picked.height // max(len(prefs), 1)} selected"
-        f"{thinned}; rays from the ideal point toward w"
+        f"{len(prefs)} preferences × {picked.height // max(len(prefs), 1)} selected{thinned}\n"
+        "rays from the ideal point (1, …, 1) toward w",
+        fontsize=10,
     )
     with atomic_path(output) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

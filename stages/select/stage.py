@@ -9,6 +9,7 @@ inputs changed are computed and rewritten; the others keep their shard files unt
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -155,7 +156,12 @@ def run_select(
         con.close()
 
     by_pref = rows.partition_by("pref_id", as_dict=True) if rows is not None else {}
-    command = f"paretohqd run --config {ctx.config.source} --only {ctx.stage.name}"
+    config_path = (
+        os.path.relpath(ctx.config.source)
+        if os.path.isabs(ctx.config.source)
+        else (ctx.config.source)
+    )
+    command = f"paretohqd run --config {config_path} --only {ctx.stage.name}"
     diagnostics: dict[str, Any] = {}
     for p in pending:
         frame = by_pref[(p.pref_id,)]

@@ -1,0 +1,68 @@
+"""``paretohqd summary``: what a run did, in one screen.
+
+Stages with their state, rows and timings from the manifest; the per-preference mean raw
+scores of the latest selection round (what each preference's adapter was trained toward); and
+where the shards, adapters and plots are.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from paretohqd.config import Config
+
+
+def print_summary(config: Config, console: Any) -> None:
+    """Print the summary tables for the run of ``config``."""
+    from rich.table import Table
+
+    from paretohqd.inspect import Session
+    from paretohqd.manifest import Manifest
+    from paretohqd.runner import Runner
+
+    manifest = Manifest(config.run_dir)
+    stages = Table(title=f"run {config.run.name}: stages")
+    for col in ("stage", "state", "rows", "seconds", "cpu s"):
+        stages.add_column(col, justify="right" if col in ("rows", "seconds", "cpu s") else "left")
+    total = 0.0
+    for item in Runner(config).plan(manifest):
+        entry = manifest.get(item.stage.name) or {}
+        rows = sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
+        total += entry.get("seconds", 0.0)
+        stages.add_row(
+            item.stage.name,
+            item.state,
+            f"{rows:,}" if entry else "",
+            f"{entry['seconds']:.1f}" if entry else "",
+            f"{entry.get('cpu_seconds', 0):.1f}" if entry else "",
+        )
+    stages.add_row("total", "", "", f"{total:.1f}", "")
+    console.print(stages)
+
+    session = Session.open(config)
+    objectives = config.pareto_objectives
+    view = next((v for v in ("shards_round2", "shards") if v in session.views), None)
+    if view and objectives:
+        means = ", ".join(f'round(avg("{o}"), 3) as "{o}"' for o in objectives)
+        result = session.query(
+            f"select pref_id, count(*) as rows, {means}, round(avg(distance), 3) as distance "
+            f"from {view} group by pref_id order by pref_id"
+        )
+        table = Table(title=f"mean raw scores of the selected samples ({view})")
+        for col in result.columns:
+            table.add_column(col, justify="left" if col == "pref_id" else "right")
+        for row in result.rows:
+            table.add_row(*[str(v) for v in row])
+        console.print(table)
+    run = config.run_dir
+    places = [
+        ("shards", "shards/round1", "shards/round2"),
+        ("adapters", "adapters/round1", "adapters/round2"),
+        ("plots", "plots", None),
+    ]
+    for label, first, second in places:
+        found = [p for p in (first, second) if p and (run / p).exists()]
+        if found:
+            console.print(f"{label:9} " + "  ".join(os.path.relpath(run / p) for p in found))
+    console.print(f"inspect   paretohqd sql --schema   (run directory {os.path.relpath(run)})")
