@@ -1,0 +1,145 @@
+"""The score stage over the runner: schema, counters, NaN → sample_id, a real kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from paretohqd.config import load_config
+from paretohqd.errors import DataError
+from paretohqd.manifest import Manifest
+from paretohqd.runner import Runner
+
+PLUGIN = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+    import numpy as np
+
+    class Plugin:
+        def __init__(self, options):
+            self.options = options
+
+        def identity(self):
+            return {"kind": "test-plugin", "options": self.options}
+
+        def score(self, prompts, responses, extras):
+            log = self.options.get("log")
+            if log:
+                with open(log, "a") as fh:
+                    fh.write(f"{len(prompts)}\\n")
+                time.sleep(self.options.get("sleep", 0))
+            out = np.array([float(len(r)) for r in responses])
+            bad = self.options.get("nan_for")
+            if bad is not None:
+                out[[i for i, r in enumerate(responses) if r == bad]] = np.nan
+            return out
+
+    def build(name, model, options):
+        return Plugin(dict(options))
+    """
+)
+
+
+def _config(tmp_path: Path, tiny_config: Path, objectives: str, part_size: int = 2048) -> Path:
+    (tmp_path / "scoreplugin.py").write_text(PLUGIN)
+    body = tiny_config.read_text() + f"\n[score]\npart_size = {part_size}\n" + objectives
+    tiny_config.write_text(body)
+    return tiny_config
+
+
+HEURISTICS = """
+[[objectives]]
+name = "concise"
+scorer = "heuristic"
+options = { metric = "conciseness", target = 30 }
+
+[[objectives]]
+name = "varied"
+scorer = "heuristic"
+options = { metric = "repetition", n = 2 }
+"""
+
+
+def test_scores_every_sample_with_counters(tmp_path: Path, tiny_config: Path) -> None:
+    config = load_config(_config(tmp_path, tiny_config, HEURISTICS, part_size=16))
+    Runner(config).run(until="score")
+    samples = pl.read_parquet(config.run_dir / "samples.parquet")
+    scores = pl.read_parquet(config.run_dir / "scores.parquet")
+    assert scores.columns == ["sample_id", "concise", "varied"]
+    assert scores["sample_id"].to_list() == samples["sample_id"].to_list()
+    assert scores.schema["concise"] == pl.Float64
+    expected = [-abs(len(r.split()) - 30) / 30 for r in samples["response"].to_list()]
+    assert scores["concise"].to_list() == pytest.approx(expected, abs=1e-12)
+    meta = Manifest(config.run_dir).stages["score"]["metadata"]
+    assert meta["counts"]["concise"]["rows"] == samples.height
+    assert meta["parts"] == -(-samples.height // 16)
+    assert meta["scorers"]["varied"]["kind"] == "heuristic"
+    assert not list((config.run_dir / ".parts").rglob("*.parquet"))  # parts cleared
+
+
+def test_nan_score_names_sample_and_objective(
+    tmp_path: Path, tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _config(tmp_path, tiny_config, "")
+    config = load_config(path)
+    Runner(config).run(until="ingest")
+    samples = pl.read_parquet(config.run_dir / "samples.parquet")
+    victim = samples.row(3, named=True)
+    objective = f"""
+[[objectives]]
+name = "plug"
+scorer = "scoreplugin:build"
+options = {{ nan_for = {json.dumps(victim["response"])} }}
+"""
+    path.write_text(path.read_text() + objective)
+    with pytest.raises(
+        DataError, match=rf"objective 'plug' gave nan for sample {victim['sample_id']}"
+    ):
+        Runner(load_config(path)).run(until="score")
+    assert not (config.run_dir / "scores.parquet").exists()
+
+
+def test_sigkill_mid_score_resumes_without_loss_or_duplicates(
+    tmp_path: Path, tiny_config: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    objective = f"""
+[[objectives]]
+name = "plug"
+scorer = "scoreplugin:build"
+options = {{ log = "{log}", sleep = 0.3 }}
+"""
+    path = _config(tmp_path, tiny_config, objective, part_size=4)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "paretohqd.cli", "run", "--config", str(path), "--until", "score"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().split()) >= 4):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    config = load_config(path)
+    assert not (config.run_dir / "scores.parquet").exists()
+    before = len(list((config.run_dir / ".parts/score").rglob("part-*.parquet")))
+    assert before >= 2
+
+    subprocess.run(cmd, env=env, check=True, timeout=300, capture_output=True)
+    samples = pl.read_parquet(config.run_dir / "samples.parquet")
+    scores = pl.read_parquet(config.run_dir / "scores.parquet")
+    assert scores["sample_id"].to_list() == samples["sample_id"].to_list()  # none lost or twice
+    assert (scores["plug"] == samples["response"].str.len_chars().cast(pl.Float64)).all()
+    meta = Manifest(config.run_dir).stages["score"]["metadata"]
+    assert meta["resumed_parts"] == before
+    calls = len(log.read_text().split())
+    assert calls <= meta["parts"] + 1  # the rerun only scored the missing parts
