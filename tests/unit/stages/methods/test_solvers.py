@@ -13,6 +13,8 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize
+
 from paretohqd.stages.methods.solvers import (
     SolverInputError,
     cagrad_direction,
@@ -24,7 +26,6 @@ from paretohqd.stages.methods.solvers import (
     raco_direction,
     theorem1,
 )
-from scipy.optimize import minimize
 
 KINDS = ("random", "near_parallel", "opposite", "rank_deficient", "scaled", "zero_grad")
 C_VALUES = (0.1, 0.4, 0.9, 1.5)

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import torch
+from testpaths import DATA, FIXTURES
+
 from paretohqd.errors import ModelError
 from paretohqd.stages.models.llama2c import convert_llama2c, read_llama2c_header
-from testpaths import DATA, FIXTURES
 
 SRC = DATA / "stories260K"
 CHECKPOINT = SRC / "stories260K.bin"
