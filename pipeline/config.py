@@ -157,6 +157,13 @@ class Llama2cConfig(Section):
     tokenizer: str = Field(description="llama2.c tokenizer .bin")
 
 
+class GgufConfig(Section):
+    """A GGUF checkpoint the ``base_model`` stage dequantises into a Hugging Face directory."""
+
+    path: str = Field(description="directory holding the .gguf file (relative to the config)")
+    file: str = Field(description="the .gguf file name inside `path`")
+
+
 class PolicyConfig(Section):
     """The policy every preference model starts from."""
 
@@ -164,13 +171,18 @@ class PolicyConfig(Section):
         None, description="causal LM directory or hub id (default: the converted llama2c model)"
     )
     llama2c: Llama2cConfig | None = Field(None, description="convert this llama2.c checkpoint")
+    gguf: GgufConfig | None = Field(None, description="load this GGUF checkpoint")
     device: str = Field("auto", description="auto (cuda if present) | cpu | cuda[:N]")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicyConfig:
-        if (self.model is None) == (self.llama2c is None):
-            raise ValueError("set exactly one of policy.model and policy.llama2c")
+        given = [k for k in ("model", "llama2c", "gguf") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of policy.model, policy.llama2c and policy.gguf "
+                f"(got {', '.join(given) or 'none'})"
+            )
         return self
 
 
@@ -270,6 +282,13 @@ class Config(Section):
     def source(self) -> str:
         """The config file this came from (for error messages)."""
         return self._source
+
+    @property
+    def converts_policy(self) -> bool:
+        """Whether the ``base_model`` stage builds the policy (llama2.c or GGUF source)."""
+        return self.policy is not None and (
+            self.policy.llama2c is not None or self.policy.gguf is not None
+        )
 
     @property
     def pareto_objectives(self) -> list[str]:

@@ -26,7 +26,7 @@ REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet")
 def policy_model(config: Config) -> str:
     """Where the base policy loads from: the converted model, a local directory, or a hub id."""
     assert config.policy is not None
-    if config.policy.llama2c is not None:
+    if config.converts_policy:
         return str(config.run_dir / BASE_MODEL.path)
     model = config.policy.model or ""
     path = config.resolve(model)
@@ -34,24 +34,28 @@ def policy_model(config: Config) -> str:
 
 
 def _policy_inputs(config: Config) -> tuple[str, ...]:
-    return ("base_model",) if config.policy and config.policy.llama2c else ()
+    return ("base_model",) if config.converts_policy else ()
 
 
 def _policy_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     assert config.policy is not None
-    if config.policy.llama2c is not None or config.policy.model is None:
+    if config.converts_policy or config.policy.model is None:
         return {}
     path = config.resolve(config.policy.model)
     return {"policy.model": hasher.path(path) if path.exists() else f"hub:{config.policy.model}"}
 
 
-def _llama2c_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
-    assert config.policy is not None and config.policy.llama2c is not None
-    src = config.policy.llama2c
-    return {
-        "policy.llama2c.checkpoint": hasher.file(config.resolve(src.checkpoint)),
-        "policy.llama2c.tokenizer": hasher.file(config.resolve(src.tokenizer)),
-    }
+def _convert_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+    assert config.policy is not None
+    if config.policy.llama2c is not None:
+        src = config.policy.llama2c
+        return {
+            "policy.llama2c.checkpoint": hasher.file(config.resolve(src.checkpoint)),
+            "policy.llama2c.tokenizer": hasher.file(config.resolve(src.tokenizer)),
+        }
+    assert config.policy.gguf is not None
+    gguf = config.policy.gguf
+    return {"policy.gguf": hasher.file(config.resolve(gguf.path) / gguf.file)}
 
 
 def sft_stage(
@@ -92,7 +96,7 @@ def stages(config: Config) -> list[Stage]:
     if config.policy is None:
         return []
     out: list[Stage] = []
-    if config.policy.llama2c is not None:
+    if config.converts_policy:
         out.append(
             Stage(
                 name="base_model",
@@ -100,9 +104,11 @@ def stages(config: Config) -> list[Stage]:
                 outputs=(BASE_MODEL,),
                 section="policy",
                 version="1",
-                params=lambda c: {"policy": {"llama2c": "converted"}},
-                external=_llama2c_external,
-                description="convert the llama2.c checkpoint to a Hugging Face Llama",
+                params=lambda c: {
+                    "policy": {"source": "llama2c" if c.policy and c.policy.llama2c else "gguf"}
+                },
+                external=_convert_external,
+                description="convert the llama2.c / GGUF checkpoint to a Hugging Face model",
             )
         )
     if not config.objectives:
