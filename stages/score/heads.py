@@ -18,7 +18,14 @@ from paretohqd.stage import StageContext
 
 def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
     """Train and save every configured head; return their metrics for the manifest."""
-    from paretohqd.stages.score.embedding import load_encoder, save_head, train_bt_head
+    from paretohqd.errors import ConfigError
+    from paretohqd.stages.score.embedding import (
+        BTTrainOptions,
+        load_encoder,
+        save_head,
+        train_bt_head,
+    )
+    from paretohqd.stages.score.scorers import ScorerError, parse_options
 
     root = ctx.path("reward_heads")
     keep = {h.name for h in ctx.config.reward_heads}
@@ -44,14 +51,18 @@ def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
             encoder_path = head_cfg.encoder
         encoder = load_encoder(encoder_path)
         pairs = [(p, c, r) for _, p, c, r, _ in rows]
+        try:
+            opts = parse_options(BTTrainOptions, head_cfg.options, name=head_cfg.name)
+        except ScorerError as exc:
+            raise ConfigError(f"{ctx.config.source}: reward_heads: {exc}") from None
         head, result = train_bt_head(
-            pairs, encoder=encoder, seed=ctx.config.run.seed, **head_cfg.options
+            pairs, encoder=encoder, seed=ctx.config.run.seed, **opts.model_dump()
         )
         sources = sorted({row[4] for row in rows})
         save_head(
             root / head_cfg.name,
             head,
-            encoder_identity=encoder.identity(),
+            encoder_identity=encoder.identity(ctx.hasher),
             metrics=result,
             training_data_description=(
                 f"{len(pairs)} human preference pairs (train split) from "

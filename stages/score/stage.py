@@ -105,6 +105,7 @@ def build_scorers(ctx: StageContext) -> list[Any]:
                     options=obj.options,
                     base_dir=ctx.config.base_dir,
                     empty_response=ctx.config.score.empty_response,
+                    hasher=ctx.hasher,
                 )
             )
         except ScorerError as exc:
