@@ -231,6 +231,45 @@ class RegenerateConfig(Section):
     k: int | None = Field(None, ge=1, description="round-two k (default: select.k // 2)")
 
 
+class PairsConfig(Section):
+    """Preference pairs for MODPO and RACO, from the same pool as the SFT shards."""
+
+    scope: Literal["selected", "all"] = Field(
+        "selected", description="selected: prompts behind the round-1 shards; all: every prompt"
+    )
+    tie_epsilon: float = Field(
+        0.0, ge=0, description="|normalised margin| <= this counts as a tie (sign 0)"
+    )
+
+
+class PairwiseMethodConfig(Section):
+    """Training settings shared by the pairwise methods (LoRA settings come from [sft])."""
+
+    steps: int = Field(100, ge=1, description="optimiser steps per preference")
+    batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-4, gt=0, description="AdamW learning rate")
+    beta: float = Field(0.1, gt=0, description="DPO temperature")
+    max_pairs: int | None = Field(None, ge=1, description="cap on training pairs (seeded)")
+
+
+class ModpoConfig(PairwiseMethodConfig):
+    """MODPO (ALGORITHMS.md §4): DPO on one objective with the others as a fixed margin."""
+
+    margin_scale: float = Field(
+        1.0, gt=0, description="scale of the other objectives' normalised score margins vs β"
+    )
+    loss: Literal["sigmoid", "hinge"] = "sigmoid"
+
+
+class RacoConfig(PairwiseMethodConfig):
+    """RACO (ALGORITHMS.md §3): per-objective DPO losses combined by clipped CAGrad."""
+
+    beta: float = Field(0.2, gt=0, description="DPO temperature (RACO's README: 0.2)")
+    c: float = Field(0.4, ge=0, description="conflict-averse radius; 0 = weighted DPO")
+    clip: bool = Field(True, description="p̃ = min(p*, w); off = plain CAGrad with weighted g0")
+
+
 class Config(Section):
     """The whole run configuration (one table per stage)."""
 
@@ -245,6 +284,9 @@ class Config(Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     regenerate: RegenerateConfig | None = None
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    modpo: ModpoConfig | None = None
+    raco: RacoConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

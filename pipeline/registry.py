@@ -21,6 +21,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "paretohqd.stages.select",
     "paretohqd.stages.models",
     "paretohqd.stages.round2",
+    "paretohqd.stages.methods",
 )
 
 

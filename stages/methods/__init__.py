@@ -1,1 +1,73 @@
-"""methods stage package."""
+"""Pairwise methods on the same data as ParetoHqD: ``pairs``, ``modpo`` and ``raco``.
+
+``pairs`` builds preference pairs (per-objective margins and signs) from the prompts behind the
+round-one shards; ``modpo`` and ``raco`` train one LoRA adapter per preference of the select
+grid with the shared loop in ``loop.py``. A method stage exists when its config table does.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from paretohqd.config import Config
+from paretohqd.stage import Artifact, Stage
+
+PAIRS = Artifact("pairs", "pairs.parquet")
+METHODS = ("modpo", "raco")
+
+
+def _method_params(name: str) -> Any:
+    def params(config: Config) -> Any:
+        cfg = getattr(config, name)
+        return {
+            name: cfg.model_dump(mode="json") if cfg else None,
+            "sft": config.sft.model_dump(mode="json"),
+            "select": {"grid": config.select.grid, "step": config.select.step},
+            "policy": config.policy.model_dump(mode="json") if config.policy else None,
+            "run": {"seed": config.run.seed},
+        }
+
+    return params
+
+
+def stages(config: Config) -> list[Stage]:
+    """``pairs`` plus one stage per configured pairwise method."""
+    from paretohqd.stages.methods.train import run_method, run_pairs
+    from paretohqd.stages.models import _policy_external, _policy_inputs
+
+    wanted = [m for m in METHODS if getattr(config, m) is not None]
+    if not wanted or config.policy is None or not config.objectives:
+        return []
+    out = [
+        Stage(
+            name="pairs",
+            fn=run_pairs,
+            inputs=("samples", "layers", "preferences", "selection"),
+            outputs=(PAIRS,),
+            section="pairs",
+            version="1",
+            params=lambda c: {
+                "pairs": c.pairs.model_dump(mode="json"),
+                "objectives": c.pareto_objectives,
+            },
+            sql=("pairs.sql",),
+            description="preference pairs with per-objective margins and signs",
+        )
+    ]
+    for name in wanted:
+        art = Artifact(f"adapters_{name}", f"adapters/{name}", kind="dir")
+        out.append(
+            Stage(
+                name=name,
+                fn=partial(run_method, method=name, output=art.name),
+                inputs=("pairs", "samples", *_policy_inputs(config)),
+                outputs=(art,),
+                section=name,
+                version="1",
+                params=_method_params(name),
+                external=_policy_external,
+                description=f"{name.upper()} LoRA adapter per preference, on the shared pairs",
+            )
+        )
+    return out

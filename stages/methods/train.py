@@ -1,0 +1,182 @@
+"""The pairs stage and the pairwise method stages (modpo, raco): functions.
+
+``run_pairs`` writes ``pairs.parquet`` from ``sql/pairs.sql``. ``run_method`` trains one adapter
+per preference of the select grid into ``adapters/<method>/<pref_id>/``, keeping adapters
+whose pairs and settings did not change.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from paretohqd.catalog import query_arrow
+from paretohqd.errors import DataError
+from paretohqd.hashing import sha256_json
+from paretohqd.stage import StageContext
+
+
+def run_pairs(ctx: StageContext) -> Mapping[str, Any]:
+    """Write the pairs table with per-objective margins and signs."""
+    import polars as pl
+
+    from paretohqd.atomic import write_parquet
+
+    objectives = ctx.config.pareto_objectives
+    cfg = ctx.config.pairs
+    con = ctx.duckdb()
+    try:
+        table = query_arrow(con, "pairs.sql", {"scope": cfg.scope})
+    finally:
+        con.close()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.height == 0:
+        raise DataError(
+            f"pairs: no prompt has two scored train responses (scope {cfg.scope!r}); "
+            "use pairs.scope = 'all' or ingest paired data"
+        )
+    cols = []
+    for i, name in enumerate(objectives):
+        margin = pl.col("norm_margin").list.get(i)
+        cols += [
+            pl.col("margin").list.get(i).alias(f"margin_{name}"),
+            margin.alias(f"norm_margin_{name}"),
+            pl.when(margin > cfg.tie_epsilon)
+            .then(1)
+            .when(margin < -cfg.tie_epsilon)
+            .then(-1)
+            .otherwise(0)
+            .cast(pl.Int8)
+            .alias(f"sign_{name}"),
+        ]
+    frame = frame.with_columns(cols)
+    write_parquet(ctx.path("pairs"), frame)
+    signs = {n: frame[f"sign_{n}"].value_counts().sort(f"sign_{n}").rows() for n in objectives}
+    agree = None
+    human = frame.filter(pl.col("human") != 0)
+    if human.height and objectives:
+        agree = {n: float((human[f"sign_{n}"] == human["human"]).mean() or 0.0) for n in objectives}
+    return {
+        "pairs": frame.height,
+        "prompts": frame["prompt_id"].n_unique(),
+        "human_labelled": human.height,
+        "signs": {n: {int(k): int(v) for k, v in rows} for n, rows in signs.items()},
+        "agreement_with_human": agree,
+        "scope": cfg.scope,
+    }
+
+
+def _pair_rows(ctx: StageContext, objectives: list[str]) -> Any:
+    import polars as pl
+
+    from paretohqd.stages.methods.loop import PairRows
+
+    pairs = pl.read_parquet(ctx.path("pairs"))
+    samples = pl.read_parquet(ctx.path("samples"), columns=["sample_id", "prompt", "response"])
+    text = samples.rename({"sample_id": "a_id", "response": "a"})
+    frame = (
+        pairs.join(text, on="a_id")
+        .join(
+            samples.select(pl.col("sample_id").alias("b_id"), pl.col("response").alias("b")),
+            on="b_id",
+        )
+        .sort("prompt_id", "a_id", "b_id")
+    )
+    return frame, PairRows(
+        prompts=frame["prompt"].to_list(),
+        a=frame["a"].to_list(),
+        b=frame["b"].to_list(),
+        signs=frame.select([f"sign_{n}" for n in objectives]).to_numpy().astype(np.float32),
+        margins=frame.select([f"norm_margin_{n}" for n in objectives]).to_numpy(),
+    )
+
+
+def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, Any]:
+    """Train one ``method`` adapter per preference of the select grid."""
+    from paretohqd.stages.methods.loop import PairRows, train_pairwise
+    from paretohqd.stages.methods.methods import modpo_method, modpo_objective, raco_method
+    from paretohqd.stages.models import policy_model
+    from paretohqd.stages.models.sft_run import adapter_is_current
+    from paretohqd.stages.select.grid import build_grid
+
+    cfg = getattr(ctx.config, method)
+    sft, policy = ctx.config.sft, ctx.config.policy
+    assert cfg is not None and policy is not None
+    objectives = ctx.config.pareto_objectives
+    prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
+    frame, rows = _pair_rows(ctx, objectives)
+    pairs_hash = ctx.hasher.path(ctx.path("pairs"))
+    from paretohqd.stages.models.sft import SFTSettings
+
+    settings = SFTSettings(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        grad_accum=cfg.grad_accum,
+        warmup_steps=sft.warmup_steps,
+        lora_r=sft.lora_r,
+        lora_alpha=sft.lora_alpha,
+        lora_dropout=sft.lora_dropout,
+        target_modules=tuple(sft.target_modules),
+        max_length=sft.max_length,
+        template=sft.template,
+        seed=ctx.config.run.seed,
+        device=policy.device,
+        dtype=policy.dtype,
+    )
+    out_root = ctx.path(output)
+    trained, kept, metrics = [], [], {}
+    rng = np.random.default_rng(ctx.config.run.seed)
+    for pref in prefs:
+        if method == "modpo":
+            k = modpo_objective(pref.weights)
+            keep = np.flatnonzero(rows.signs[:, k] != 0)
+            spec = modpo_method(pref.weights, cfg)
+        else:
+            keep = np.flatnonzero(np.abs(rows.signs).sum(1) > 0)
+            spec = raco_method(pref.weights, cfg)
+        if cfg.max_pairs is not None and len(keep) > cfg.max_pairs:
+            keep = np.sort(rng.choice(keep, cfg.max_pairs, replace=False))
+        if len(keep) == 0:
+            raise DataError(f"{method}: no non-tied pairs for {pref.pref_id}")
+        key = sha256_json(
+            {
+                "pairs": pairs_hash,
+                "settings": asdict(settings),
+                "method": cfg.model_dump(mode="json"),
+                "weights": pref.weights,
+                "version": ctx.stage.version,
+                "keep": keep.tolist(),
+            }
+        )
+        target = out_root / pref.pref_id
+        if adapter_is_current(target, key):
+            kept.append(pref.pref_id)
+            continue
+        subset = PairRows(
+            prompts=[rows.prompts[i] for i in keep],
+            a=[rows.a[i] for i in keep],
+            b=[rows.b[i] for i in keep],
+            signs=rows.signs[keep],
+            margins=rows.margins[keep],
+        )
+        metrics[pref.pref_id] = train_pairwise(
+            policy_model(ctx.config),
+            subset,
+            spec,
+            target,
+            settings=settings,
+            extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
+        )
+        trained.append(pref.pref_id)
+    if out_root.exists():
+        wanted = {p.pref_id for p in prefs}
+        for child in out_root.iterdir():
+            if child.is_dir() and child.name not in wanted:
+                shutil.rmtree(child)
+    return {"trained": trained, "kept": kept, "metrics": metrics, "pairs": frame.height}
