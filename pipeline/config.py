@@ -270,6 +270,41 @@ class RacoConfig(PairwiseMethodConfig):
     clip: bool = Field(True, description="p̃ = min(p*, w); off = plain CAGrad with weighted g0")
 
 
+class PamaConfig(Section):
+    """PAMA (ALGORITHMS.md §2): online PPO with Noon clipping and Theorem 1's combination."""
+
+    steps: int = Field(20, ge=1, description="PPO iterations (rollout + update) per preference")
+    batch_size: int = Field(8, ge=1, description="prompts per rollout")
+    ppo_epochs: int = Field(1, ge=1, description="updates per rollout")
+    lr: float = Field(1e-4, gt=0, description="policy (LoRA) learning rate")
+    value_lr: float = Field(1e-3, gt=0, description="value heads learning rate")
+    kl_coef: float = Field(0.2, ge=0, description="per-token KL penalty to the reference")
+    cliprange: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip ε")
+    lam: float = Field(0.95, gt=0, le=1, description="GAE λ (γ = 1)")
+    granularity: Literal["token", "batch"] = Field("token", description="Theorem 1 per token")
+    max_new_tokens: int = Field(32, ge=1)
+    top_p: float = Field(0.9, gt=0, le=1)
+
+
+class EvaluateConfig(Section):
+    """Held-out evaluation of the base model and every adapter the run trained."""
+
+    prompts: int | None = Field(
+        200, ge=1, description="held-out (split eval) prompts to answer (None: all)"
+    )
+    part_size: int = Field(64, ge=1, description="prompts per resumable part")
+    n_boot: int = Field(1000, ge=10, description="bootstrap resamples for mean CIs")
+    min_tokens: int = Field(5, ge=0, description="collapse: fewer tokens than this")
+    max_repeat: float = Field(
+        0.5, ge=0, le=1, description="collapse: share of repeated n-grams above this"
+    )
+    ngram: int = Field(3, ge=1, description="collapse: n-gram size")
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="fixed per-objective (min, max) for hypervolume (default: round-1 pool)",
+    )
+
+
 class Config(Section):
     """The whole run configuration (one table per stage)."""
 
@@ -287,6 +322,8 @@ class Config(Section):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     modpo: ModpoConfig | None = None
     raco: RacoConfig | None = None
+    pama: PamaConfig | None = None
+    evaluate: EvaluateConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

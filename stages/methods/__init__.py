@@ -15,6 +15,7 @@ from paretohqd.stage import Artifact, Stage
 
 PAIRS = Artifact("pairs", "pairs.parquet")
 METHODS = ("modpo", "raco")
+PAMA = Artifact("adapters_pama", "adapters/pama", kind="dir")
 
 
 def _method_params(name: str) -> Any:
@@ -33,13 +34,40 @@ def _method_params(name: str) -> Any:
 
 def stages(config: Config) -> list[Stage]:
     """``pairs`` plus one stage per configured pairwise method."""
-    from paretohqd.stages.methods.train import run_method, run_pairs
+    from paretohqd.stages.methods.train import run_method, run_pairs, run_pama
     from paretohqd.stages.models import _policy_external, _policy_inputs
+    from paretohqd.stages.score import _score_external, _score_params
 
-    wanted = [m for m in METHODS if getattr(config, m) is not None]
-    if not wanted or config.policy is None or not config.objectives:
+    if config.policy is None or not config.objectives:
         return []
-    out = [
+    out: list[Stage] = []
+    if config.pama is not None:
+        uses_heads = any((o.model or "").startswith("run:") for o in config.objectives)
+        out.append(
+            Stage(
+                name="pama",
+                fn=partial(run_pama, output=PAMA.name),
+                inputs=(
+                    "shards",
+                    *_policy_inputs(config),
+                    *(("reward_heads",) if uses_heads else ()),
+                ),
+                outputs=(PAMA,),
+                section="pama",
+                version="1",
+                params=lambda c: {
+                    **_method_params("pama")(c),
+                    **_score_params(c),
+                    "objectives_used": c.pareto_objectives,
+                },
+                external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
+                description="PAMA online PPO adapter per preference (Noon + Theorem 1)",
+            )
+        )
+    wanted = [m for m in METHODS if getattr(config, m) is not None]
+    if not wanted:
+        return out
+    out += [
         Stage(
             name="pairs",
             fn=run_pairs,

@@ -180,3 +180,78 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
             if child.is_dir() and child.name not in wanted:
                 shutil.rmtree(child)
     return {"trained": trained, "kept": kept, "metrics": metrics, "pairs": frame.height}
+
+
+def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
+    """Train one PAMA adapter per preference, on prompts of the round-one shards."""
+    import polars as pl
+
+    from paretohqd.stages.methods.pama import train_pama
+    from paretohqd.stages.models import policy_model
+    from paretohqd.stages.models.sft import SFTSettings
+    from paretohqd.stages.models.sft_run import adapter_is_current
+    from paretohqd.stages.score.stage import build_scorers
+    from paretohqd.stages.select.grid import build_grid
+
+    cfg, sft, policy = ctx.config.pama, ctx.config.sft, ctx.config.policy
+    assert cfg is not None and policy is not None
+    objectives = ctx.config.pareto_objectives
+    scorers = [s for s in build_scorers(ctx) if s.name in objectives]
+    scorers.sort(key=lambda s: objectives.index(s.name))
+    shard_files = sorted(ctx.path("shards").glob("*/data.parquet"))
+    prompts = sorted(
+        set(
+            pl.concat([pl.read_parquet(f, columns=["prompt"]) for f in shard_files])[
+                "prompt"
+            ].to_list()
+        )
+    )
+    settings = SFTSettings(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        lora_r=sft.lora_r,
+        lora_alpha=sft.lora_alpha,
+        lora_dropout=sft.lora_dropout,
+        target_modules=tuple(sft.target_modules),
+        max_length=sft.max_length,
+        template=sft.template,
+        seed=ctx.config.run.seed,
+        device=policy.device,
+        dtype=policy.dtype,
+    )
+    prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
+    out_root = ctx.path(output)
+    trained, kept, metrics = [], [], {}
+    for pref in prefs:
+        key = sha256_json(
+            {
+                "prompts": sha256_json(prompts),
+                "settings": asdict(settings),
+                "pama": cfg.model_dump(mode="json"),
+                "weights": pref.weights,
+                "scorers": [s.identity() for s in scorers],
+                "version": ctx.stage.version,
+            }
+        )
+        target = out_root / pref.pref_id
+        if adapter_is_current(target, key):
+            kept.append(pref.pref_id)
+            continue
+        metrics[pref.pref_id] = train_pama(
+            policy_model(ctx.config),
+            prompts,
+            scorers,
+            pref.weights,
+            target,
+            settings=settings,
+            cfg=cfg,
+            extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
+        )
+        trained.append(pref.pref_id)
+    if out_root.exists():
+        wanted = {p.pref_id for p in prefs}
+        for child in out_root.iterdir():
+            if child.is_dir() and child.name not in wanted:
+                shutil.rmtree(child)
+    return {"trained": trained, "kept": kept, "metrics": metrics, "prompts": len(prompts)}

@@ -1,0 +1,257 @@
+"""PAMA (ALGORITHMS.md §2): online multi-objective PPO with Noon clipping and Theorem 1.
+
+Each iteration samples prompts, generates with the current policy (LoRA on the base model),
+scores the responses with the configured reward scorers, estimates one advantage stream per
+objective with its own value head (GAE, γ = 1, λ = 0.95 as in TRL), clips them at zero (Noon),
+combines them with Theorem 1's closed form s* (per token by default, per batch as an option)
+and takes the clipped PPO step. A per-token KL penalty to the reference (the base model, adapter
+disabled) is added to every stream [I]. For a preference w, stream i's reward is w_i · r_i and
+objectives with w_i = 0 are left out [I]: PAMA itself has no preference vector, this is how the
+pipeline obtains one model per preference.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paretohqd.errors import DataError
+
+
+def _gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tuple[Any, Any]:
+    """Generalised advantage estimates and returns over response tokens, per row (torch)."""
+    import torch
+
+    b, t = rewards.shape
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(b, dtype=rewards.dtype, device=rewards.device)
+    for j in reversed(range(t)):
+        nxt = values[:, j + 1] * mask[:, j + 1] if j + 1 < t else torch.zeros_like(last)
+        delta = rewards[:, j] + gamma * nxt - values[:, j]
+        last = delta + gamma * lam * last * (mask[:, j + 1] if j + 1 < t else 0)
+        adv[:, j] = last * mask[:, j]
+    return adv, (adv + values) * mask
+
+
+def train_pama(
+    base_model: str,
+    prompts: Sequence[str],
+    scorers: Sequence[Any],
+    weights: Sequence[float],
+    out_dir: Path,
+    *,
+    settings: Any,
+    cfg: Any,
+    extra_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``cfg.steps`` PAMA iterations and save the adapter, value heads, log and card."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import save_file
+
+    from paretohqd.atomic import atomic_path, write_text
+    from paretohqd.stages.methods.solvers import pama_combined_advantage
+    from paretohqd.stages.models.loading import (
+        load_policy,
+        load_tokenizer,
+        pick_device,
+        render_prompt,
+    )
+    from paretohqd.stages.models.sft import _base_checksum, write_training_log
+
+    active = [i for i, w in enumerate(weights) if w > 0]
+    if not prompts:
+        raise DataError("pama: no prompts")
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    tok = load_tokenizer(base_model, padding_side="left")
+    model = load_policy(base_model, device=device, dtype=settings.dtype)
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=list(settings.target_modules),
+            task_type="CAUSAL_LM",
+        ),
+    )
+    hidden = model.config.hidden_size
+    heads = torch.nn.Linear(hidden, len(active)).to(device)
+    torch.nn.init.zeros_(heads.weight)
+    torch.nn.init.zeros_(heads.bias)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    vopt = torch.optim.AdamW(heads.parameters(), lr=cfg.value_lr)
+    base_before = _base_checksum(model)
+    limit = max(8, settings.max_length - cfg.max_new_tokens)
+    log: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        pick = rng.choice(len(prompts), size=min(cfg.batch_size, len(prompts)), replace=False)
+        texts = [render_prompt(tok, prompts[i], settings.template) for i in pick]
+        enc = [
+            ([tok.bos_token_id] if tok.bos_token_id is not None else [])
+            + tok(t, add_special_tokens=False)["input_ids"]
+            for t in texts
+        ]
+        enc = [ids[-limit:] for ids in enc]
+        width = max(map(len, enc))
+        ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
+        att = torch.zeros_like(ids)
+        for j, row in enumerate(enc):
+            ids[j, width - len(row) :] = torch.tensor(row)
+            att[j, width - len(row) :] = 1
+        ids, att = ids.to(device), att.to(device)
+        model.eval()
+        with torch.no_grad():
+            seq = model.generate(
+                input_ids=ids,
+                attention_mask=att,
+                do_sample=True,
+                top_p=cfg.top_p,
+                top_k=0,
+                max_new_tokens=cfg.max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        resp = seq[:, width:]
+        rmask = torch.ones_like(resp, dtype=torch.float32)
+        for j in range(resp.shape[0]):  # tokens after the first EOS are not part of the answer
+            eos = (resp[j] == tok.eos_token_id).nonzero()
+            if len(eos):
+                rmask[j, int(eos[0]) + 1 :] = 0
+        responses = [
+            tok.decode(r[m.bool()].tolist(), skip_special_tokens=True)
+            for r, m in zip(resp, rmask, strict=True)
+        ]
+        raw = np.stack([s.score([prompts[i] for i in pick], responses, None) for s in scorers], 1)
+        rewards = raw[:, active] * np.asarray(weights)[active]
+        full_att = torch.cat([att, (rmask > 0).long()], 1)
+
+        def forward(
+            with_grad: bool, *, seq: Any = seq, full_att: Any = full_att, width: int = width
+        ) -> tuple[Any, Any]:
+            ctx = torch.enable_grad() if with_grad else torch.no_grad()
+            with ctx:
+                out = model(input_ids=seq, attention_mask=full_att, output_hidden_states=True)
+                logits = out.logits[:, width - 1 : -1].float()
+                lp = torch.log_softmax(logits, -1).gather(-1, seq[:, width:, None]).squeeze(-1)
+                return lp, out.hidden_states[-1][:, width - 1 : -1]
+
+        old_lp, hid = forward(False)
+        with torch.no_grad(), model.disable_adapter():
+            ref_lp, _ = forward(False)
+        with torch.no_grad():
+            values = heads(hid.float()).permute(2, 0, 1)  # (N, B, T)
+        kl = (old_lp - ref_lp) * rmask
+        last = (rmask.sum(1) - 1).clamp(min=0).long()
+        advs, rets = [], []
+        for n in range(len(active)):
+            r = -cfg.kl_coef * kl
+            r[torch.arange(r.shape[0]), last] += torch.tensor(
+                rewards[:, n], dtype=r.dtype, device=r.device
+            )
+            a, ret = _gae(r, values[n], rmask, 1.0, cfg.lam)
+            advs.append(a)
+            rets.append(ret)
+        adv = torch.stack(advs)
+        model.train()
+        for _ in range(cfg.ppo_epochs):
+            new_lp, hid = forward(True)
+            ratio = torch.exp(new_lp - old_lp)
+            ok = (ratio <= 1 + cfg.cliprange).detach().cpu().numpy()
+            s_star = torch.tensor(
+                pama_combined_advantage(
+                    adv.detach().cpu().numpy(),
+                    ok,
+                    granularity=cfg.granularity,
+                    valid_mask=rmask.bool().cpu().numpy(),
+                ),
+                dtype=torch.float32,
+                device=device,
+            )
+            clipped = torch.clamp(ratio, 1 - cfg.cliprange, 1 + cfg.cliprange)
+            pg = -(torch.minimum(ratio * s_star, clipped * s_star) * rmask).sum() / rmask.sum()
+            v = heads(hid.detach().float()).permute(2, 0, 1)
+            vloss = (((v - torch.stack(rets)) ** 2) * rmask).sum() / (rmask.sum() * len(active))
+            opt.zero_grad(set_to_none=True)
+            vopt.zero_grad(set_to_none=True)
+            (pg + vloss).backward()
+            opt.step()
+            vopt.step()
+        log.append(
+            {
+                "step": step,
+                "loss": round(float(pg.item()), 6),
+                "lr": cfg.lr,
+                "value_loss": round(float(vloss.item()), 6),
+                "kl": round(float((kl.sum() / rmask.sum()).item()), 6),
+                **{f"reward_{i}": round(float(raw[:, i].mean()), 6) for i in range(raw.shape[1])},
+                "update_share": round(float((s_star > 0).float().mean().item()), 4),
+            }
+        )
+    if _base_checksum(model) != base_before:
+        raise RuntimeError("pama: base weights changed; only the adapter may train")
+    metrics = {
+        "steps": cfg.steps,
+        "prompts": len(prompts),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "first_reward": [log[0][f"reward_{i}"] for i in range(len(scorers))],
+        "last_reward": [log[-1][f"reward_{i}"] for i in range(len(scorers))],
+        "first_loss": log[0]["loss"],
+        "last_loss": log[-1]["loss"],
+        "device": device,
+        "objectives_used": active,
+    }
+    state = {
+        "method": "pama",
+        "settings": asdict(settings),
+        "options": cfg.model_dump(),
+        "metrics": metrics,
+        "weights": list(map(float, weights)),
+        "base_model": base_model,
+        **(extra_state or {}),
+    }
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        save_file(
+            {
+                "weight": heads.weight.detach().cpu().contiguous(),
+                "bias": heads.bias.detach().cpu().contiguous(),
+            },
+            str(tmp / "value_heads.safetensors"),
+        )
+        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
+        import polars as pl
+
+        from paretohqd.atomic import write_parquet
+
+        write_parquet(tmp / "pama_log.parquet", pl.DataFrame(log))
+        write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
+        write_text(tmp / "README.md", pama_card(state))
+    return metrics
+
+
+def pama_card(state: dict[str, Any]) -> str:
+    """Model card of a PAMA adapter."""
+    m, o = state["metrics"], state["options"]
+    return f"""---
+library_name: peft
+base_model: {state["base_model"]}
+tags: [paretohqd, lora, pama, ppo]
+---
+# {state.get("pref_id", "adapter")}: PAMA LoRA adapter
+
+Preference weights {state["weights"]} over {state.get("objectives")}. Online PPO with Noon
+clipping and Theorem 1 ({o["granularity"]} granularity), {m["steps"]} iterations of
+{o["batch_size"]} sampled prompts, lr {o["lr"]}, KL coefficient {o["kl_coef"]}, cliprange
+{o["cliprange"]}. Mean rewards {m["first_reward"]} → {m["last_reward"]} (`pama_log.parquet`);
+value heads in `value_heads.safetensors`.
+"""
