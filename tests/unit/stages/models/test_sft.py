@@ -54,6 +54,7 @@ def test_training_lowers_loss_deterministically(tiny_policy: Path, tmp_path: Pat
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
 
     # Round two continues from the adapter: its first loss starts where round one ended.
-    cont = train_lora(str(tiny_policy), ROWS, tmp_path / "c", settings=FAST,
-                      init_adapter=tmp_path / "a")
+    cont = train_lora(
+        str(tiny_policy), ROWS, tmp_path / "c", settings=FAST, init_adapter=tmp_path / "a"
+    )
     assert cont["first_loss"] < 0.6 * a["first_loss"]

@@ -1,0 +1,71 @@
+"""The evaluate stage: held-out generation, metrics and the comparison report.
+
+Writes ``eval/generations.parquet`` (every model's answers to the held-out prompts, scored),
+``eval/summary.parquet`` (per method and preference: mean reward vector with bootstrap CI,
+collapse rate, win rate against the base model), ``eval/fronts.png``, ``eval/losses.png`` and
+``eval/report.html``. It reads every adapter artifact the config enables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paretohqd.config import Config
+from paretohqd.stage import Artifact, Stage
+
+EVAL_GENERATIONS = Artifact("eval_generations", "eval/generations.parquet")
+EVAL_SUMMARY = Artifact("eval_summary", "eval/summary.parquet")
+
+
+def _inputs(config: Config) -> tuple[str, ...]:
+    from paretohqd.stages.methods import METHODS
+
+    names = ["samples", "layers", "shards", "adapters"]
+    if config.converts_policy:
+        names.append("base_model")
+    if any((o.model or "").startswith("run:") for o in config.objectives):
+        names.append("reward_heads")
+    if config.regenerate is not None:
+        names += ["adapters_round2", "shards_round2", "regen_prompts"]
+    if any(getattr(config, m) is not None for m in METHODS):
+        names.append("pairs")
+    names += [f"adapters_{m}" for m in (*METHODS, "pama") if getattr(config, m) is not None]
+    return tuple(names)
+
+
+def _params(config: Config) -> Any:
+    from paretohqd.stages.score import _score_params
+
+    return {
+        "evaluate": config.evaluate.model_dump(mode="json") if config.evaluate else None,
+        "generation": config.generation.model_dump(mode="json"),
+        "sft": {"template": config.sft.template},
+        "objectives": config.pareto_objectives,
+        "select": {"grid": config.select.grid, "step": config.select.step},
+        "run": {"seed": config.run.seed},
+        **_score_params(config),
+    }
+
+
+def stages(config: Config) -> list[Stage]:
+    """The evaluate stage, when ``[evaluate]`` is configured and there is a policy."""
+    if config.evaluate is None or config.policy is None or not config.objectives:
+        return []
+    from paretohqd.stages.evaluate.stage import run_evaluate
+    from paretohqd.stages.models import _policy_external
+    from paretohqd.stages.score import _score_external
+
+    return [
+        Stage(
+            name="evaluate",
+            fn=run_evaluate,
+            inputs=_inputs(config),
+            outputs=(EVAL_GENERATIONS, EVAL_SUMMARY),
+            section="evaluate",
+            version="1",
+            params=_params,
+            external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
+            sql=("evaluate_prompts.sql",),
+            description="held-out generation, metrics, fronts and the comparison report",
+        )
+    ]

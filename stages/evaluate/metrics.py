@@ -1,0 +1,560 @@
+"""Evaluation metrics: mean reward vectors with bootstrap CIs, hypervolume, collapse, win rates.
+
+Everything here is a pure function of arrays or of a polars frame of scored generations, so the
+evaluate stage can recompute every number from ``eval_generations.parquet`` alone.
+
+Conventions (ALGORITHMS.md §1 item 7):
+
+- Every objective is **maximised**.
+- Hypervolume is computed on the *mean* reward vector of each preference model, after min-max
+  normalisation with a **fixed** per-objective ``(lo, hi)`` (a config value or the round-1 pool's
+  range, never the evaluated points' own range, so numbers are comparable across runs). The
+  reference point is 0 in the normalised space, i.e. the nadir ``lo``. Coordinates outside
+  ``[lo, hi]`` are clipped to ``[0, 1]`` before the hypervolume is taken; use
+  :func:`outside_bounds` to find (and report) which points were clipped.
+- A response is *collapsed* when it has fewer than ``min_tokens`` tokens or more than
+  ``max_repeat`` of its n-grams are repeats (the proposed rule [I] for the paper's "language
+  collapse": extremely short responses or repetitive phrases).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: Boolean flags per response; a type alias for readability.
+BoolArray = np.ndarray
+#: Bootstrap resamples are drawn in blocks of at most this many (resample, row) cells, so memory
+#: stays bounded for large evaluation sets.
+_BOOT_BLOCK_CELLS = 1 << 22
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _as_matrix(values: Any, name: str, *, allow_empty: bool = False) -> np.ndarray:
+    """A finite float64 (n, M) matrix, or a ValueError naming the first bad row."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n, M) (one row per response, one column per "
+            f"objective); got shape {arr.shape}"
+        )
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no objective columns (shape {arr.shape})")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} has no rows: need at least one scored response")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} row {row}, objective {col} is {arr[row, col]}; scores must be finite "
+            "(drop or re-score that response)"
+        )
+    return arr
+
+
+def _vector(value: Any, m: int, name: str) -> np.ndarray:
+    """A finite float64 vector of length ``m``; a scalar is repeated for every objective."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(m, float(arr))
+    if arr.shape != (m,):
+        raise ValueError(
+            f"{name} must be a scalar or have one value per objective ({m}); got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; got {arr.tolist()}")
+    return arr
+
+
+def _bounds(lo: Any, hi: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-objective (lo, hi) as float vectors of length ``m`` with hi > lo everywhere."""
+    lo_a, hi_a = _vector(lo, m, "lo"), _vector(hi, m, "hi")
+    bad = np.flatnonzero(hi_a <= lo_a)
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(
+            f"normalisation bounds for objective {k} are lo={lo_a[k]}, hi={hi_a[k]}; need "
+            "hi > lo (set evaluate.bounds to a (min, max) range with max > min)"
+        )
+    return lo_a, hi_a
+
+
+# --------------------------------------------------------------------------------------------
+# mean vectors
+
+
+def mean_vector(
+    scores: np.ndarray, *, n_boot: int = 1000, seed: int = 0, ci: float = 0.95
+) -> dict[str, Any]:
+    """Mean reward vector with a percentile-bootstrap confidence interval per objective.
+
+    The bootstrap resamples whole rows (responses), so the interval reflects how much the mean
+    would move with a different draw of held-out prompts; objectives are resampled jointly.
+
+    Parameters
+    ----------
+    scores
+        ``(n, M)`` finite scores, one row per response.
+    n_boot
+        Bootstrap resamples (>= 1).
+    seed
+        Seed of the resampling generator; the same seed gives the same interval.
+    ci
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``mean``, ``lo``, ``hi``: float64 arrays of length M; ``n``: rows used. With ``n == 1``
+        the interval is degenerate (``lo == hi == mean``).
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is empty, not 2-D or not finite, or ``n_boot``/``ci`` are out of range.
+
+    Examples
+    --------
+    >>> out = mean_vector(np.array([[1.0, 0.0], [3.0, 2.0]]), n_boot=200)
+    >>> out["mean"].tolist()
+    [2.0, 1.0]
+    """
+    arr = _as_matrix(scores, "scores")
+    return _mean_with_rng(arr, n_boot, np.random.default_rng(seed), ci)
+
+
+def _bootstrap_means(arr: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, M)`` means of row resamples, drawn in memory-bounded blocks."""
+    n = arr.shape[0]
+    block = max(1, _BOOT_BLOCK_CELLS // n)
+    out = np.empty((n_boot, arr.shape[1]))
+    for start in range(0, n_boot, block):
+        stop = min(n_boot, start + block)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out[start:stop] = arr[idx].mean(axis=1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation and hypervolume
+
+
+def normalise(points: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    """Per-objective min-max normalisation ``(p - lo) / (hi - lo)``, without clipping.
+
+    ``lo``/``hi`` are fixed bounds (scalars or length-M vectors) with ``hi > lo``; values
+    outside them map outside ``[0, 1]`` (see :func:`outside_bounds`).
+
+    Examples
+    --------
+    >>> normalise(np.array([[0.0, 5.0]]), [0.0, 0.0], [2.0, 10.0]).tolist()
+    [[0.0, 0.5]]
+    """
+    arr = _as_matrix(points, "points", allow_empty=True)
+    lo_a, hi_a = _bounds(lo, hi, arr.shape[1])
+    out: np.ndarray = (arr - lo_a) / (hi_a - lo_a)
+    return out
+
+
+def outside_bounds(points: np.ndarray, lo: Any, hi: Any) -> BoolArray:
+    """Per row: does any coordinate fall outside ``[lo, hi]`` (and so get clipped for HV)?"""
+    norm = normalise(points, lo, hi)
+    return np.asarray(((norm < 0.0) | (norm > 1.0)).any(axis=1), dtype=bool)
+
+
+def hypervolume(points: np.ndarray, *, lo: Any, hi: Any, ref: Any = None) -> float:
+    """Hypervolume (maximisation) of ``points`` in the min-max normalised objective space.
+
+    Points are normalised with the fixed ``lo``/``hi``, clipped to ``[0, 1]`` (count the clipped
+    rows with :func:`outside_bounds`) and measured against the reference point ``ref``, given
+    in the normalised space (default 0, the nadir ``lo``). The result therefore lies in
+    ``[0, 1]``: 1 means a point at the ideal ``hi``. Points not strictly better than ``ref`` in
+    every objective add nothing.
+
+    Parameters
+    ----------
+    points
+        ``(k, M)`` raw (unnormalised) objective vectors, e.g. the mean vectors of one method's
+        preference models; ``k`` may be 0 (hypervolume 0).
+    lo, hi
+        Fixed per-objective bounds (scalars or length-M), ``hi > lo``.
+    ref
+        Reference point in normalised space (scalar or length-M); None means 0.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(hypervolume(np.array([[1.0, 0.2], [0.2, 1.0]]), lo=0.0, hi=1.0), 9)
+    0.36
+    """
+    norm = np.clip(normalise(points, lo, hi), 0.0, 1.0)
+    m = norm.shape[1]
+    ref_a = np.zeros(m) if ref is None else _vector(ref, m, "ref")
+    better = norm[(norm > ref_a).all(axis=1)]
+    if better.shape[0] == 0:
+        return 0.0
+    import moocore
+
+    # moocore minimises: negate both the points and the reference so "larger is better" holds.
+    return float(moocore.hypervolume(-better, ref=-ref_a))
+
+
+# --------------------------------------------------------------------------------------------
+# collapse
+
+
+def _repeat_share(tokens: Sequence[str], n: int) -> float:
+    """1 - distinct/total n-grams; 0 when there are fewer than ``n`` tokens."""
+    total = len(tokens) - n + 1
+    if total <= 0:
+        return 0.0
+    grams = {tuple(tokens[i : i + n]) for i in range(total)}
+    return 1.0 - len(grams) / total
+
+
+def repeat_shares(
+    responses: Sequence[str], *, n: int = 3, tokenizer: Callable[[str], Sequence[str]] | None = None
+) -> np.ndarray:
+    """Share of repeated n-grams per response (``1 - distinct/total``; 0 below ``n`` tokens)."""
+    if n < 1:
+        raise ValueError(f"n (the n-gram size) must be >= 1; got {n}")
+    split = tokenizer or str.split
+    return np.array([_repeat_share(list(split(r)), n) for r in responses], dtype=np.float64)
+
+
+def collapse_flags(
+    responses: Sequence[str],
+    *,
+    min_tokens: int = 5,
+    max_repeat: float = 0.5,
+    n: int = 3,
+    tokenizer: Callable[[str], Sequence[str]] | None = None,
+) -> BoolArray:
+    """Flag degenerate ("collapsed") responses.
+
+    A response is flagged when it has fewer than ``min_tokens`` tokens, or when its share of
+    repeated n-grams, ``1 - distinct n-grams / total n-grams``, exceeds ``max_repeat``
+    (strictly). Tokens are whitespace-separated words unless ``tokenizer`` (a callable from text
+    to tokens) is given. A response with fewer than ``n`` tokens has repeated share 0, but may
+    still be flagged as too short.
+
+    Parameters
+    ----------
+    responses
+        Generated texts.
+    min_tokens
+        Responses with fewer tokens are collapsed (0 disables the length rule).
+    max_repeat
+        Responses whose repeated n-gram share is above this are collapsed, in [0, 1].
+    n
+        n-gram size (>= 1).
+    tokenizer
+        Text -> tokens; default ``str.split``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one flag per response.
+
+    Examples
+    --------
+    >>> collapse_flags(["ok", "a b c d e f", "no no no no no no"]).tolist()
+    [True, False, True]
+    """
+    if isinstance(responses, str):
+        raise ValueError("responses must be a sequence of texts, not a single string")
+    if min_tokens < 0:
+        raise ValueError(f"min_tokens must be >= 0; got {min_tokens}")
+    if not 0.0 <= max_repeat <= 1.0:
+        raise ValueError(f"max_repeat must lie in [0, 1]; got {max_repeat}")
+    if n < 1:
+        raise ValueError(f"n (the n-gram size) must be >= 1; got {n}")
+    split = tokenizer or str.split
+    flags = np.zeros(len(responses), dtype=bool)
+    for i, text in enumerate(responses):
+        if not isinstance(text, str):
+            raise ValueError(f"response {i} is {type(text).__name__}, not text")
+        tokens = list(split(text))
+        flags[i] = len(tokens) < min_tokens or _repeat_share(tokens, n) > max_repeat
+    return flags
+
+
+def collapse_rate(
+    responses: Sequence[str],
+    *,
+    min_tokens: int = 5,
+    max_repeat: float = 0.5,
+    n: int = 3,
+    tokenizer: Callable[[str], Sequence[str]] | None = None,
+) -> float:
+    """Fraction of responses that :func:`collapse_flags` flags; ValueError when empty."""
+    if len(responses) == 0:
+        raise ValueError("collapse_rate needs at least one response; got none")
+    flags = collapse_flags(
+        responses, min_tokens=min_tokens, max_repeat=max_repeat, n=n, tokenizer=tokenizer
+    )
+    return float(flags.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# win rates
+
+
+def win_rate(
+    model_scores: np.ndarray,
+    base_scores: np.ndarray,
+    *,
+    objectives: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Per-objective share of prompts where the model beats, ties or loses to the base model.
+
+    Rows are paired: row i of both arrays must score answers to the same prompt. Ties are exact
+    equality (scores from the same deterministic scorer on the same text tie exactly).
+
+    Parameters
+    ----------
+    model_scores, base_scores
+        ``(n, M)`` finite scores with the same shape.
+    objectives
+        Names for the M objectives (the keys of the result); default ``"0"``, ``"1"``, ...
+
+    Returns
+    -------
+    dict
+        ``{objective: {"win": w, "tie": t, "loss": l}}`` with ``w + t + l == 1``.
+
+    Examples
+    --------
+    >>> win_rate(np.array([[1.0], [0.0]]), np.array([[0.0], [0.0]]))
+    {'0': {'win': 0.5, 'tie': 0.5, 'loss': 0.0}}
+    """
+    model = _as_matrix(model_scores, "model_scores")
+    base = _as_matrix(base_scores, "base_scores")
+    if model.shape != base.shape:
+        raise ValueError(
+            f"model_scores {model.shape} and base_scores {base.shape} must have the same shape: "
+            "one row per prompt, paired, and one column per objective"
+        )
+    names = [str(i) for i in range(model.shape[1])] if objectives is None else list(objectives)
+    if len(names) != model.shape[1]:
+        raise ValueError(f"objectives names {len(names)} columns; the scores have {model.shape[1]}")
+    win = (model > base).mean(axis=0)
+    tie = (model == base).mean(axis=0)
+    loss = (model < base).mean(axis=0)
+    return {
+        name: {"win": float(win[k]), "tie": float(tie[k]), "loss": float(loss[k])}
+        for k, name in enumerate(names)
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+
+
+def _group_seed(seed: int, method: str, pref_id: str) -> np.random.Generator:
+    """A generator per (method, pref) so a group's CI does not depend on the other groups."""
+    return np.random.default_rng([seed, zlib.crc32(f"{method}\x00{pref_id}".encode())])
+
+
+def summarise(
+    frame: pl.DataFrame,
+    *,
+    objectives: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    min_tokens: int = 5,
+    max_repeat: float = 0.5,
+    n: int = 3,
+    tokenizer: Callable[[str], Sequence[str]] | None = None,
+    base_method: str = "base",
+) -> pl.DataFrame:
+    """Per-(method, pref_id) summary of scored evaluation generations.
+
+    Parameters
+    ----------
+    frame
+        One row per generated response with columns ``method``, ``pref_id``, ``prompt_id``,
+        ``response`` and one numeric column per objective. ``(method, pref_id, prompt_id)``
+        must be unique.
+    objectives
+        The objective columns, in order.
+    n_boot, seed, ci
+        Bootstrap settings of :func:`mean_vector`; each group's generator is derived from
+        ``seed`` and its (method, pref_id), so adding a model leaves other CIs unchanged.
+    min_tokens, max_repeat, n, tokenizer
+        The collapse rule of :func:`collapse_flags`.
+    base_method
+        Rows with this method are the reference for win rates (paired on ``prompt_id``).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per (method, pref_id), in order of first appearance, with columns ``method``,
+        ``pref_id``, ``n``, ``{obj}_mean``, ``{obj}_lo``, ``{obj}_hi`` per objective,
+        ``collapse_rate``, ``n_paired`` (prompts also answered by the base model) and
+        ``{obj}_win``, ``{obj}_tie``, ``{obj}_loss``. Win columns are null for the base model
+        itself and wherever no prompt pairs with a base answer.
+    """
+    import polars as pl
+
+    objectives = list(objectives)
+    if not objectives:
+        raise ValueError("summarise needs at least one objective column name")
+    required = ["method", "pref_id", "prompt_id", "response", *objectives]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"evaluation rows lack column(s) {', '.join(map(repr, missing))}; they have "
+            f"{', '.join(frame.columns)}"
+        )
+    if frame.height == 0:
+        raise ValueError("no evaluation rows to summarise")
+    not_numeric = [c for c in objectives if not frame.schema[c].is_numeric()]
+    if not_numeric:
+        raise ValueError(
+            f"objective column(s) {', '.join(map(repr, not_numeric))} are not numeric "
+            f"({', '.join(str(frame.schema[c]) for c in not_numeric)}); pass the score columns"
+        )
+    for col in ("method", "pref_id", "prompt_id"):
+        nulls = frame[col].null_count()
+        if nulls:
+            raise ValueError(f"column {col!r} has {nulls} null value(s); every row needs one")
+    dupes = frame.group_by(["method", "pref_id", "prompt_id"]).len().filter(pl.col("len") > 1)
+    if dupes.height:
+        m, p, q, k = dupes.row(0)
+        raise ValueError(
+            f"method {m!r}, pref_id {p!r} answered prompt {q!r} {k} times; each model must "
+            "answer each prompt once (deduplicate the evaluation rows)"
+        )
+
+    for name in objectives:
+        bad = frame.filter(~pl.col(name).cast(pl.Float64).is_finite().fill_null(False))
+        if bad.height:
+            m, p, q, v = bad.select(["method", "pref_id", "prompt_id", name]).row(0)
+            raise ValueError(
+                f"objective {name!r} is {v} for method {m!r}, pref_id {p!r}, prompt {q!r} "
+                f"({bad.height} such row(s)); scores must be finite: re-score or drop them"
+            )
+    bad_text = frame.filter(pl.col("response").is_null())
+    if bad_text.height:
+        m, p, q = bad_text.select(["method", "pref_id", "prompt_id"]).row(0)
+        raise ValueError(
+            f"response is null for method {m!r}, pref_id {p!r}, prompt {q!r} "
+            f"({bad_text.height} such row(s)); drop failed generations before summarising"
+        )
+
+    base = frame.filter(pl.col("method") == base_method)
+    base_by_prompt = {
+        pid: np.asarray(row, dtype=np.float64)
+        for pid, *row in base.select(["prompt_id", *objectives]).iter_rows()
+    }
+    if base.height and base["pref_id"].n_unique() > 1:
+        raise ValueError(
+            f"method {base_method!r} has several pref_ids ({base['pref_id'].unique().to_list()});"
+            " the base model must be a single model for win rates"
+        )
+
+    records: list[dict[str, Any]] = []
+    groups = frame.group_by(["method", "pref_id"], maintain_order=True)
+    for (method, pref_id), group in groups:
+        method, pref_id = str(method), str(pref_id)
+        scores = group.select(objectives).cast(pl.Float64).to_numpy()  # validated above
+        stats = _mean_with_rng(scores, n_boot, _group_seed(seed, method, pref_id), ci)
+        rec: dict[str, Any] = {"method": method, "pref_id": pref_id, "n": int(stats["n"])}
+        for k, name in enumerate(objectives):
+            rec[f"{name}_mean"] = float(stats["mean"][k])
+            rec[f"{name}_lo"] = float(stats["lo"][k])
+            rec[f"{name}_hi"] = float(stats["hi"][k])
+        rec["collapse_rate"] = collapse_rate(
+            group["response"].to_list(),
+            min_tokens=min_tokens,
+            max_repeat=max_repeat,
+            n=n,
+            tokenizer=tokenizer,
+        )
+        pairs = [
+            (i, base_by_prompt[pid])
+            for i, pid in enumerate(group["prompt_id"].to_list())
+            if pid in base_by_prompt
+        ]
+        rec["n_paired"] = len(pairs) if method != base_method else 0
+        wins = None
+        if method != base_method and pairs:
+            rows = np.array([i for i, _ in pairs])
+            wins = win_rate(scores[rows], np.stack([b for _, b in pairs]), objectives=objectives)
+        for name in objectives:
+            for key in ("win", "tie", "loss"):
+                rec[f"{name}_{key}"] = None if wins is None else wins[name][key]
+        records.append(rec)
+
+    schema: dict[str, Any] = {"method": pl.String, "pref_id": pl.String, "n": pl.Int64}
+    for name in objectives:
+        schema |= {f"{name}_{s}": pl.Float64 for s in ("mean", "lo", "hi")}
+    schema |= {"collapse_rate": pl.Float64, "n_paired": pl.Int64}
+    for name in objectives:
+        schema |= {f"{name}_{s}": pl.Float64 for s in ("win", "tie", "loss")}
+    return pl.DataFrame(records, schema=schema)
+
+
+def _mean_with_rng(
+    scores: np.ndarray, n_boot: int, rng: np.random.Generator, ci: float
+) -> dict[str, Any]:
+    """:func:`mean_vector` with a ready generator (validated by the caller's arguments)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1; got {n_boot}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie in (0, 1), e.g. 0.95; got {ci}")
+    mean = scores.mean(axis=0)
+    if scores.shape[0] == 1:
+        return {"mean": mean, "lo": mean.copy(), "hi": mean.copy(), "n": 1}
+    boots = _bootstrap_means(scores, n_boot, rng)
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha], axis=0)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": scores.shape[0]}
+
+
+def method_hypervolume(
+    summary: pl.DataFrame,
+    objectives: Sequence[str],
+    *,
+    lo: Any,
+    hi: Any,
+    ref: Any = None,
+) -> dict[str, float]:
+    """Hypervolume per method over its preference models' mean vectors.
+
+    Each method's point set is the ``{obj}_mean`` vectors of its rows in ``summary`` (one per
+    preference model). The base model is treated like any other method: its set is its single
+    mean vector, so its hypervolume is the box it dominates, the baseline every trained set of
+    models should exceed. Normalisation and reference point as in :func:`hypervolume`.
+
+    Returns
+    -------
+    dict
+        ``{method: hypervolume}`` in order of first appearance in ``summary``.
+    """
+    cols = [f"{name}_mean" for name in objectives]
+    missing = [c for c in ["method", *cols] if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"summary lacks column(s) {', '.join(map(repr, missing))}; build it with summarise()"
+            f" using the same objectives"
+        )
+    out: dict[str, float] = {}
+    for (method,), group in summary.group_by(["method"], maintain_order=True):
+        points = _as_matrix(group.select(cols).to_numpy(), f"mean vectors of method {method!r}")
+        out[str(method)] = hypervolume(points, lo=lo, hi=hi, ref=ref)
+    return out

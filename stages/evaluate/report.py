@@ -1,0 +1,446 @@
+"""The comparison report: one self-contained HTML file and the front plot it embeds.
+
+The report is meant to be mailed, attached to an issue or opened from a run directory years
+later, so it carries everything itself: images are embedded as base64 data URIs, the CSS is
+inline, there is no JavaScript and no timestamp (re-rendering the same numbers gives the same
+bytes). Every text that comes from the run (method names, preference ids, objective names,
+link labels) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:72em;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td.t,th.t{text-align:left}
+.note{color:#555;font-size:.9em}figure{margin:1em 0}img{max-width:100%;height:auto}
+""".strip()
+
+
+# --------------------------------------------------------------------------------------------
+# formatting
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    """A float with fixed decimals; '–' for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):.1%}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, text_cols: int = 1) -> str:
+    """An HTML table; cells are already escaped; the first ``text_cols`` columns align left."""
+
+    def cls(i: int) -> str:
+        return ' class="t"' if i < text_cols else ""
+
+    head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(header))
+    body = "\n".join(
+        "<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _check_summary(summary: pl.DataFrame, objectives: Sequence[str]) -> None:
+    need = ["method", "pref_id", "n", "collapse_rate"]
+    for name in objectives:
+        need += [f"{name}_mean", f"{name}_lo", f"{name}_hi"]
+    missing = [c for c in need if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"summary lacks column(s) {', '.join(map(repr, missing))}; build it with "
+            "paretohqd.stages.evaluate.metrics.summarise() using the same objectives"
+        )
+
+
+def _bound_vector(
+    normalisation: Mapping[str, Any], key: str, objectives: Sequence[str]
+) -> list[Any]:
+    """normalisation[key] as a list in objective order (a mapping by name or a sequence)."""
+    if key not in normalisation:
+        raise ValueError(
+            f"normalisation has no {key!r} entry (it has {', '.join(map(repr, normalisation))});"
+            " pass {'min': {...}, 'max': {...}, 'reference_point': 0.0}"
+        )
+    value = normalisation[key]
+    if isinstance(value, Mapping):
+        missing = [n for n in objectives if n not in value]
+        if missing:
+            raise ValueError(f"normalisation[{key!r}] has no value for objective(s) {missing}")
+        return [value[n] for n in objectives]
+    if np.ndim(value) == 0:
+        return [value] * len(objectives)
+    seq = list(value)
+    if len(seq) != len(objectives):
+        raise ValueError(
+            f"normalisation[{key!r}] has {len(seq)} values for {len(objectives)} objectives"
+        )
+    return seq
+
+
+def _png_bytes(name: str, path: Path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"image {name!r}: {path} does not exist (or is not a file)")
+    data = path.read_bytes()
+    if not data.startswith(_PNG_MAGIC):
+        raise ValueError(f"image {name!r}: {path} is not a PNG file; the report embeds PNGs only")
+    return data
+
+
+def _href(name: str, target: str) -> str:
+    """An escaped href: relative references (or http/https), never javascript:/data:/file:."""
+    parts = urlsplit(target)
+    if parts.scheme and parts.scheme not in ("http", "https"):
+        raise ValueError(
+            f"link {name!r} has scheme {parts.scheme!r}; use a path relative to the report "
+            "(or an http(s) URL)"
+        )
+    if not parts.scheme and (parts.netloc or target.startswith(("/", "\\"))):
+        raise ValueError(
+            f"link {name!r} is absolute ({target!r}); use a path relative to the report so the "
+            "run directory can be moved"
+        )
+    if not parts.scheme:
+        target = quote(target, safe="/#?&=%~.-_+")
+    return _esc(target)
+
+
+# --------------------------------------------------------------------------------------------
+# the report
+
+
+def render_report(
+    summary: pl.DataFrame,
+    hv: Mapping[str, float],
+    *,
+    objectives: Sequence[str],
+    title: str,
+    timings: Mapping[str, Mapping[str, float]],
+    images: Mapping[str, Path],
+    links: Mapping[str, str],
+    normalisation: Mapping[str, Any],
+    out: Path,
+) -> Path:
+    """Write the comparison report as one self-contained HTML file and return its path.
+
+    Sections: per method, the hypervolume, the number of preference models and responses and
+    the pooled collapse rate; the training wall/CPU time per method; the normalisation used
+    for the hypervolume; per (method, preference model) the mean reward vector with its
+    bootstrap CI, the collapse rate and win/tie/loss against the base model; the images; links
+    to the shard cards.
+
+    Parameters
+    ----------
+    summary
+        The table of :func:`paretohqd.stages.evaluate.metrics.summarise`.
+    hv
+        ``{method: hypervolume}`` (:func:`~paretohqd.stages.evaluate.metrics.method_hypervolume`).
+    objectives
+        Objective names, in the order of the summary's columns.
+    title
+        Page title.
+    timings
+        ``{method: {"wall_s": ..., "cpu_s": ..., ...}}``; every inner key becomes a column.
+    images
+        ``{caption: path to a PNG}``; embedded as base64 data URIs.
+    links
+        ``{label: href}`` with hrefs relative to ``out`` (or http(s) URLs).
+    normalisation
+        ``{"min": ..., "max": ..., "reference_point": ...}``; each a mapping by objective name,
+        a sequence in objective order or a scalar. The reference point is in normalised space.
+    out
+        Where to write the HTML (atomically: a reader never sees a half-written report).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    from paretohqd.atomic import write_text
+    from paretohqd.stages.evaluate.metrics import outside_bounds
+
+    objectives = list(objectives)
+    if not objectives:
+        raise ValueError("render_report needs at least one objective")
+    _check_summary(summary, objectives)
+    lo = _bound_vector(normalisation, "min", objectives)
+    hi = _bound_vector(normalisation, "max", objectives)
+    ref = (
+        _bound_vector(normalisation, "reference_point", objectives)
+        if "reference_point" in normalisation
+        else [0.0] * len(objectives)
+    )
+    embedded = {name: _png_bytes(name, path) for name, path in images.items()}
+    hrefs = {name: _href(name, target) for name, target in links.items()}
+
+    rows = summary.to_dicts()
+    means = np.array([[r[f"{o}_mean"] for o in objectives] for r in rows], dtype=float)
+    clipped = outside_bounds(means.reshape(len(rows), len(objectives)), lo, hi)
+
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+        f'<p class="note">Objectives (all maximised): {_esc(", ".join(objectives))}. '
+        f"{len(rows)} models, {sum(int(r['n']) for r in rows)} scored responses.</p>",
+        _methods_section(rows, hv, clipped),
+        _timings_section(timings),
+        _normalisation_section(objectives, lo, hi, ref),
+        _models_section(rows, objectives, clipped),
+    ]
+    if embedded:
+        parts.append("<h2>Figures</h2>")
+        for name, data in embedded.items():
+            uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            parts.append(
+                f'<figure><img alt="{_esc(name)}" src="{uri}">'
+                f"<figcaption>{_esc(name)}</figcaption></figure>"
+            )
+    if hrefs:
+        parts.append("<h2>Shard cards</h2>\n<ul>")
+        parts += [f'<li><a href="{h}">{_esc(name)}</a></li>' for name, h in hrefs.items()]
+        parts.append("</ul>")
+    parts.append("</body></html>\n")
+    out = Path(out)
+    write_text(out, "\n".join(parts))
+    return out
+
+
+def _methods_section(
+    rows: Sequence[Mapping[str, Any]], hv: Mapping[str, float], clipped: np.ndarray
+) -> str:
+    order: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        order.setdefault(str(r["method"]), []).append(i)
+    for method in hv:
+        order.setdefault(str(method), [])
+    body = []
+    for method, idx in order.items():
+        n = sum(int(rows[i]["n"]) for i in idx)
+        collapsed = sum(float(rows[i]["collapse_rate"]) * int(rows[i]["n"]) for i in idx)
+        n_clipped = int(clipped[idx].sum()) if idx else 0
+        body.append(
+            [
+                _esc(method),
+                str(len(idx)),
+                str(n),
+                _num(hv.get(method)),
+                _pct(collapsed / n if n else None),
+                str(n_clipped),
+            ]
+        )
+    table = _table(
+        ["method", "models", "responses", "hypervolume", "collapse rate", "clipped means"], body
+    )
+    return (
+        "<h2>Methods</h2>\n"
+        "<p class=\"note\">Hypervolume of each method's preference models' mean reward vectors "
+        "in the normalised space (below); the base model is a one-point set. Collapse rate is "
+        "pooled over all of a method's responses. Clipped means lie outside the normalisation "
+        "range and were clipped to [0, 1] for the hypervolume.</p>\n" + table
+    )
+
+
+def _timings_section(timings: Mapping[str, Mapping[str, float]]) -> str:
+    if not timings:
+        return '<h2>Training time</h2>\n<p class="note">No timings recorded.</p>'
+    keys: list[str] = []
+    for entry in timings.values():
+        keys += [k for k in entry if k not in keys]
+    body = [
+        [_esc(method), *(_num(entry.get(k), 1) for k in keys)] for method, entry in timings.items()
+    ]
+    return "<h2>Training time</h2>\n" + _table(["method", *map(_esc, keys)], body)
+
+
+def _normalisation_section(
+    objectives: Sequence[str], lo: Sequence[Any], hi: Sequence[Any], ref: Sequence[Any]
+) -> str:
+    body = [
+        [_esc(o), _num(a), _num(b), _num(r)]
+        for o, a, b, r in zip(objectives, lo, hi, ref, strict=True)
+    ]
+    return (
+        "<h2>Normalisation</h2>\n"
+        '<p class="note">Each objective is mapped to (x − min) / (max − min) with these fixed '
+        "bounds and clipped to [0, 1]; the hypervolume is measured from the reference point, "
+        "given in that normalised space (0 is the nadir).</p>\n"
+        + _table(["objective", "min", "max", "reference point"], body)
+    )
+
+
+def _models_section(
+    rows: Sequence[Mapping[str, Any]], objectives: Sequence[str], clipped: np.ndarray
+) -> str:
+    has_wins = all(f"{o}_win" in r for o in objectives for r in rows) and bool(rows)
+    header = ["method", "pref_id", "n", *(f"{_esc(o)} mean [CI]" for o in objectives)]
+    header.append("collapse rate")
+    if has_wins:
+        header += [f"{_esc(o)} win / tie / loss" for o in objectives]
+    body = []
+    for i, r in enumerate(rows):
+        mark = " †" if clipped[i] else ""
+        cells = [_esc(r["method"]), _esc(r["pref_id"]) + mark, str(int(r["n"]))]
+        cells += [
+            f"{_num(r[f'{o}_mean'])} [{_num(r[f'{o}_lo'])}, {_num(r[f'{o}_hi'])}]"
+            for o in objectives
+        ]
+        cells.append(_pct(r["collapse_rate"]))
+        if has_wins:
+            cells += [
+                " / ".join(_pct(r[f"{o}_{k}"]) for k in ("win", "tie", "loss"))
+                if r[f"{o}_win"] is not None
+                else "–"
+                for o in objectives
+            ]
+        body.append(cells)
+    return (
+        "<h2>Mean reward per preference model</h2>\n"
+        '<p class="note">Mean over the held-out responses with a percentile-bootstrap CI; '
+        "win / tie / loss against the base model's answer to the same prompt. "
+        "† the mean lies outside the normalisation range.</p>\n" + _table(header, body, text_cols=2)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the front plot
+
+
+def plot_fronts(
+    summary: pl.DataFrame,
+    objectives: Sequence[str],
+    out: Path,
+    *,
+    rays: Sequence[tuple[str, Sequence[float]]] | None = None,
+    lo: Any,
+    hi: Any,
+) -> Path:
+    """Plot every method's preference-model mean vectors in normalised objective space (PNG).
+
+    One marker and colour per method; for M >= 3 one panel per pair of objectives. Each
+    preference ray, if given as ``(pref_id, weights)``, is drawn (dashed, grey) from the ideal
+    point (1, …, 1) toward its weights ``w``, as in ``paretohqd plot selection``: a method that
+    follows its preferences puts each model near its ray. Points are normalised with the same
+    fixed ``lo``/``hi`` as the hypervolume but not clipped, so out-of-range means stay visible.
+
+    Parameters
+    ----------
+    summary
+        The table of :func:`paretohqd.stages.evaluate.metrics.summarise`.
+    objectives
+        Objective names (at least two).
+    out
+        PNG path, written atomically.
+    rays
+        ``[(pref_id, weights)]`` with one weight per objective, or None.
+    lo, hi
+        Fixed per-objective bounds (scalars or length-M), ``hi > lo``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paretohqd.atomic import atomic_path
+    from paretohqd.stages.evaluate.metrics import normalise
+
+    objectives = list(objectives)
+    m = len(objectives)
+    if m < 2:
+        raise ValueError(f"plot_fronts needs at least two objectives; got {objectives}")
+    cols = [f"{o}_mean" for o in objectives]
+    missing = [c for c in ["method", *cols] if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"summary lacks column(s) {', '.join(map(repr, missing))}; build it with summarise()"
+        )
+    ray_list = [(str(p), np.asarray(w, dtype=float)) for p, w in (rays or [])]
+    for pref_id, w in ray_list:
+        if w.shape != (m,):
+            raise ValueError(f"ray {pref_id!r} has {w.size} weights; need one per objective ({m})")
+    points = normalise(summary.select(cols).to_numpy(), lo, hi)
+    methods = list(dict.fromkeys(summary["method"].to_list()))
+    method_col = np.asarray(summary["method"].to_list(), dtype=object)
+
+    pairs = list(combinations(range(m), 2))
+    ncols = min(len(pairs), 3)
+    nrows = -(-len(pairs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 4.6 * nrows), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    span_lo = min(-0.05, float(points.min()) - 0.05) if points.size else -0.05
+    span_hi = max(1.05, float(points.max()) + 0.05) if points.size else 1.05
+    for ax, (i, j) in zip(axes.flat, pairs, strict=False):
+        for pref_id, w in ray_list:
+            ax.plot([1, w[i]], [1, w[j]], color="0.6", lw=0.8, ls="--", zorder=1)
+            ax.annotate(pref_id, (w[i], w[j]), fontsize=6, color="0.45")
+        for k, method in enumerate(methods):
+            sel = method_col == method
+            ax.scatter(
+                points[sel, i],
+                points[sel, j],
+                marker=_MARKERS[k % len(_MARKERS)],
+                color=cmap(k % cmap.N),
+                s=36,
+                label=method,
+                zorder=3,
+                edgecolors="black",
+                linewidths=0.4,
+            )
+        ax.set_xlabel(f"{objectives[i]} (normalised)")
+        ax.set_ylabel(f"{objectives[j]} (normalised)")
+        ax.set_xlim(span_lo, span_hi)
+        ax.set_ylim(span_lo, span_hi)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(pairs) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7, loc="lower left", title="method", title_fontsize=7)
+    fig.suptitle("mean reward vector per preference model (normalised; ideal = 1)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(Path(out)) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,127 @@
+"""The whole pipeline on a tiny config: every stage for real, then a rerun that skips them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from testpaths import DATA
+
+from paretohqd.catalog import connect
+from paretohqd.config import load_config
+from paretohqd.manifest import Manifest
+from paretohqd.registry import artifacts_of, build_graph
+from paretohqd.runner import Runner
+
+STAGES = [
+    "ingest",
+    "reward_heads",
+    "score",
+    "pareto",
+    "select",
+    "base_model",
+    "sft",
+    "regenerate",
+    "score_round2",
+    "pareto_round2",
+    "select_round2",
+    "sft_round2",
+    "pama",
+    "pairs",
+    "modpo",
+    "raco",
+    "evaluate",
+]
+
+TOK = DATA / "stories260K/tok512.bin"
+TAIL = f"""
+[[reward_heads]]
+name = "harmless"
+sources = ["hh"]
+options = {{ epochs = 10 }}
+
+[[objectives]]
+name = "harmless"
+scorer = "embedding-head"
+model = "run:reward_heads/harmless"
+
+[[objectives]]
+name = "concise"
+scorer = "heuristic"
+options = {{ metric = "conciseness", target = 40 }}
+
+[select]
+k = 4
+step = 0.5
+
+[policy]
+llama2c = {{ checkpoint = "{DATA / "stories260K/stories260K.bin"}", tokenizer = "{DATA / "stories260K/tok512.bin"}" }}
+device = "cpu"
+
+[sft]
+steps = 3
+round2_steps = 2
+max_length = 96
+lr = 3e-3
+
+[generation]
+max_new_tokens = 8
+batch_size = 8
+
+[regenerate]
+prompts = 6
+part_size = 3
+
+[modpo]
+steps = 2
+batch_size = 2
+
+[raco]
+steps = 2
+batch_size = 2
+
+[pama]
+steps = 1
+batch_size = 2
+max_new_tokens = 8
+
+[evaluate]
+prompts = 3
+part_size = 2
+n_boot = 50
+"""
+
+
+def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
+    tiny_config.write_text(tiny_config.read_text() + TAIL)
+    config = load_config(tiny_config)
+    results = Runner(config).run()
+    assert [(name, outcome) for name, outcome, _ in results] == [(s, "ran") for s in STAGES]
+    run = config.run_dir
+    prefs = ["pref-000-100", "pref-050-050", "pref-100-000"]
+    for root in ("round1", "round2", "modpo", "raco", "pama"):
+        assert sorted(p.name for p in (run / "adapters" / root).iterdir()) == prefs, root
+    con = connect(run, artifacts_of(build_graph(config)).values())
+    shards = con.execute("select pref_id, count(*) from shards group by 1 order by 1").fetchall()
+    assert shards == [(p, 4) for p in prefs]
+    round2 = con.execute("select distinct pref_id from shards_round2 order by 1").fetchall()
+    assert [r[0] for r in round2] == prefs
+    summary = pl.read_parquet(run / "eval/summary.parquet")
+    assert set(summary["method"]) == {
+        "base",
+        "paretohqd_round1",
+        "paretohqd",
+        "modpo",
+        "raco",
+        "pama",
+    }
+    assert (run / "eval/report.html").read_text().count("data:image/png;base64") >= 1
+    hv = Manifest(run).stages["evaluate"]["metadata"]["hypervolume"]
+    assert set(hv) == set(summary["method"])
+
+    again = Runner(load_config(tiny_config)).run()
+    assert {outcome for _, outcome, _ in again} == {"skipped"}
+
+    # Evaluation is seeded: forcing it again reproduces the numbers exactly.
+    Runner(load_config(tiny_config)).run(only=["evaluate"], force=True)
+    assert pl.read_parquet(run / "eval/summary.parquet").equals(summary)

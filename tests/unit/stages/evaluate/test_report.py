@@ -1,0 +1,239 @@
+"""The HTML report and the front plot, built from a real summary of scored rows."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from paretohqd.stages.evaluate.metrics import method_hypervolume, summarise
+from paretohqd.stages.evaluate.report import plot_fronts, render_report
+
+OBJ = ["helpful", "harmless"]
+LO, HI = [-2.0, -1.0], [2.0, 3.0]
+
+
+def scored_rows(methods: dict[str, list[str]], m: int = 2, n: int = 12) -> pl.DataFrame:
+    """Random scores for ``n`` prompts per (method, pref_id), plus a base model."""
+    rng = np.random.default_rng(0)
+    names = OBJ if m == 2 else [*OBJ, "humor"][:m]
+    frames = []
+    for method, prefs in {"base": ["base"], **methods}.items():
+        for pref in prefs:
+            scores = rng.normal(size=(n, m))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "method": method,
+                        "pref_id": pref,
+                        "prompt_id": [f"p{i}" for i in range(n)],
+                        "response": ["x"] * 2 + ["a b c d e f"] * (n - 2),
+                        **{name: scores[:, k] for k, name in enumerate(names)},
+                    }
+                )
+            )
+    return pl.concat(frames)
+
+
+@pytest.fixture
+def summary() -> pl.DataFrame:
+    rows = scored_rows({"paretohqd": ["w00", "w05", "w10"], "<script>alert(1)</script>": ["w05"]})
+    return summarise(rows, objectives=OBJ, n_boot=100, seed=0)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+class TagCounter(HTMLParser):
+    """Counts start and end tags, and collects text, to check the page is well nested."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: dict[str, int] = {}
+        self.closed: dict[str, int] = {}
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.opened[tag] = self.opened.get(tag, 0) + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self.closed[tag] = self.closed.get(tag, 0) + 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+# --------------------------------------------------------------------------------------------
+# plot_fronts
+
+
+def test_plot_fronts_writes_a_png(tmp_path: Path, summary: pl.DataFrame) -> None:
+    import matplotlib.image as mpimg
+
+    out = plot_fronts(
+        summary,
+        OBJ,
+        tmp_path / "fronts.png",
+        rays=[("w00", [0.0, 1.0]), ("w05", [0.5, 0.5]), ("w10", [1.0, 0.0])],
+        lo=LO,
+        hi=HI,
+    )
+    assert out == tmp_path / "fronts.png"
+    width, height = png_size(out)
+    image = mpimg.imread(out)
+    assert image.shape[:2] == (height, width)
+    assert image[..., :3].std() > 0.01  # something was drawn
+    assert [p.name for p in tmp_path.iterdir()] == ["fronts.png"]  # no temp files left
+
+
+def test_plot_fronts_pairwise_panels_for_three_objectives(tmp_path: Path) -> None:
+    names = [*OBJ, "humor"]
+    s3 = summarise(scored_rows({"m": ["a", "b"]}, m=3), objectives=names, n_boot=20)
+    two = plot_fronts(
+        summarise(scored_rows({"m": ["a"]}), objectives=OBJ, n_boot=20),
+        OBJ,
+        tmp_path / "two.png",
+        lo=-3,
+        hi=3,
+    )
+    three = plot_fronts(
+        s3, names, tmp_path / "three.png", rays=[("a", [0.2, 0.3, 0.5])], lo=-3, hi=3
+    )
+    # three pairs side by side: about three times as wide as the single panel
+    assert png_size(three)[0] > 2.5 * png_size(two)[0]
+
+
+def test_plot_fronts_rejects(tmp_path: Path, summary: pl.DataFrame) -> None:
+    with pytest.raises(ValueError, match="ray 'w05' has 3 weights"):
+        plot_fronts(summary, OBJ, tmp_path / "f.png", rays=[("w05", [0.2, 0.3, 0.5])], lo=0, hi=1)
+    with pytest.raises(ValueError, match="at least two objectives"):
+        plot_fronts(summary, ["helpful"], tmp_path / "f.png", lo=0, hi=1)
+    with pytest.raises(ValueError, match="'humor_mean'"):
+        plot_fronts(summary, ["helpful", "humor"], tmp_path / "f.png", lo=0, hi=1)
+    with pytest.raises(ValueError, match="hi > lo"):
+        plot_fronts(summary, OBJ, tmp_path / "f.png", lo=[0, 1], hi=[1, 1])
+    assert not (tmp_path / "f.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# render_report
+
+
+def render(tmp_path: Path, summary: pl.DataFrame, **overrides: object) -> Path:
+    fronts = plot_fronts(summary, OBJ, tmp_path / "fronts.png", lo=LO, hi=HI)
+    kwargs: dict = {
+        "objectives": OBJ,
+        "title": "run <demo> & friends",
+        "timings": {"paretohqd": {"wall_s": 12.3, "cpu_s": 40.5}, "modpo": {"wall_s": 7.0}},
+        "images": {"fronts": fronts},
+        "links": {"w05 card": "../shards/round1/w05/README.md", "odd <name>": "cards/a b.md"},
+        "normalisation": {
+            "min": dict(zip(OBJ, LO, strict=True)),
+            "max": dict(zip(OBJ, HI, strict=True)),
+            "reference_point": 0.0,
+        },
+        "out": tmp_path / "report" / "report.html",
+    }
+    kwargs |= overrides
+    hv = method_hypervolume(summary, OBJ, lo=LO, hi=HI)
+    return render_report(summary, hv, **kwargs)
+
+
+def test_report_contains_the_numbers(tmp_path: Path, summary: pl.DataFrame) -> None:
+    out = render(tmp_path, summary)
+    page = out.read_text()
+    hv = method_hypervolume(summary, OBJ, lo=LO, hi=HI)
+    assert set(hv) == {"base", "paretohqd", "<script>alert(1)</script>"}
+    for value in hv.values():
+        assert f"<td>{value:.4f}</td>" in page
+    for row in summary.to_dicts():
+        for o in OBJ:
+            cell = f"{row[f'{o}_mean']:.4f} [{row[f'{o}_lo']:.4f}, {row[f'{o}_hi']:.4f}]"
+            assert cell in page
+    # two of twelve responses per model are one token long: 16.7% collapsed, per model and pooled
+    assert page.count("<td>16.7%</td>") == summary.height + 3
+    for text in ("12.3", "40.5", "7.0", "wall_s", "cpu_s"):
+        assert f">{text}<" in page
+    for bound in (*LO, *HI):
+        assert f"<td>{bound:.4f}</td>" in page
+    assert "reference point" in page
+
+
+def test_report_embeds_images_and_links(tmp_path: Path, summary: pl.DataFrame) -> None:
+    page = render(tmp_path, summary).read_text()
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(uris) == 1
+    assert base64.b64decode(uris[0]) == (tmp_path / "fronts.png").read_bytes()
+    assert 'href="../shards/round1/w05/README.md"' in page
+    assert 'href="cards/a%20b.md"' in page
+    assert "odd &lt;name&gt;" in page
+    # self-contained: nothing fetched from elsewhere
+    assert "<script" not in page and "<link" not in page and "http" not in page
+
+
+def test_report_escapes_text(tmp_path: Path, summary: pl.DataFrame) -> None:
+    page = render(tmp_path, summary).read_text()
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "run &lt;demo&gt; &amp; friends" in page
+    parser = TagCounter()
+    parser.feed(page)
+    for tag in ("table", "tr", "td", "th", "h2", "figure", "a", "ul", "li"):
+        assert parser.opened.get(tag, 0) == parser.closed.get(tag, 0), tag
+    assert any("<script>alert(1)</script>" in t for t in parser.text)  # shown, as text
+
+
+def test_report_marks_clipped_means(tmp_path: Path, summary: pl.DataFrame) -> None:
+    narrow = {"min": [-0.01, -0.01], "max": [0.01, 0.01], "reference_point": [0.0, 0.0]}
+    page = render(tmp_path, summary, normalisation=narrow).read_text()
+    assert page.count(" †</td>") == summary.height  # every mean is outside so tight a box
+    assert "<td>-0.0100</td>" in page
+
+
+def test_report_is_deterministic_and_atomic(tmp_path: Path, summary: pl.DataFrame) -> None:
+    first = render(tmp_path, summary).read_bytes()
+    second = render(tmp_path, summary).read_bytes()
+    assert first == second
+    assert [p.name for p in (tmp_path / "report").iterdir()] == ["report.html"]
+
+
+def test_report_without_images_links_or_timings(tmp_path: Path, summary: pl.DataFrame) -> None:
+    page = render(tmp_path, summary, images={}, links={}, timings={}).read_text()
+    assert "data:image" not in page and "<a " not in page
+    assert "No timings recorded" in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"links": {"x": "javascript:alert(1)"}}, "scheme 'javascript'"),
+        ({"links": {"x": "/etc/passwd"}}, "absolute"),
+        ({"images": {"nope": Path("missing.png")}}, "'nope'.*does not exist"),
+        ({"normalisation": {"min": 0.0}}, "no 'max' entry"),
+        ({"normalisation": {"min": {"helpful": 0.0}, "max": 1.0}}, r"\['harmless'\]"),
+        ({"normalisation": {"min": 1.0, "max": 1.0}}, "hi > lo"),
+        ({"objectives": ["helpful", "humor"]}, "'humor_mean'"),
+    ],
+)
+def test_report_rejects(tmp_path: Path, summary: pl.DataFrame, overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        render(tmp_path, summary, **overrides)
+    assert not (tmp_path / "report" / "report.html").exists()
+
+
+def test_report_rejects_non_png(tmp_path: Path, summary: pl.DataFrame) -> None:
+    fake = tmp_path / "plot.png"
+    fake.write_text("not an image")
+    with pytest.raises(ValueError, match="not a PNG"):
+        render(tmp_path, summary, images={"plot": fake})
