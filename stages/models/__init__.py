@@ -53,9 +53,14 @@ def _convert_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
             "policy.llama2c.checkpoint": hasher.file(config.resolve(src.checkpoint)),
             "policy.llama2c.tokenizer": hasher.file(config.resolve(src.tokenizer)),
         }
+    from paretohqd.errors import ModelError
+    from paretohqd.stages.models.policy import gguf_directory
+
     assert config.policy.gguf is not None
-    gguf = config.policy.gguf
-    return {"policy.gguf": hasher.file(config.resolve(gguf.path) / gguf.file)}
+    path = gguf_directory(config) / config.policy.gguf.file
+    if not path.is_file():
+        raise ModelError(f"policy.gguf: {path} does not exist; check policy.gguf.path and .file")
+    return {"policy.gguf": hasher.file(path)}
 
 
 def sft_stage(

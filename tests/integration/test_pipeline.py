@@ -34,6 +34,8 @@ STAGES = [
 ]
 
 TOK = DATA / "stories260K/tok512.bin"
+CKPT = DATA / "stories260K/stories260K.bin"
+TOK = DATA / "stories260K/tok512.bin"
 TAIL = f"""
 [[reward_heads]]
 name = "harmless"
@@ -55,7 +57,7 @@ k = 4
 step = 0.5
 
 [policy]
-llama2c = {{ checkpoint = "{DATA / "stories260K/stories260K.bin"}", tokenizer = "{DATA / "stories260K/tok512.bin"}" }}
+llama2c = {{ checkpoint = "{CKPT}", tokenizer = "{TOK}" }}
 device = "cpu"
 
 [sft]
