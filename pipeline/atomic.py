@@ -71,3 +71,17 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def prune_dirs(root: Path, keep: set[str]) -> list[str]:
+    """Delete the subdirectories of ``root`` not named in ``keep`` (per-preference outputs of a
+    preference that left the grid, heads no longer configured); return their names."""
+    import shutil
+
+    removed = []
+    if root.exists():
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
+                shutil.rmtree(child)
+                removed.append(child.name)
+    return removed

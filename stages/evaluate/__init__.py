@@ -65,7 +65,7 @@ def stages(config: Config) -> list[Stage]:
             version="1",
             params=_params,
             external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
-            sql=("evaluate_prompts.sql",),
+            sql=("sample_prompts.sql",),
             description="held-out generation, metrics, fronts and the comparison report",
         )
     ]

@@ -72,7 +72,8 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     from paretohqd.atomic import write_parquet
     from paretohqd.catalog import register_views
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.generate import GenerationSettings, make_generator
+    from paretohqd.stages.models.generate import make_generator
+    from paretohqd.stages.models.regenerate import generation_settings
     from paretohqd.stages.score.cache import ScoreCache
     from paretohqd.stages.score.stage import build_scorers, score_part
 
@@ -81,7 +82,9 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     con = ctx.duckdb()
     try:
         prompts = run_sql(
-            con, "evaluate_prompts.sql", {"n": cfg.prompts or 1 << 62, "seed": ctx.config.run.seed}
+            con,
+            "sample_prompts.sql",
+            {"split": "eval", "n": cfg.prompts or 1 << 62, "seed": ctx.config.run.seed},
         ).fetchall()
         if not prompts:
             raise DataError(
@@ -101,19 +104,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
         con.close()
 
     models = models_to_evaluate(ctx)
-    settings = GenerationSettings(
-        max_new_tokens=gen_cfg.max_new_tokens,
-        do_sample=gen_cfg.do_sample,
-        top_p=gen_cfg.top_p,
-        top_k=gen_cfg.top_k,
-        temperature=gen_cfg.temperature,
-        batch_size=gen_cfg.batch_size,
-        long_prompt=gen_cfg.long_prompt,
-        template=ctx.config.sft.template,
-        seed=ctx.config.run.seed,
-        device=policy.device,
-        dtype=policy.dtype,
-    )
+    settings = generation_settings(ctx.config)
     scorers = build_scorers(ctx)
     cache = (
         ScoreCache(ctx.config.resolve(ctx.config.run.root) / ".cache" / "scores")

@@ -87,34 +87,20 @@ def train_pairwise(
 ) -> dict[str, Any]:
     """Train a LoRA adapter with ``method`` on ``rows``; save it with its log and card."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
     from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.methods.solvers import raco_direction
-    from paretohqd.stages.models.loading import (
-        load_policy,
-        load_tokenizer,
-        pick_device,
-        render_prompt,
+    from paretohqd.stages.models.loading import render_prompt
+    from paretohqd.stages.models.sft import (
+        _base_checksum,
+        _batch,
+        lora_policy,
+        write_training_log,
     )
-    from paretohqd.stages.models.sft import _base_checksum, _batch, write_training_log
 
     if len(rows) == 0:
         raise DataError(f"{method.name}: no training pairs")
-    device = pick_device(settings.device)
-    torch.manual_seed(settings.seed)
-    tok = load_tokenizer(base_model, padding_side="right")
-    model = load_policy(base_model, device=device, dtype=settings.dtype)
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=list(settings.target_modules),
-            task_type="CAUSAL_LM",
-        ),
-    )
+    tok, model, device = lora_policy(base_model, settings)
     prompts = [render_prompt(tok, p, settings.template) for p in rows.prompts]
     enc_a = encode_rows(tok, list(zip(prompts, rows.a, strict=True)), settings.max_length)
     enc_b = encode_rows(tok, list(zip(prompts, rows.b, strict=True)), settings.max_length)

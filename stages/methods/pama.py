@@ -52,37 +52,18 @@ def train_pama(
 ) -> dict[str, Any]:
     """Run ``cfg.steps`` PAMA iterations and save the adapter, value heads, log and card."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from safetensors.torch import save_file
 
     from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.methods.solvers import pama_combined_advantage
-    from paretohqd.stages.models.loading import (
-        load_policy,
-        load_tokenizer,
-        pick_device,
-        render_prompt,
-    )
-    from paretohqd.stages.models.sft import _base_checksum, write_training_log
+    from paretohqd.stages.models.loading import render_prompt
+    from paretohqd.stages.models.sft import _base_checksum, lora_policy, write_training_log
 
     active = [i for i, w in enumerate(weights) if w > 0]
     if not prompts:
         raise DataError("pama: no prompts")
-    device = pick_device(settings.device)
-    torch.manual_seed(settings.seed)
+    tok, model, device = lora_policy(base_model, settings, padding_side="left")
     rng = np.random.default_rng(settings.seed)
-    tok = load_tokenizer(base_model, padding_side="left")
-    model = load_policy(base_model, device=device, dtype=settings.dtype)
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=list(settings.target_modules),
-            task_type="CAUSAL_LM",
-        ),
-    )
     hidden = model.config.hidden_size
     heads = torch.nn.Linear(hidden, len(active)).to(device)
     torch.nn.init.zeros_(heads.weight)

@@ -7,13 +7,13 @@ whose pairs and settings did not change.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
+from paretohqd.atomic import prune_dirs
 from paretohqd.catalog import query_arrow
 from paretohqd.errors import DataError
 from paretohqd.hashing import sha256_json
@@ -105,29 +105,20 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
     from paretohqd.stages.select.grid import build_grid
 
     cfg = getattr(ctx.config, method)
-    sft, policy = ctx.config.sft, ctx.config.policy
+    policy = ctx.config.policy
     assert cfg is not None and policy is not None
     objectives = ctx.config.pareto_objectives
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
     frame, rows = _pair_rows(ctx, objectives)
     pairs_hash = ctx.hasher.path(ctx.path("pairs"))
-    from paretohqd.stages.models.sft import SFTSettings
+    from paretohqd.stages.models.sft_run import sft_settings
 
-    settings = SFTSettings(
+    settings = sft_settings(
+        ctx.config,
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         grad_accum=cfg.grad_accum,
-        warmup_steps=sft.warmup_steps,
-        lora_r=sft.lora_r,
-        lora_alpha=sft.lora_alpha,
-        lora_dropout=sft.lora_dropout,
-        target_modules=tuple(sft.target_modules),
-        max_length=sft.max_length,
-        template=sft.template,
-        seed=ctx.config.run.seed,
-        device=policy.device,
-        dtype=policy.dtype,
     )
     out_root = ctx.path(output)
     trained, kept, metrics = [], [], {}
@@ -174,11 +165,7 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
             extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
         )
         trained.append(pref.pref_id)
-    if out_root.exists():
-        wanted = {p.pref_id for p in prefs}
-        for child in out_root.iterdir():
-            if child.is_dir() and child.name not in wanted:
-                shutil.rmtree(child)
+    prune_dirs(out_root, {p.pref_id for p in prefs})
     return {"trained": trained, "kept": kept, "metrics": metrics, "pairs": frame.height}
 
 
@@ -188,12 +175,11 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
 
     from paretohqd.stages.methods.pama import train_pama
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.sft import SFTSettings
-    from paretohqd.stages.models.sft_run import adapter_is_current
+    from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
     from paretohqd.stages.score.stage import build_scorers
     from paretohqd.stages.select.grid import build_grid
 
-    cfg, sft, policy = ctx.config.pama, ctx.config.sft, ctx.config.policy
+    cfg, policy = ctx.config.pama, ctx.config.policy
     assert cfg is not None and policy is not None
     objectives = ctx.config.pareto_objectives
     scorers = [s for s in build_scorers(ctx) if s.name in objectives]
@@ -206,20 +192,7 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             ].to_list()
         )
     )
-    settings = SFTSettings(
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        lora_r=sft.lora_r,
-        lora_alpha=sft.lora_alpha,
-        lora_dropout=sft.lora_dropout,
-        target_modules=tuple(sft.target_modules),
-        max_length=sft.max_length,
-        template=sft.template,
-        seed=ctx.config.run.seed,
-        device=policy.device,
-        dtype=policy.dtype,
-    )
+    settings = sft_settings(ctx.config, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr)
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
     out_root = ctx.path(output)
     trained, kept, metrics = [], [], {}
@@ -249,9 +222,5 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
         )
         trained.append(pref.pref_id)
-    if out_root.exists():
-        wanted = {p.pref_id for p in prefs}
-        for child in out_root.iterdir():
-            if child.is_dir() and child.name not in wanted:
-                shutil.rmtree(child)
+    prune_dirs(out_root, {p.pref_id for p in prefs})
     return {"trained": trained, "kept": kept, "metrics": metrics, "prompts": len(prompts)}

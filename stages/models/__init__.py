@@ -133,7 +133,7 @@ def stages(config: Config) -> list[Stage]:
                     "generation": c.generation.model_dump(mode="json"),
                     "run": {"seed": c.run.seed},
                 },
-                sql=("regenerate_prompts.sql",),
+                sql=("sample_prompts.sql",),
                 description="representative round-1 adapters answer fresh train prompts",
             )
         )

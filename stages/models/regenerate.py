@@ -33,6 +33,28 @@ def representatives(pref_ids: Sequence[str], weights: Mapping[str, Sequence[floa
     return reps
 
 
+def generation_settings(config: Any) -> Any:
+    """``GenerationSettings`` from ``[generation]``, ``[policy]``, the SFT prompt template and the
+    run seed (regeneration and evaluation sample alike)."""
+    from paretohqd.stages.models.generate import GenerationSettings
+
+    gen, policy = config.generation, config.policy
+    assert policy is not None
+    return GenerationSettings(
+        max_new_tokens=gen.max_new_tokens,
+        do_sample=gen.do_sample,
+        top_p=gen.top_p,
+        top_k=gen.top_k,
+        temperature=gen.temperature,
+        batch_size=gen.batch_size,
+        long_prompt=gen.long_prompt,
+        template=config.sft.template,
+        seed=config.run.seed,
+        device=policy.device,
+        dtype=policy.dtype,
+    )
+
+
 def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     """Generate one response per (representative adapter, prompt) into generations.parquet."""
     import polars as pl
@@ -40,7 +62,7 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.ingest.records import normalise, sample_id
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.generate import GenerationSettings, make_generator
+    from paretohqd.stages.models.generate import make_generator
     from paretohqd.stages.select.shards import CARD, read_front_matter
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
@@ -59,25 +81,15 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     con = ctx.duckdb()
     try:
         prompts = run_sql(
-            con, "regenerate_prompts.sql", {"n": cfg.prompts, "seed": ctx.config.run.seed}
+            con,
+            "sample_prompts.sql",
+            {"split": "train", "n": cfg.prompts, "seed": ctx.config.run.seed},
         ).fetchall()
     finally:
         con.close()
     if not prompts:
         raise DataError("regenerate: samples has no train prompts")
-    settings = GenerationSettings(
-        max_new_tokens=gen_cfg.max_new_tokens,
-        do_sample=gen_cfg.do_sample,
-        top_p=gen_cfg.top_p,
-        top_k=gen_cfg.top_k,
-        temperature=gen_cfg.temperature,
-        batch_size=gen_cfg.batch_size,
-        long_prompt=gen_cfg.long_prompt,
-        template=ctx.config.sft.template,
-        seed=ctx.config.run.seed,
-        device=policy.device,
-        dtype=policy.dtype,
-    )
+    settings = generation_settings(ctx.config)
     base = policy_model(ctx.config)
     # The frozen prompt list: an artifact, so round two's inputs are inspectable in SQL.
     write_parquet(

@@ -110,6 +110,43 @@ def completion_nll(model: Any, batch: dict[str, Any]) -> Any:
     )
 
 
+def lora_policy(
+    base_model: str,
+    settings: SFTSettings,
+    *,
+    padding_side: str = "right",
+    init_adapter: Path | None = None,
+) -> tuple[Any, Any, str]:
+    """Tokenizer, policy with a trainable LoRA adapter (fresh, seeded, or ``init_adapter``), device.
+
+    Every trainer (SFT, the pairwise methods, PAMA) starts here, so LoRA settings, seeding and
+    devices agree; the frozen reference is the same model with the adapter disabled.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from paretohqd.stages.models.loading import load_policy, load_tokenizer, pick_device
+
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    tok = load_tokenizer(base_model, padding_side=padding_side)
+    model = load_policy(
+        base_model, adapter=init_adapter, trainable=True, device=device, dtype=settings.dtype
+    )
+    if init_adapter is None:
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=settings.lora_r,
+                lora_alpha=settings.lora_alpha,
+                lora_dropout=settings.lora_dropout,
+                target_modules=list(settings.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
+    return tok, model, device
+
+
 def train_lora(
     base_model: str,
     rows: Sequence[tuple[str, str]],
@@ -127,29 +164,10 @@ def train_lora(
     import torch
 
     from paretohqd.atomic import atomic_path, write_text
-    from paretohqd.stages.models.loading import load_policy, load_tokenizer, pick_device
 
     if not rows:
         raise DataError("sft: no training rows")
-    device = pick_device(settings.device)
-    torch.manual_seed(settings.seed)
-    tok = load_tokenizer(base_model, padding_side="right")
-    model = load_policy(
-        base_model, adapter=init_adapter, trainable=True, device=device, dtype=settings.dtype
-    )
-    if init_adapter is None:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=settings.lora_r,
-                lora_alpha=settings.lora_alpha,
-                lora_dropout=settings.lora_dropout,
-                target_modules=list(settings.target_modules),
-                task_type="CAUSAL_LM",
-            ),
-        )
+    tok, model, device = lora_policy(base_model, settings, init_adapter=init_adapter)
     from paretohqd.stages.models.loading import render_prompt
 
     rows = [(render_prompt(tok, p, settings.template), c) for p, c in rows]

@@ -8,40 +8,41 @@ so changing k for one grid or adding a preference retrains only what changed.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from paretohqd.atomic import prune_dirs
 from paretohqd.errors import DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
 
 
-def _settings(ctx: StageContext, steps: int) -> Any:
+def sft_settings(config: Any, **overrides: Any) -> Any:
+    """``SFTSettings`` from ``[sft]`` and ``[policy]``; methods override steps, batch and lr."""
     from paretohqd.stages.models.sft import SFTSettings
 
-    cfg = ctx.config.sft
-    policy = ctx.config.policy
+    cfg, policy = config.sft, config.policy
     assert policy is not None
-    return SFTSettings(
-        steps=steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps,
-        lora_r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=tuple(cfg.target_modules),
-        max_length=cfg.max_length,
-        grad_accum=cfg.grad_accum,
-        template=cfg.template,
-        seed=ctx.config.run.seed,
-        device=policy.device,
-        dtype=policy.dtype,
-    )
+    values = {
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "warmup_steps": cfg.warmup_steps,
+        "lora_r": cfg.lora_r,
+        "lora_alpha": cfg.lora_alpha,
+        "lora_dropout": cfg.lora_dropout,
+        "target_modules": tuple(cfg.target_modules),
+        "max_length": cfg.max_length,
+        "grad_accum": cfg.grad_accum,
+        "template": cfg.template,
+        "seed": config.run.seed,
+        "device": policy.device,
+        "dtype": policy.dtype,
+    }
+    return SFTSettings(**{**values, **overrides})
 
 
 def adapter_is_current(directory: Path, key: str) -> bool:
@@ -63,7 +64,7 @@ def run_sft(
     from paretohqd.stages.models.sft import train_lora
     from paretohqd.stages.select.shards import CARD, DATA, read_front_matter
 
-    settings = _settings(ctx, steps)
+    settings = sft_settings(ctx.config, steps=steps)
     base = policy_model(ctx.config)
     shard_root, out_root = ctx.path(shards), ctx.path(output)
     prefs = sorted(p.name for p in shard_root.iterdir() if (p / DATA).exists())
@@ -102,8 +103,5 @@ def run_sft(
             extra_state={"key": key, "pref_id": pref, "shard_card": card.get("preference")},
         )
         trained.append(pref)
-    if out_root.exists():
-        for child in out_root.iterdir():
-            if child.is_dir() and child.name not in prefs:
-                shutil.rmtree(child)
+    prune_dirs(out_root, set(prefs))
     return {"trained": trained, "kept": kept, "metrics": metrics, "base_model": base}

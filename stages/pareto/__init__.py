@@ -38,7 +38,7 @@ def pareto_stage(name: str, samples: str, scores: str, output: Artifact) -> Stag
         section="pareto",
         version="1",
         params=_params,
-        sql=("pareto_normalise.sql", "pareto_bounds.sql"),
+        sql=("pareto_normalise.sql",),
         checks=(),
         description="exact non-dominated layers over min-max normalised scores",
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from paretohqd.atomic import write_parquet
-from paretohqd.catalog import query_arrow, run_sql
+from paretohqd.catalog import query_arrow
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
 
@@ -32,7 +32,6 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
                 f"pareto: scores has no column for objective(s) {', '.join(missing)} "
                 f"(it has {', '.join(sorted(columns - {'sample_id'}))}); rerun the score stage"
             )
-        bounds = run_sql(con, "pareto_bounds.sql", params).fetchall()
         table = query_arrow(con, "pareto_normalise.sql", params)
     finally:
         con.close()
@@ -49,9 +48,14 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
             f"pareto: objective {objectives[col]!r} is {raw[bad[0]]} for sample {sid} "
             f"({bad.size} non-finite score(s) in all); rescore or drop those samples"
         )
-    flat = [b for b in bounds if b[3] - b[2] == 0]
+    matrix = raw.reshape(-1, len(objectives))
+    bounds = [
+        (name, float(lo), float(hi))
+        for name, lo, hi in zip(objectives, matrix.min(0), matrix.max(0), strict=True)
+    ]
+    flat = [b for b in bounds if b[2] - b[1] == 0]
     if flat:
-        names = ", ".join(f"{b[0]} (all = {b[2]:.6g})" for b in flat)
+        names = ", ".join(f"{b[0]} (all = {b[1]:.6g})" for b in flat)
         raise DataError(
             f"pareto: objective(s) {names} have max == min over the pool, so they cannot be "
             "normalised or rank anything; drop them from [[objectives]] or fix their scorer"
@@ -75,7 +79,7 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     write_parquet(ctx.path(output), frame.sort("layer", "sample_id"))
     counts = np.bincount(layers)[1:]
     return {
-        "normalisation": {b[0]: {"min": b[2], "max": b[3]} for b in bounds},
+        "normalisation": {b[0]: {"min": b[1], "max": b[2]} for b in bounds},
         "rows": int(table.num_rows),
         "layers": len(counts),
         "layer_sizes_first10": [int(c) for c in counts[:10]],

@@ -7,10 +7,10 @@ model card and held-out pairwise accuracy.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
+from paretohqd.atomic import prune_dirs
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
@@ -28,11 +28,7 @@ def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
     from paretohqd.stages.score.scorers import ScorerError, parse_options
 
     root = ctx.path("reward_heads")
-    keep = {h.name for h in ctx.config.reward_heads}
-    if root.exists():
-        for child in root.iterdir():
-            if child.is_dir() and child.name not in keep:
-                shutil.rmtree(child)
+    prune_dirs(root, {h.name for h in ctx.config.reward_heads})
     metrics: dict[str, Any] = {}
     for head_cfg in ctx.config.reward_heads:
         con = ctx.duckdb()

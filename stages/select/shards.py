@@ -9,7 +9,6 @@ downstream SFT of that preference stays fresh too.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from paretohqd.atomic import write_parquet, write_text
+from paretohqd.atomic import prune_dirs, write_parquet, write_text
 from paretohqd.stages.select.grid import Preference
 
 DATA = "data.parquet"
@@ -149,10 +148,4 @@ Reproduce with `{info.command}`. The front matter above is the machine-readable 
 
 def remove_stale_shards(root: Path, keep: set[str]) -> list[str]:
     """Delete shard directories of preferences no longer in the grid (so SQL stops seeing them)."""
-    removed = []
-    if root.exists():
-        for child in root.iterdir():
-            if child.is_dir() and child.name.startswith("pref-") and child.name not in keep:
-                shutil.rmtree(child)
-                removed.append(child.name)
-    return sorted(removed)
+    return prune_dirs(root, keep)

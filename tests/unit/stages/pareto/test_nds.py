@@ -1,0 +1,211 @@
+"""Property tests for the non-dominated sorting kernels against an O(n^2) reference.
+
+The data strategies draw from small integer ranges and coarsely rounded floats on purpose: ties
+and exact duplicates are where sort-and-sweep kernels go wrong, and real reward scores have many.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
+
+
+def brute_force_layers(scores: np.ndarray) -> np.ndarray:
+    """Reference layers by repeated peeling, maximising every column (O(n^2) per layer)."""
+    x = np.asarray(scores, dtype=np.float64)
+    n = x.shape[0]
+    ge = np.all(x[:, None, :] >= x[None, :, :], axis=2)  # ge[q, p]: q >= p everywhere
+    gt = np.any(x[:, None, :] > x[None, :, :], axis=2)
+    dom = ge & gt  # dom[q, p]: q dominates p
+    layers = np.zeros(n, dtype=np.int32)
+    remaining = np.ones(n, dtype=bool)
+    k = 0
+    while remaining.any():
+        k += 1
+        dominated = dom[remaining][:, remaining].any(axis=0)
+        idx = np.flatnonzero(remaining)[~dominated]
+        layers[idx] = k
+        remaining[idx] = False
+    return layers
+
+
+def _dominates(q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """dom[i, j]: row i of q dominates row j of p (maximising)."""
+    return np.all(q[:, None, :] >= p[None, :, :], axis=2) & np.any(
+        q[:, None, :] > p[None, :, :], axis=2
+    )
+
+
+@st.composite
+def score_arrays(draw: st.DrawFn, *, max_n: int = 200) -> np.ndarray:
+    """(n, M) float arrays, M in 1..5, with many ties and duplicate rows."""
+    m = draw(st.integers(1, 5))
+    n = draw(st.integers(1, max_n))
+    kind = draw(st.sampled_from(["small-int", "rounded", "anti", "dup-rows"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "small-int":
+        hi = draw(st.integers(1, 6))
+        x = rng.integers(-hi, hi + 1, size=(n, m)).astype(np.float64)
+    elif kind == "rounded":
+        x = np.round(rng.normal(size=(n, m)), draw(st.integers(0, 2)))
+    elif kind == "anti":  # points near the plane sum(x) = 0: few, large layers
+        x = rng.random((n, m))
+        x[:, -1] = -x[:, :-1].sum(axis=1) + np.round(rng.random(n), 1) if m > 1 else x[:, -1]
+        x = np.round(x, 2)
+    else:
+        base = np.round(rng.random((max(1, n // 4), m)), 1)
+        x = base[rng.integers(0, base.shape[0], size=n)]
+    # -0.0 must behave like 0.0
+    x[rng.random((n, m)) < 0.05] = -0.0
+    return x
+
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(score_arrays())
+def test_matches_brute_force(x: np.ndarray) -> None:
+    got = nondominated_layers(x)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, brute_force_layers(x))
+
+
+@FAST
+@given(score_arrays())
+def test_layer_invariants(x: np.ndarray) -> None:
+    layers = nondominated_layers(x)
+    # nothing lost, layers contiguous 1..K
+    assert layers.shape == (x.shape[0],)
+    k = int(layers.max())
+    assert set(np.unique(layers).tolist()) == set(range(1, k + 1))
+    dom = _dominates(x, x)
+    # no row is dominated by a row of the same or a later layer
+    same_or_later = layers[:, None] >= layers[None, :]
+    assert not (dom & same_or_later).any()
+    # every row of layer k > 1 is dominated by some row of layer k - 1
+    prev = layers[:, None] == layers[None, :] - 1
+    rows = layers > 1
+    assert (dom & prev).any(axis=0)[rows].all()
+    # equal rows share a layer
+    _, inverse = np.unique(x + 0.0, axis=0, return_inverse=True)
+    for g in np.unique(inverse):
+        assert len(set(layers[inverse.ravel() == g].tolist())) == 1
+
+
+@FAST
+@given(score_arrays(max_n=120), st.data())
+def test_maximize_flags_per_column(x: np.ndarray, data: st.DataObject) -> None:
+    m = x.shape[1]
+    flags = data.draw(st.lists(st.booleans(), min_size=m, max_size=m))
+    flipped = np.where(flags, 1.0, -1.0) * x
+    np.testing.assert_array_equal(
+        nondominated_layers(flipped, maximize=flags), nondominated_layers(x)
+    )
+    np.testing.assert_array_equal(
+        nondominated_layers(-x, maximize=False), nondominated_layers(x, maximize=True)
+    )
+
+
+@FAST
+@given(score_arrays(max_n=100), st.integers(0, 2**32 - 1))
+def test_row_permutation_invariant(x: np.ndarray, seed: int) -> None:
+    perm = np.random.default_rng(seed).permutation(x.shape[0])
+    np.testing.assert_array_equal(nondominated_layers(x[perm]), nondominated_layers(x)[perm])
+
+
+def test_one_objective_is_dense_rank_descending() -> None:
+    x = np.array([[3.0], [1.0], [3.0], [2.0], [-5.0], [1.0]])
+    np.testing.assert_array_equal(nondominated_layers(x), [1, 3, 1, 2, 4, 3])
+
+
+def test_small_known_example() -> None:
+    x = np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 2.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(nondominated_layers(x), [1, 1, 1, 3, 1, 2])
+
+
+def test_equal_first_objective_lower_second_is_dominated() -> None:
+    x = np.array([[5.0, 1.0], [5.0, 3.0], [5.0, 2.0], [5.0, 3.0]])
+    np.testing.assert_array_equal(nondominated_layers(x), [3, 1, 2, 1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_non_finite_names_row_and_column(bad: float, m: int) -> None:
+    x = np.zeros((10, m))
+    x[7, m - 1] = bad
+    x[9, 0] = np.nan
+    with pytest.raises(NonFiniteScoreError, match="row 7") as info:
+        nondominated_layers(x)
+    assert info.value.row == 7
+    assert info.value.column == m - 1
+    assert isinstance(info.value, ValueError)
+
+
+def test_empty_input() -> None:
+    out = nondominated_layers(np.zeros((0, 3)))
+    assert out.dtype == np.int32
+    assert out.shape == (0,)
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 2, 2), ()])
+def test_rejects_non_2d(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        nondominated_layers(np.zeros(shape))
+
+
+def test_rejects_wrong_number_of_flags() -> None:
+    with pytest.raises(ValueError, match="3 objectives"):
+        nondominated_layers(np.zeros((4, 3)), maximize=[True, False])
+
+
+def test_rejects_zero_columns() -> None:
+    with pytest.raises(ValueError, match="no objective"):
+        nondominated_layers(np.zeros((4, 0)))
+
+
+def test_does_not_modify_input() -> None:
+    x = np.round(np.random.default_rng(0).random((500, 3)), 1)
+    before = x.copy()
+    nondominated_layers(x, maximize=[True, False, True])
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize(
+    ("m", "shape"), [(2, "uniform"), (2, "tied"), (3, "uniform"), (3, "tied"), (4, "tied")]
+)
+def test_agrees_with_moocore_at_larger_n(m: int, shape: str) -> None:
+    moocore = pytest.importorskip("moocore", reason="moocore is the independent reference here")
+    rng = np.random.default_rng(1234 + m)
+    n = 20_000 if m < 4 else 5_000
+    x = rng.random((n, m))
+    if shape == "tied":
+        x = np.round(x, 2)
+    expected = np.asarray(moocore.pareto_rank(-x), dtype=np.int64)
+    expected = expected - expected.min() + 1
+    np.testing.assert_array_equal(nondominated_layers(x), expected)
+
+
+@FAST
+@given(score_arrays())
+def test_divide_and_conquer_matches_brute_force(x: np.ndarray) -> None:
+    """The moocore-free path for M >= 4 (exercised here at every M >= 2)."""
+    from paretohqd.stages.pareto.nds import _layers_divide_conquer
+
+    if x.shape[1] < 2:
+        x = np.hstack([x, x[:, :1]])
+    np.testing.assert_array_equal(_layers_divide_conquer(x + 0.0), brute_force_layers(x))
+
+
+def test_divide_and_conquer_at_larger_n() -> None:
+    """Deep recursion (median splits, Fenwick sweeps) rather than the brute-force leaves."""
+    from paretohqd.stages.pareto.nds import _layers_divide_conquer
+
+    rng = np.random.default_rng(7)
+    for m, decimals in [(3, 2), (4, 1), (4, 3), (5, 2)]:
+        x = np.round(rng.random((1500, m)), decimals)
+        np.testing.assert_array_equal(_layers_divide_conquer(x), brute_force_layers(x))
