@@ -147,7 +147,13 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     rows = pl.concat([pl.read_parquet(p) for p in parts.paths()])
     write_parquet(ctx.path("eval_generations"), rows)
     parts.clear()
-    return build_outputs(ctx, rows, models)
+    from paretohqd.hashing import sha256_json
+
+    heldout = {
+        "prompts": len(prompts),
+        "prompt_ids_sha256": sha256_json(sorted(pid for pid, _ in prompts)),
+    }
+    return {**build_outputs(ctx, rows, models), "heldout": heldout}
 
 
 def build_outputs(

@@ -191,6 +191,10 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         "preferences": len(pref_rows["chosen_id"]),
         "quarantined": quarantine.height,
         "splits": dict(Counter(samples["split"].to_list())),
+        "prompts_per_split": {
+            split: int(n)
+            for split, n in samples.group_by("split").agg(pl.col("prompt_id").n_unique()).rows()
+        },
     }
 
 

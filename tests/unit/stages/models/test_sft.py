@@ -52,6 +52,7 @@ def test_training_lowers_loss_deterministically(tiny_policy: Path, tmp_path: Pat
     wa = load_file(str(tmp_path / "a/adapter_model.safetensors"))
     wb = load_file(str(tmp_path / "b/adapter_model.safetensors"))
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+    assert any(abs(v).sum() > 0 for k, v in wa.items() if "lora_B" in k)  # B starts at zero
 
     # Round two continues from the adapter: its first loss starts where round one ended.
     cont = train_lora(
