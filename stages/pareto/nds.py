@@ -300,10 +300,17 @@ def _layers_3d(ys: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
             start[lay], cap[lay] = top, new_cap
             top += new_cap
         if k != j + 1 and k < sz:
-            # Move the tail [k, sz) to j + 1; slice copies handle the overlap and vectorise.
-            d0, s1, e1 = s0 + j + 1, s0 + k, s0 + sz
-            arena_a[d0 : d0 + e1 - s1] = arena_a[s1:e1].copy()
-            arena_b[d0 : d0 + e1 - s1] = arena_b[s1:e1].copy()
+            # Move the tail [k, sz) to j + 1 in place (no temporary): from the back when it
+            # moves right (a pure insertion), from the front when covered points were removed.
+            d0, s1, tail = s0 + j + 1, s0 + k, sz - k
+            if d0 > s1:
+                for t in range(tail - 1, -1, -1):
+                    arena_a[d0 + t] = arena_a[s1 + t]
+                    arena_b[d0 + t] = arena_b[s1 + t]
+            else:
+                for t in range(tail):
+                    arena_a[d0 + t] = arena_a[s1 + t]
+                    arena_b[d0 + t] = arena_b[s1 + t]
         arena_a[s0 + j] = a
         arena_b[s0 + j] = b
         size[lay] = new_size
