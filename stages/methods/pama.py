@@ -56,7 +56,7 @@ def train_pama(
 
     from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.methods.solvers import pama_combined_advantage
-    from paretohqd.stages.models.loading import render_prompt
+    from paretohqd.stages.models.loading import bos_prefix, render_prompt
     from paretohqd.stages.models.sft import _base_checksum, lora_policy, write_training_log
 
     active = [i for i, w in enumerate(weights) if w > 0]
@@ -77,11 +77,8 @@ def train_pama(
     for step in range(cfg.steps):
         pick = rng.choice(len(prompts), size=min(cfg.batch_size, len(prompts)), replace=False)
         texts = [render_prompt(tok, prompts[i], settings.template) for i in pick]
-        enc = [
-            ([tok.bos_token_id] if tok.bos_token_id is not None else [])
-            + tok(t, add_special_tokens=False)["input_ids"]
-            for t in texts
-        ]
+        raw_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        enc = [bos_prefix(tok, ids) + ids for ids in raw_ids]
         enc = [ids[-limit:] for ids in enc]
         width = max(map(len, enc))
         ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)

@@ -47,11 +47,14 @@ class GenerationResult:
 def _fit_prompts(
     tok: Any, prompts: Sequence[str], limit: int, policy: str
 ) -> tuple[list[list[int] | None], int, int]:
-    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    from paretohqd.stages.models.loading import bos_prefix
+
     out: list[list[int] | None] = []
     truncated = skipped = 0
     for i, text in enumerate(prompts):
-        ids = bos + tok(text, add_special_tokens=False)["input_ids"]
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        bos = bos_prefix(tok, ids)
+        ids = bos + ids
         if len(ids) > limit:
             if policy == "error":
                 raise DataError(

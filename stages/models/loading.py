@@ -112,3 +112,16 @@ def render_prompt(tok: Any, prompt: str, template: str) -> str:
     return str(
         tok.apply_chat_template(to_messages(prompt), add_generation_prompt=True, tokenize=False)
     )
+
+
+def bos_prefix(tok: Any, ids: list[int]) -> list[int]:
+    """``[bos]`` to put before ``ids``, or ``[]`` when there is none, the tokenizer does not want
+    one, or the text already starts with it (chat templates often begin with the BOS token)."""
+    bos = tok.bos_token_id
+    if bos is None or ids[:1] == [bos]:
+        return []
+    wants = getattr(tok, "_paretohqd_wants_bos", None)
+    if wants is None:  # does the tokenizer itself start encoded text with BOS?
+        wants = tok("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+        tok._paretohqd_wants_bos = wants
+    return [bos] if wants else []

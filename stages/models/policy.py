@@ -113,7 +113,7 @@ def dequantise_gguf(directory: str, file: str, out: Any) -> None:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
-    packed = sorted({p.dtype for p in model.parameters() if not torch.is_floating_point(p)})
+    packed = sorted({str(p.dtype) for p in model.parameters() if not torch.is_floating_point(p)})
     if packed:
         raise ModelError(
             f"policy.gguf: {file} loaded with packed {packed} weights, not dense floats; "

@@ -59,11 +59,13 @@ def encode_rows(tok: Any, rows: Sequence[tuple[str, str]], max_length: int) -> l
     When a row does not fit ``max_length``, the prompt loses tokens from the left (its most
     recent turns matter most); a completion alone longer than the budget is cut on the right.
     """
+    from paretohqd.stages.models.loading import bos_prefix
+
     out = []
-    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
     eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
     for i, (prompt, completion) in enumerate(rows):
         p = tok(prompt, add_special_tokens=False)["input_ids"]
+        bos = bos_prefix(tok, p)
         c = tok(completion, add_special_tokens=False)["input_ids"] + eos
         if not c or c == eos:
             raise DataError(f"sft: row {i} has an empty completion; drop it from the shard")
