@@ -148,6 +148,10 @@ class SelectConfig(Section):
     mode: Literal["ray", "linear"] = Field(
         "ray", description="ray: distance to the preference ray; linear: top-k of w·r̃"
     )
+    compare_linear: bool = Field(
+        False,
+        description="also select by linear scalarisation and SFT those shards (adapters/linear)",
+    )
 
 
 class Llama2cConfig(Section):

@@ -25,6 +25,8 @@ def _inputs(config: Config) -> tuple[str, ...]:
         names.append("base_model")
     if any((o.model or "").startswith("run:") for o in config.objectives):
         names.append("reward_heads")
+    if config.select.compare_linear:
+        names += ["adapters_linear", "shards_linear"]
     if config.regenerate is not None:
         names += ["adapters_round2", "shards_round2", "regen_prompts"]
     if any(getattr(config, m) is not None for m in METHODS):

@@ -23,12 +23,13 @@ from paretohqd.stage import StageContext
 ADAPTER_METHODS = (
     ("adapters", "paretohqd_round1"),
     ("adapters_round2", "paretohqd"),
+    ("adapters_linear", "linear_round1"),
     ("adapters_modpo", "modpo"),
     ("adapters_raco", "raco"),
     ("adapters_pama", "pama"),
 )
 #: Views that hold training data, checked against the held-out prompts.
-TRAINING_VIEWS = ("shards", "shards_round2", "pairs", "regen_prompts")
+TRAINING_VIEWS = ("shards", "shards_round2", "shards_linear", "pairs", "regen_prompts")
 
 
 def models_to_evaluate(ctx: StageContext) -> list[tuple[str, str, Path | None]]:
@@ -255,6 +256,7 @@ def method_timings(ctx: StageContext) -> dict[str, dict[str, float]]:
             "select_round2",
             "sft_round2",
         ),
+        "linear_round1": ("reward_heads", "score", "pareto", "select_linear", "sft_linear"),
         "modpo": ("pairs", "modpo"),
         "raco": ("pairs", "raco"),
         "pama": ("pama",),

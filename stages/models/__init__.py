@@ -19,6 +19,7 @@ from paretohqd.stage import Artifact, Stage
 BASE_MODEL = Artifact("base_model", "models/base", kind="dir")
 ADAPTERS = Artifact("adapters", "adapters/round1", kind="dir")
 ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
+ADAPTERS_LINEAR = Artifact("adapters_linear", "adapters/linear", kind="dir")
 GENERATIONS = Artifact("generations", "generations.parquet")
 REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet")
 
@@ -119,6 +120,16 @@ def stages(config: Config) -> list[Stage]:
     if not config.objectives:
         return out
     out.append(sft_stage("sft", shards="shards", output=ADAPTERS, round_=1, config=config))
+    if config.select.compare_linear:
+        out.append(
+            sft_stage(
+                "sft_linear",
+                shards="shards_linear",
+                output=ADAPTERS_LINEAR,
+                round_=1,
+                config=config,
+            )
+        )
     if config.regenerate is not None:
         out.append(
             Stage(

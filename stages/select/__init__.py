@@ -15,6 +15,10 @@ from paretohqd.stage import Artifact, Stage
 
 SELECTION = Artifact("selection", "selection.parquet")
 SHARDS = Artifact("shards", "shards/round1", kind="dir", view="shards/round1/*/data.parquet")
+SELECTION_LINEAR = Artifact("selection_linear", "linear/selection.parquet")
+SHARDS_LINEAR = Artifact(
+    "shards_linear", "shards/linear", kind="dir", view="shards/linear/*/data.parquet"
+)
 SQL_FILES = (
     "select_pool_sizes.sql",
     "select_ray.sql",
@@ -39,8 +43,12 @@ def select_stage(
     k: int,
     selection: Artifact,
     shards: Artifact,
+    mode: str | None = None,
 ) -> Stage:
-    """Declare a select stage (round one or two) over the given layers and samples."""
+    """Declare a select stage (round one or two) over the given layers and samples.
+
+    ``mode`` overrides ``select.mode`` (the linear-scalarisation comparison arm).
+    """
     from paretohqd.stages.select.stage import run_select
 
     return Stage(
@@ -52,21 +60,36 @@ def select_stage(
             k=k,
             selection=selection.name,
             shards=shards.name,
+            mode=mode,
         ),
         inputs=(layers, samples),
         outputs=(selection, shards),
         section="select",
         version="1",
-        params=lambda config: {**_params(config), "round": {"k": k}},
+        params=lambda config: {**_params(config), "round": {"k": k, "mode": mode}},
         sql=SQL_FILES,
         description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",
     )
 
 
 def stages(config: Config) -> list[Stage]:
-    """Round one's select stage (when objectives are configured)."""
+    """Round one's select stage, and the linear comparison arm when asked for."""
     if not config.objectives:
         return []
+    extra = []
+    if config.select.compare_linear:
+        extra.append(
+            select_stage(
+                "select_linear",
+                layers="layers",
+                samples="samples",
+                round_=1,
+                k=config.select.k,
+                selection=SELECTION_LINEAR,
+                shards=SHARDS_LINEAR,
+                mode="linear",
+            )
+        )
     return [
         select_stage(
             "select",
@@ -76,5 +99,6 @@ def stages(config: Config) -> list[Stage]:
             k=config.select.k,
             selection=SELECTION,
             shards=SHARDS,
-        )
+        ),
+        *extra,
     ]

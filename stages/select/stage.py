@@ -91,6 +91,7 @@ def run_select(
     k: int,
     selection: str,
     shards: str,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Select k rows per preference and write the selection table and the shards."""
     import polars as pl
@@ -99,14 +100,15 @@ def run_select(
     from paretohqd.stages.select.shards import remove_stale_shards
 
     cfg = ctx.config.select
+    mode = mode or mode
     objectives = ctx.config.pareto_objectives
     prefs = build_grid(cfg.grid, len(objectives), step=cfg.step)
-    if cfg.mode == "ray" and len(objectives) == 1:
+    if mode == "ray" and len(objectives) == 1:
         raise ConfigError(
             "select.mode = 'ray' needs at least two objectives (the ray from the ideal point "
             "toward w is undefined for one); use select.mode = 'linear'"
         )
-    sql = "select_ray.sql" if cfg.mode == "ray" else "select_linear.sql"
+    sql = "select_ray.sql" if mode == "ray" else "select_linear.sql"
     shard_root = ctx.path(shards)
     con = ctx.duckdb(roles)
     try:
@@ -120,7 +122,7 @@ def run_select(
             "sql": {f: sql_hash(f) for f in SQL_FILES},
             "sources": sources,
             "objectives": objectives,
-            "mode": cfg.mode,
+            "mode": mode,
             "k": k,
             "max_layer": max_layer,
         }
@@ -136,7 +138,7 @@ def run_select(
         frames = []
         for p in pending:
             keys = np.array([key for _, key in picked[p.pref_id]])
-            dist = np.sqrt(np.maximum(keys, 0)) if cfg.mode == "ray" else keys
+            dist = np.sqrt(np.maximum(keys, 0)) if mode == "ray" else keys
             frames.append(
                 pl.DataFrame(
                     {
@@ -170,7 +172,7 @@ def run_select(
             pref=p,
             objectives=objectives,
             round_=round_,
-            mode=cfg.mode,
+            mode=mode,
             k=k,
             layers=cfg.layers,
             max_layer=max_layer,
@@ -194,7 +196,7 @@ def run_select(
     write_parquet(ctx.path(selection), pl.concat(tables))
     return {
         "round": round_,
-        "mode": cfg.mode,
+        "mode": mode,
         "k": k,
         "preferences": len(prefs),
         "recomputed": [p.pref_id for p in pending],

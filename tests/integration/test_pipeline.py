@@ -19,8 +19,10 @@ STAGES = [
     "score",
     "pareto",
     "select",
+    "select_linear",
     "base_model",
     "sft",
+    "sft_linear",
     "regenerate",
     "score_round2",
     "pareto_round2",
@@ -55,6 +57,7 @@ options = {{ metric = "conciseness", target = 40 }}
 [select]
 k = 4
 step = 0.5
+compare_linear = true
 
 [policy]
 llama2c = {{ checkpoint = "{CKPT}", tokenizer = "{TOK}" }}
@@ -101,7 +104,7 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     assert [(name, outcome) for name, outcome, _ in results] == [(s, "ran") for s in STAGES]
     run = config.run_dir
     prefs = ["pref-000-100", "pref-050-050", "pref-100-000"]
-    for root in ("round1", "round2", "modpo", "raco", "pama"):
+    for root in ("round1", "round2", "linear", "modpo", "raco", "pama"):
         assert sorted(p.name for p in (run / "adapters" / root).iterdir()) == prefs, root
     con = connect(run, artifacts_of(build_graph(config)).values())
     shards = con.execute("select pref_id, count(*) from shards group by 1 order by 1").fetchall()
@@ -113,6 +116,7 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
         "base",
         "paretohqd_round1",
         "paretohqd",
+        "linear_round1",
         "modpo",
         "raco",
         "pama",
