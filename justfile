@@ -94,7 +94,7 @@ test-vllm *ARGS:
         touch "$stamp"
     fi
     export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
-    $venv/bin/python -m pytest -m vllm tests/vllm {{ARGS}}
+    $venv/bin/python -m pytest -m vllm tests/backends {{ARGS}}
 
 # ruff (lint + format check) and mypy on the engine and stages
 lint: setup

@@ -13,7 +13,7 @@ engine/model load and one warm-up call are timed apart from the measured calls (
 count. On a shared machine, compare ratios within one run.
 
 The bundled tiny model (stories260K) has 8-dimensional attention heads, which vLLM's CPU
-attention does not support, so the benchmark (and ``tests/vllm``) runs an exactly equivalent
+attention does not support, so the benchmark (and ``tests/backends``) runs an exactly equivalent
 copy with 32-dimensional heads built by :func:`widen_head_dim`; ``--model`` takes any other
 Hugging Face model directory instead.
 """
@@ -24,13 +24,14 @@ import argparse
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from paretohqd.stages.models.widen import widen_head_dim
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -43,72 +44,6 @@ STORY_STARTS = (
     "There was a big red ball",
     "Sam wanted to play with his friend",
 )
-
-
-def widen_head_dim(src: Path, out: Path, *, head_dim: int = 32) -> Path:
-    """Copy a Llama checkpoint with wider attention heads that computes exactly the same logits.
-
-    vLLM's CPU attention kernels support head sizes of 32 and up; stories260K has 8. Each head's
-    ``d`` query/key/value rows are placed among ``head_dim`` zero rows so that rotary pair
-    ``(r, r + d/2)`` lands on pair ``(f*r, f*r + head_dim/2)`` with ``f = head_dim / d``, whose
-    rotary frequency ``theta^(-2fr/head_dim) = theta^(-2r/d)`` is the original one; queries are
-    scaled by ``sqrt(head_dim / d)`` to undo the larger softmax scale, and the output projection
-    reads the same positions. Zero rows contribute nothing to ``q.k``, so logits are unchanged
-    (bit-identical in float32 for stories260K).
-
-    Parameters
-    ----------
-    src
-        A Hugging Face Llama directory with one ``model.safetensors``.
-    out
-        Directory to write (created; files in it are replaced).
-    head_dim
-        The new head size: a multiple of the old one, even.
-
-    Returns
-    -------
-    Path
-        ``out``.
-    """
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    cfg = json.loads((src / "config.json").read_text())
-    heads, kv_heads = int(cfg["num_attention_heads"]), int(cfg["num_key_value_heads"])
-    d = int(cfg.get("head_dim") or cfg["hidden_size"] // heads)
-    if head_dim % d or head_dim % 2 or head_dim < d:
-        raise ValueError(f"head_dim = {head_dim} must be an even multiple of the model's {d}")
-    f, half = head_dim // d, d // 2
-    rows = torch.tensor([f * r if r < half else f * (r - half) + head_dim // 2 for r in range(d)])
-
-    def widen_rows(w: torch.Tensor, n: int, scale: float = 1.0) -> torch.Tensor:
-        new = w.new_zeros(n * head_dim, w.shape[1])
-        for h in range(n):
-            new[h * head_dim + rows] = w[h * d : (h + 1) * d] * scale
-        return new
-
-    def widen_cols(w: torch.Tensor, n: int) -> torch.Tensor:
-        new = w.new_zeros(w.shape[0], n * head_dim)
-        for h in range(n):
-            new[:, h * head_dim + rows] = w[:, h * d : (h + 1) * d]
-        return new
-
-    weights: dict[str, torch.Tensor] = {}
-    for name, w in load_file(str(src / "model.safetensors")).items():
-        if name.endswith("q_proj.weight"):
-            w = widen_rows(w, heads, (head_dim / d) ** 0.5)
-        elif name.endswith(("k_proj.weight", "v_proj.weight")):
-            w = widen_rows(w, kv_heads)
-        elif name.endswith("o_proj.weight"):
-            w = widen_cols(w, heads)
-        weights[name] = w.contiguous()
-    out.mkdir(parents=True, exist_ok=True)
-    for p in src.iterdir():
-        if p.is_file() and p.name not in ("model.safetensors", "config.json", "conversion.json"):
-            shutil.copy2(p, out / p.name)
-    (out / "config.json").write_text(json.dumps({**cfg, "head_dim": head_dim}, indent=2))
-    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
 
 
 def tiny_vllm_model(out: Path) -> Path:
@@ -210,12 +145,14 @@ def main() -> int:
         print(json.dumps(_case(args)))
         return 0
 
+    if args.prompts < 1 or args.repeat < 1 or min(args.threads) < 1:
+        parser.error("--prompts, --repeat and --threads must be at least 1")
     unknown = set(args.backends) - {"transformers", "vllm"}
     if unknown:
         parser.error(f"unknown backend(s) {sorted(unknown)}; choose transformers and/or vllm")
     if "vllm" in args.backends:
         try:
-            import vllm  # noqa: F401
+            from vllm import LLM  # noqa: F401
         except ImportError as exc:
             print(
                 f"vllm is not importable here ({exc}); run this with .venv-vllm/bin/python "
