@@ -13,6 +13,7 @@ pipeline obtains one model per preference.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -49,8 +50,15 @@ def train_pama(
     settings: Any,
     cfg: Any,
     extra_state: dict[str, Any] | None = None,
+    generator: Any | None = None,
 ) -> dict[str, Any]:
-    """Run ``cfg.steps`` PAMA iterations and save the adapter, value heads, log and card."""
+    """Run ``cfg.steps`` PAMA iterations and save the adapter, value heads, log and card.
+
+    Rollouts come from the training policy itself, or, with ``generator`` (a vLLM
+    :class:`~paretohqd.stages.models.generate.VllmGenerator`), from a snapshot of the current
+    adapter saved each iteration and served as a new ``LoRARequest``; the responses are then
+    re-tokenised for the PPO log-probs.
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -72,6 +80,7 @@ def train_pama(
     vopt = torch.optim.AdamW(heads.parameters(), lr=cfg.value_lr)
     base_before = _base_checksum(model)
     limit = max(8, settings.max_length - cfg.max_new_tokens)
+    rollout_dir = out_dir.parent / f".rollout-{out_dir.name}"
     log: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for step in range(cfg.steps):
@@ -88,18 +97,36 @@ def train_pama(
             att[j, width - len(row) :] = 1
         ids, att = ids.to(device), att.to(device)
         model.eval()
-        with torch.no_grad():
-            seq = model.generate(
-                input_ids=ids,
-                attention_mask=att,
-                do_sample=True,
-                top_p=cfg.top_p,
-                top_k=0,
-                max_new_tokens=cfg.max_new_tokens,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
+        if generator is None:  # sample from the training policy in process
+            with torch.no_grad():
+                seq = model.generate(
+                    input_ids=ids,
+                    attention_mask=att,
+                    do_sample=True,
+                    top_p=cfg.top_p,
+                    top_k=0,
+                    max_new_tokens=cfg.max_new_tokens,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )
+            resp = seq[:, width:]
+        else:  # the generation backend (vLLM) samples from a snapshot of the current adapter
+            snapshot = rollout_dir / f"step-{step:05d}"
+            model.save_pretrained(str(snapshot))
+            result = generator.generate(
+                [prompts[i] for i in pick], adapter=snapshot, seed=settings.seed + step
             )
-        resp = seq[:, width:]
+            shutil.rmtree(snapshot, ignore_errors=True)
+            budget = cfg.max_new_tokens - 1
+            new = [
+                [*tok(t or "", add_special_tokens=False)["input_ids"][:budget], tok.eos_token_id]
+                for t in result.texts
+            ]
+            resp = torch.full((len(new), max(map(len, new))), tok.pad_token_id, dtype=torch.long)
+            for j, row in enumerate(new):
+                resp[j, : len(row)] = torch.tensor(row)
+            resp = resp.to(device)
+            seq = torch.cat([ids, resp], 1)
         rmask = torch.ones_like(resp, dtype=torch.float32)
         for j in range(resp.shape[0]):  # tokens after the first EOS are not part of the answer
             eos = (resp[j] == tok.eos_token_id).nonzero()
@@ -175,6 +202,7 @@ def train_pama(
                 "update_share": round(float((s_star > 0).float().mean().item()), 4),
             }
         )
+    shutil.rmtree(rollout_dir, ignore_errors=True)
     if _base_checksum(model) != base_before:
         raise RuntimeError("pama: base weights changed; only the adapter may train")
     metrics = {

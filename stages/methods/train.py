@@ -196,6 +196,23 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
     out_root = ctx.path(output)
     trained, kept, metrics = [], [], {}
+    generator = None
+    if ctx.config.generation.backend == "vllm":  # rollouts from vLLM, one engine for all prefs
+        from paretohqd.stages.models.generate import GenerationSettings, make_generator
+
+        generator = make_generator(
+            policy_model(ctx.config),
+            GenerationSettings(
+                max_new_tokens=cfg.max_new_tokens,
+                top_p=cfg.top_p,
+                top_k=0,
+                template=settings.template,
+                seed=settings.seed,
+                device=policy.device,
+                dtype=policy.dtype,
+            ),
+            "vllm",
+        )
     for pref in prefs:
         key = sha256_json(
             {
@@ -220,6 +237,7 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             settings=settings,
             cfg=cfg,
             extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
+            generator=generator,
         )
         trained.append(pref.pref_id)
     prune_dirs(out_root, {p.pref_id for p in prefs})

@@ -222,3 +222,36 @@ def test_bad_adapters_are_refused(engine: VllmGenerator, wide_model: Path, tmp_p
     big = _train(wide_model, tmp_path / "r16", " the end.", steps=1, lora_r=16, lora_alpha=32)
     with pytest.raises(ModelError, match=r"rank 16 exceeds the engine's max_lora_rank 8"):
         engine.generate(PROMPTS[:1], adapter=big)
+
+
+def test_pama_rollouts_through_vllm(
+    engine: VllmGenerator, wide_model: Path, tmp_path: Path
+) -> None:
+    """PAMA with vLLM rollouts: each iteration's adapter snapshot is served as a LoRARequest."""
+    from paretohqd.config import PamaConfig
+    from paretohqd.stages.methods.pama import train_pama
+    from paretohqd.stages.models.sft import SFTSettings
+    from paretohqd.stages.score.scorers import build_scorer
+
+    scorers = [
+        build_scorer("heuristic", name="long", options={"metric": "verbosity"}),
+        build_scorer("heuristic", name="varied", options={"metric": "repetition", "n": 2}),
+    ]
+    cfg = PamaConfig(steps=2, batch_size=3, max_new_tokens=12, lr=1e-3)
+    settings = SFTSettings(max_length=96, seed=0, device="cpu")
+    sampled = GenerationSettings(max_new_tokens=12, do_sample=True, top_p=0.9, top_k=0)
+    out = tmp_path / "pama"
+    with using(engine, sampled) as gen:
+        metrics = train_pama(
+            str(wide_model),
+            PROMPTS[:4],
+            scorers,
+            [0.5, 0.5],
+            out,
+            settings=settings,
+            cfg=cfg,
+            generator=gen,
+        )
+    assert metrics["steps"] == 2
+    assert (out / "adapter_model.safetensors").exists()
+    assert not any(tmp_path.glob(".rollout-*/*"))  # snapshots are removed
