@@ -24,7 +24,7 @@ def modpo_method(weights: Sequence[float], cfg: Any) -> Method:
     from paretohqd.stages.methods.losses import modpo_loss
 
     w = np.asarray(weights, dtype=np.float64)
-    k = modpo_objective(w)
+    k = modpo_objective(w.tolist())
     other = w.copy()
     other[k] = 0.0
 

@@ -60,7 +60,10 @@ def run_pairs(ctx: StageContext) -> Mapping[str, Any]:
     agree = None
     human = frame.filter(pl.col("human") != 0)
     if human.height and objectives:
-        agree = {n: float((human[f"sign_{n}"] == human["human"]).mean() or 0.0) for n in objectives}
+        agree = {
+            n: float(np.mean(human[f"sign_{n}"].to_numpy() == human["human"].to_numpy()))
+            for n in objectives
+        }
     return {
         "pairs": frame.height,
         "prompts": frame["prompt_id"].n_unique(),

@@ -73,7 +73,7 @@ def load_policy(
 
     dev = pick_device(device)
     try:
-        lm = AutoModelForCausalLM.from_pretrained(model, dtype=pick_dtype(dtype, dev))
+        lm: Any = AutoModelForCausalLM.from_pretrained(model, dtype=pick_dtype(dtype, dev))
     except (OSError, ValueError) as exc:
         raise ModelError(f"policy model {model!r}: cannot load a causal LM ({exc})") from None
     if adapter is not None:
@@ -81,7 +81,8 @@ def load_policy(
 
         if not (Path(adapter) / "adapter_config.json").exists():
             raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
-        lm = PeftModel.from_pretrained(lm, str(adapter), is_trainable=trainable)
+        peft_model: Any = PeftModel.from_pretrained(lm, str(adapter), is_trainable=trainable)
+        return peft_model.to(dev)
     return lm.to(dev)
 
 

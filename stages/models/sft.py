@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from paretohqd.errors import DataError
 
 IGNORE = -100
@@ -208,7 +210,7 @@ def train_lora(
         "truncated_rows": sum(e.truncated for e in encoded),
         "first_loss": log[0]["loss"],
         "last_loss": log[-1]["loss"],
-        "mean_loss_last10": round(sum(e["loss"] for e in log[-10:]) / len(log[-10:]), 6),
+        "mean_loss_last10": round(float(np.mean([e["loss"] for e in log[-10:]])), 6),
         "seconds": round(seconds, 3),
         "device": device,
     }

@@ -65,7 +65,7 @@ def select_stage(
         inputs=(layers, samples),
         outputs=(selection, shards),
         section="select",
-        version="1",
+        version="2",
         params=lambda config: {**_params(config), "round": {"k": k, "mode": mode}},
         sql=SQL_FILES,
         description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",

@@ -68,9 +68,9 @@ def shard_is_current(directory: Path, selection_hash: str) -> bool:
     complete.
     """
     meta = read_front_matter(directory / CARD)
-    return (
-        bool(meta) and meta.get("selection_hash") == selection_hash and (directory / DATA).exists()
-    )
+    if not meta:
+        return False
+    return meta.get("selection_hash") == selection_hash and (directory / DATA).exists()
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:

@@ -100,7 +100,7 @@ def run_select(
     from paretohqd.stages.select.shards import remove_stale_shards
 
     cfg = ctx.config.select
-    mode = mode or mode
+    mode = mode or cfg.mode
     objectives = ctx.config.pareto_objectives
     prefs = build_grid(cfg.grid, len(objectives), step=cfg.step)
     if mode == "ray" and len(objectives) == 1:
@@ -157,7 +157,9 @@ def run_select(
     finally:
         con.close()
 
-    by_pref = rows.partition_by("pref_id", as_dict=True) if rows is not None else {}
+    by_pref: dict[Any, Any] = {}
+    if isinstance(rows, pl.DataFrame):
+        by_pref = rows.partition_by("pref_id", as_dict=True)
     config_path = (
         os.path.relpath(ctx.config.source)
         if os.path.isabs(ctx.config.source)

@@ -122,7 +122,10 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
         "pama",
     }
     assert (run / "eval/report.html").read_text().count("data:image/png;base64") >= 1
-    hv = Manifest(run).stages["evaluate"]["metadata"]["hypervolume"]
+    stages = Manifest(run).stages
+    assert stages["select"]["metadata"]["mode"] == "ray"
+    assert stages["select_linear"]["metadata"]["mode"] == "linear"
+    hv = stages["evaluate"]["metadata"]["hypervolume"]
     assert set(hv) == set(summary["method"])
 
     again = Runner(load_config(tiny_config)).run()
