@@ -10,7 +10,6 @@ loss curve and card are shared with SFT.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from paretohqd.errors import DataError
-from paretohqd.stages.models.sft import IGNORE, SFTSettings, encode_rows
+from paretohqd.stages.models.sft import IGNORE, SFTSettings, encode_rows, save_adapter
 
 
 @dataclass
@@ -88,14 +87,12 @@ def train_pairwise(
     """Train a LoRA adapter with ``method`` on ``rows``; save it with its log and card."""
     import torch
 
-    from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.methods.solvers import raco_direction
     from paretohqd.stages.models.loading import render_prompt
     from paretohqd.stages.models.sft import (
         _base_checksum,
         _batch,
         lora_policy,
-        write_training_log,
     )
 
     if len(rows) == 0:
@@ -212,11 +209,7 @@ def train_pairwise(
         "base_model": base_model,
         **(extra_state or {}),
     }
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(str(tmp))
-        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
-        write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
-        write_text(tmp / "README.md", method_card(state))
+    save_adapter(out_dir, model, log, state, method_card(state))
     return metrics
 
 

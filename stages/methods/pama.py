@@ -12,7 +12,6 @@ pipeline obtains one model per preference.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -62,10 +61,9 @@ def train_pama(
     import torch
     from safetensors.torch import save_file
 
-    from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.methods.solvers import pama_combined_advantage
     from paretohqd.stages.models.loading import bos_prefix, render_prompt
-    from paretohqd.stages.models.sft import _base_checksum, lora_policy, write_training_log
+    from paretohqd.stages.models.sft import _base_checksum, lora_policy, save_adapter
 
     active = [i for i, w in enumerate(weights) if w > 0]
     if not prompts:
@@ -225,23 +223,20 @@ def train_pama(
         "base_model": base_model,
         **(extra_state or {}),
     }
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(str(tmp))
-        save_file(
-            {
-                "weight": heads.weight.detach().cpu().contiguous(),
-                "bias": heads.bias.detach().cpu().contiguous(),
-            },
-            str(tmp / "value_heads.safetensors"),
-        )
-        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
+
+    def value_heads_and_log(tmp: Path) -> None:
         import polars as pl
 
         from paretohqd.atomic import write_parquet
 
+        weights = {"weight": heads.weight, "bias": heads.bias}
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in weights.items()},
+            str(tmp / "value_heads.safetensors"),
+        )
         write_parquet(tmp / "pama_log.parquet", pl.DataFrame(log))
-        write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
-        write_text(tmp / "README.md", pama_card(state))
+
+    save_adapter(out_dir, model, log, state, pama_card(state), extra=value_heads_and_log)
     return metrics
 
 

@@ -167,8 +167,6 @@ def train_lora(
     """
     import torch
 
-    from paretohqd.atomic import atomic_path, write_text
-
     if not rows:
         raise DataError("sft: no training rows")
     tok, model, device = lora_policy(base_model, settings, init_adapter=init_adapter)
@@ -223,12 +221,29 @@ def train_lora(
         "init_adapter": str(init_adapter or ""),
         **(extra_state or {}),
     }
+    save_adapter(out_dir, model, log, state, adapter_card(state))
+    return metrics
+
+
+def save_adapter(
+    out_dir: Path,
+    model: Any,
+    log: Sequence[dict[str, Any]],
+    state: dict[str, Any],
+    card: str,
+    extra: Any = None,
+) -> None:
+    """Write an adapter directory atomically: peft weights, loss log (Parquet + PNG),
+    ``train_state.json`` and the card; ``extra(tmp)`` adds method-specific files first."""
+    from paretohqd.atomic import atomic_path, write_text
+
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp))
-        write_training_log(tmp, log)
+        if extra is not None:
+            extra(tmp)
+        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
         write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
-        write_text(tmp / "README.md", adapter_card(state))
-    return metrics
+        write_text(tmp / "README.md", card)
 
 
 def _base_checksum(model: Any) -> float:
