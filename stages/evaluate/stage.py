@@ -264,8 +264,9 @@ def method_timings(ctx: StageContext) -> dict[str, dict[str, float]]:
     manifest = Manifest(ctx.run_dir)
     out = {}
     for method, names in stages.items():
-        entries = [manifest.get(n) for n in names]
-        entries = [e for e in entries if e]
+        if manifest.get(names[-1]) is None:  # the method's own training stage never ran
+            continue
+        entries = [e for e in (manifest.get(n) for n in names) if e]
         if entries:
             out[method] = {
                 "wall_s": round(sum(e.get("seconds", 0.0) for e in entries), 1),
