@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError, StageError
 from paretohqd.stage import StageContext
+from paretohqd.stages.pareto.stage import layer_bounds
 
 #: Adapter artifacts and the method name they are reported under, in report order.
 ADAPTER_METHODS = (
@@ -47,7 +46,9 @@ def models_to_evaluate(ctx: StageContext) -> list[tuple[str, str, Path | None]]:
 
 def check_heldout(con: Any, views: Sequence[str], prompt_ids: Sequence[str]) -> None:
     """Fail if any evaluation prompt appears in a shard, a pair or the regeneration prompts."""
-    con.register("eval_ids", __import__("pyarrow").table({"prompt_id": list(prompt_ids)}))
+    import pyarrow as pa
+
+    con.register("eval_ids", pa.table({"prompt_id": list(prompt_ids)}))
     for view in views:
         if view == "regen_prompts":
             query = "select prompt_id from regen_prompts"
@@ -71,12 +72,10 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.catalog import register_views
     from paretohqd.stages.models import policy_model
     from paretohqd.stages.models.generate import make_generator
     from paretohqd.stages.models.regenerate import generation_settings
-    from paretohqd.stages.score.cache import ScoreCache
-    from paretohqd.stages.score.stage import build_scorers, score_part
+    from paretohqd.stages.score.stage import build_scorers, score_cache, score_part
 
     cfg, gen_cfg, policy = ctx.config.evaluate, ctx.config.generation, ctx.config.policy
     assert cfg is not None and policy is not None
@@ -91,27 +90,17 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
             raise DataError(
                 "evaluate: no held-out prompts (split 'eval'); set ingest.heldout_fraction > 0"
             )
-        views = register_views(
-            con,
-            ctx.run_dir,
-            [
-                ctx.artifacts[n]
-                for n in TRAINING_VIEWS
-                if n in ctx.artifacts and (ctx.run_dir / ctx.artifacts[n].path).exists()
-            ],
+        # The training tables among this stage's inputs are already views on ``con``.
+        check_heldout(
+            con, [n for n in TRAINING_VIEWS if n in ctx.stage.inputs], [p for p, _ in prompts]
         )
-        check_heldout(con, [v for v in views if v in TRAINING_VIEWS], [p for p, _ in prompts])
     finally:
         con.close()
 
     models = models_to_evaluate(ctx)
     settings = generation_settings(ctx.config)
     scorers = build_scorers(ctx)
-    cache = (
-        ScoreCache(ctx.config.resolve(ctx.config.run.root) / ".cache" / "scores")
-        if (ctx.config.score.cache)
-        else None
-    )
+    cache = score_cache(ctx.config)
     parts = ctx.parts()
     parts.drop_stale()
     chunks = math.ceil(len(prompts) / cfg.part_size)
@@ -172,10 +161,12 @@ def build_outputs(
     objectives = ctx.config.pareto_objectives
     bounds = dict(cfg.bounds)
     if len(bounds) < len(objectives):
-        layers = pl.read_parquet(ctx.path("layers"), columns=["raw"])
-        raw = np.asarray(layers["raw"].to_list(), dtype=float)
-        for i, name in enumerate(objectives):
-            bounds.setdefault(name, (float(raw[:, i].min()), float(raw[:, i].max())))
+        con = ctx.duckdb()
+        try:
+            for name, b in layer_bounds(con, objectives).items():
+                bounds.setdefault(name, (b["min"], b["max"]))
+        finally:
+            con.close()
     lo = [bounds[n][0] for n in objectives]
     hi = [bounds[n][1] for n in objectives]
     summary = summarise(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,4 +84,15 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
         "layers": len(counts),
         "layer_sizes_first10": [int(c) for c in counts[:10]],
         "arrow_type": str(pa.list_(pa.float64())),
+    }
+
+
+def layer_bounds(con: Any, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per-objective raw min/max over a ``layers`` view: the normalisation of its pool, for the
+    shard cards and the default evaluation bounds."""
+    exprs = ", ".join(f"min(raw[{i + 1}]), max(raw[{i + 1}])" for i in range(len(objectives)))
+    row = con.execute(f"select {exprs} from layers").fetchall()[0]
+    return {
+        name: {"min": float(row[2 * i]), "max": float(row[2 * i + 1])}
+        for i, name in enumerate(objectives)
     }

@@ -89,6 +89,15 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
     return table.replace_schema_metadata({STATS_KEY: json.dumps(stats).encode()})
 
 
+def score_cache(config: Any) -> Any:
+    """The score cache shared by every run under ``run.root`` (None when ``score.cache`` is off)."""
+    from paretohqd.stages.score.cache import ScoreCache
+
+    if not config.score.cache:
+        return None
+    return ScoreCache(config.resolve(config.run.root) / ".cache" / "scores")
+
+
 def build_scorers(ctx: StageContext) -> list[Any]:
     """Instantiate every objective's scorer (one-line errors for bad kinds, options, models)."""
     from paretohqd.stages.score import resolve_model
@@ -121,18 +130,13 @@ def run_score(ctx: StageContext, *, samples: str, output: str) -> Mapping[str, A
     from tqdm.auto import tqdm
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.score.cache import ScoreCache
 
     cfg = ctx.config.score
     rows = pl.read_parquet(ctx.path(samples))
     if rows.height == 0:
         raise DataError(f"score: {ctx.artifacts[samples].path} is empty; check its stage")
     scorers = build_scorers(ctx)
-    cache = (
-        ScoreCache(ctx.config.resolve(ctx.config.run.root) / ".cache" / "scores")
-        if (cfg.cache)
-        else None
-    )
+    cache = score_cache(ctx.config)
     parts = ctx.parts()
     parts.drop_stale()
     n_parts = math.ceil(rows.height / cfg.part_size)

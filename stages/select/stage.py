@@ -19,6 +19,7 @@ from paretohqd.catalog import query_arrow, run_sql, sql_hash
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
+from paretohqd.stages.pareto.stage import layer_bounds
 from paretohqd.stages.select import SQL_FILES
 from paretohqd.stages.select.grid import Preference, build_grid
 from paretohqd.stages.select.shards import ShardInfo, shard_is_current, write_shard
@@ -115,7 +116,7 @@ def run_select(
         sizes = run_sql(con, "select_pool_sizes.sql").fetchall()
         max_layer = pool_max_layer(sizes, cfg.layers, k)
         pool_size = sum(n for layer, n in sizes if layer <= max_layer)
-        bounds = _bounds(con, objectives)
+        bounds = layer_bounds(con, objectives)
         sources = {role: ctx.hasher.path(ctx.path(name)) for role, name in roles.items()}
         base = {
             "version": ctx.stage.version,
@@ -205,16 +206,6 @@ def run_select(
         "pool": {"layers": cfg.layers, "max_layer": max_layer, "rows": pool_size},
         "normalisation": bounds,
         "diagnostics": diagnostics,
-    }
-
-
-def _bounds(con: Any, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per-objective raw min/max over the whole layers table (the pareto stage's pool)."""
-    exprs = ", ".join(f"min(raw[{i + 1}]), max(raw[{i + 1}])" for i in range(len(objectives)))
-    row = con.execute(f"select {exprs} from layers").fetchall()[0]
-    return {
-        name: {"min": float(row[2 * i]), "max": float(row[2 * i + 1])}
-        for i, name in enumerate(objectives)
     }
 
 
