@@ -79,7 +79,7 @@ def _sort_rows_desc(  # pragma: no cover - compiled
     # Work stack of blocks (start, stop, column) still to sort; starts with the runs of equal
     # truncated first-column keys.
     stack = np.empty((64, 3), dtype=np.int64)
-    stack, top = _push_runs(stack, 0, packed, idx_bits, 0, 0)
+    stack, top = _push_runs(ys, order, stack, 0, packed, idx_bits, 0, 0)
     while top > 0:
         top -= 1
         i, j, d = stack[top, 0], stack[top, 1], stack[top, 2]
@@ -96,9 +96,17 @@ def _grow_stack(stack: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _push_runs(  # pragma: no cover - compiled
-    stack: np.ndarray, top: int, packed: np.ndarray, idx_bits: np.uint64, base: int, d: int
+    ys: np.ndarray,
+    order: np.ndarray,
+    stack: np.ndarray,
+    top: int,
+    packed: np.ndarray,
+    idx_bits: np.uint64,
+    base: int,
+    d: int,
 ) -> tuple[np.ndarray, int]:
-    """Push every run of equal truncated keys (length > 1) in sorted ``packed`` as a block."""
+    """Finish every run of equal truncated keys in sorted ``packed``: short runs right here
+    (an insertion sort), longer ones pushed as blocks for ``_sort_block``."""
     count = packed.shape[0]
     s = 0
     while s < count:
@@ -106,7 +114,9 @@ def _push_runs(  # pragma: no cover - compiled
         e = s + 1
         while e < count and (packed[e] >> idx_bits) == key:
             e += 1
-        if e - s > 1:
+        if 1 < e - s <= _SMALL:
+            _insertion_sort(ys, order, base + s, base + e, d)
+        elif e - s > 1:
             if top == stack.shape[0]:
                 stack = _grow_stack(stack)
             stack[top, 0], stack[top, 1], stack[top, 2] = base + s, base + e, d
@@ -166,7 +176,7 @@ def _sort_block(  # pragma: no cover - compiled
         for e in range(m):
             ys[i + t, e] = scratch_rows[t, e]
     # Equal truncated keys: same column again (values may still differ in the low bits).
-    return _push_runs(stack, top, packed, idx_bits, i, d)
+    return _push_runs(ys, order, stack, top, packed, idx_bits, i, d)
 
 
 @njit(cache=True, inline="always")
