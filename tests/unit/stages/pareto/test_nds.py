@@ -222,3 +222,23 @@ def test_divide_and_conquer_at_larger_n() -> None:
     for m, decimals in [(3, 2), (4, 1), (4, 3), (5, 2)]:
         x = np.round(rng.random((1500, m)), decimals)
         np.testing.assert_array_equal(_layers_divide_conquer(x), brute_force_layers(x))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 3000),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([0, 1, 3]),
+)
+def test_staircase_search_matches_searchsorted(size: int, seed: int, decimals: int) -> None:
+    """The M = 3 staircase search (binary below 256 slots, 9-ary above) at every size, with
+    duplicates (gaps are copies of their left neighbour) and queries on, between and outside
+    the stored values."""
+    from paretohqd.stages.pareto.sweep3 import _first_ge
+
+    rng = np.random.default_rng(seed)
+    values = np.sort(np.round(rng.random(size) * 10, decimals))
+    arena = np.concatenate([rng.random(5), values, rng.random(5)])  # the layer sits at offset 5
+    queries = np.concatenate([values[:50], rng.random(50) * 12 - 1, [-np.inf, np.inf]])
+    for x in queries:
+        assert _first_ge(arena, 5, size, float(x)) == np.searchsorted(values, x, side="left")
