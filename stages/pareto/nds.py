@@ -18,12 +18,11 @@ objectives 2..M matter:
   O(n log n) in all (sort, then binary search over the per-layer running best). The searches
   of 16 rows run side by side on one snapshot and are then fixed up in order (see _layers_2d).
 - M = 3: each layer keeps the 2-D staircase (Pareto front) of its (f2, f3) values, sorted by f2;
-  the query is one binary search on it, an insert removes the staircase points it covers.
-  O(n log^2 n) plus the cost of shifting staircase arrays (about 300 values per insert on the
-  anti-correlated benchmark shape, where layers are huge).
-- M >= 4: moocore.pareto_rank when installed (it measured faster than our kernel there), else
-  the Jensen/Fortin/Buzdalov divide and conquer below, O(n log^(M-1) n), on deduplicated
-  integer ranks.
+  the query is one search on it, an insert replaces the staircase points it covers (sweep3.py:
+  gapped arrays, a weighted layer search tree). O(n log^2 n).
+- M >= 4: the Jensen/Fortin/Buzdalov divide and conquer below, O(n log^(M-1) n), on
+  deduplicated integer ranks; moocore.pareto_rank (one front at a time) instead where it
+  measured faster: M = 4 data with very few layers, and M >= 5 (see _few_layers).
 
 Memory is O(n) in every path (a few arrays of length n; the staircases share one arena).
 """
@@ -100,7 +99,9 @@ def nondominated_layers(
     y = x if all(flags) else x * np.where(flags, 1.0, -1.0) + 0.0
     y = np.ascontiguousarray(y)
     if m >= 4:
-        return _moocore_layers(y) if _moocore_available() else _layers_divide_conquer(y)
+        if _moocore_available() and (m >= 5 or _few_layers(y)):
+            return _moocore_layers(y)
+        return _layers_divide_conquer(y)
     # Rows in lexicographically descending order: every dominator of a row comes before it and
     # equal rows are adjacent. The kernels then read memory in order.
     order, ys = sort_rows_desc(y)
@@ -134,11 +135,31 @@ def _moocore_available() -> bool:
     return True
 
 
-def _moocore_layers(y: np.ndarray) -> np.ndarray:
-    """M >= 4 when moocore is installed: its pareto_rank beat our divide and conquer there.
+def _few_layers(y: np.ndarray) -> bool:
+    """Whether a random 1,000-row sample has at most 2 layers (then moocore wins at M = 4).
 
-    Measured at n = 1e5, M = 4 (benchmarks/bench_pareto.py shapes): uniform 1.36 s vs moocore
-    1.03 s, anti-correlated 1.19 s vs 0.57 s, tied 0.65 s vs 0.93 s.
+    moocore peels one front at a time, so its cost grows with the number of layers; the divide
+    and conquer's does not. Measured (benchmarks/bench_pareto.py shapes, M = 4, best of 3):
+    n = 1e5 uniform 0.28 s vs moocore 0.37 s, tied 0.18 vs 0.39, anti-correlated 0.27 vs 0.20;
+    n = 1e6 uniform 7.7 vs 9.9, tied 2.5 vs 9.8, anti 6.8 vs 4.0. The anti shapes are the ones
+    whose sample has 1 layer (the others: 11 or more). The sample costs about 1 ms.
+    """
+    n = y.shape[0]
+    sample = y
+    if n > _SAMPLE_ROWS:
+        rows = np.random.default_rng(0).choice(n, _SAMPLE_ROWS, replace=False)
+        sample = y[np.sort(rows)]
+    return int(_layers_divide_conquer(sample).max()) <= 2
+
+
+_SAMPLE_ROWS = 1000
+
+
+def _moocore_layers(y: np.ndarray) -> np.ndarray:
+    """moocore.pareto_rank, 1-based: M >= 5, and M = 4 with few layers (see _few_layers).
+
+    At M >= 5 it matched or beat our divide and conquer (n = 1e5, M = 5: uniform 0.63 s vs
+    moocore 0.55 s, tied 0.47 vs 0.51, anti 0.53 vs 0.51).
     """
     import moocore
 
@@ -225,8 +246,8 @@ def _first_nonfinite(y: np.ndarray) -> int:  # pragma: no cover - compiled
 # Both split at the median of objective k; at k = 1 a sweep with a prefix-maximum Fenwick tree
 # over objective 1 finishes the job. O(n log^(M-1) n) time, O(n) memory per recursion level.
 
-_BRUTE_A = 24
-_BRUTE_B = 256
+_BRUTE_A = 32
+_BRUTE_B = 16384
 
 
 @njit(cache=True, inline="always")
@@ -356,10 +377,14 @@ def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - co
 
 @njit(cache=True)
 def _median_of(c: np.ndarray, s: np.ndarray, k: int) -> int:  # pragma: no cover - compiled
-    vals = np.empty(s.shape[0], dtype=np.int64)
-    for t in range(s.shape[0]):
-        vals[t] = c[s[t], k]
-    return np.partition(vals, s.shape[0] // 2)[s.shape[0] // 2]
+    # Median of at most 255 evenly spaced rows: splits stay balanced in practice, and large
+    # sets no longer pay a full copy and partition per split.
+    count = s.shape[0]
+    take = min(count, 255)
+    vals = np.empty(take, dtype=np.int64)
+    for t in range(take):
+        vals[t] = c[s[(t * count) // take], k]
+    return np.partition(vals, take // 2)[take // 2]
 
 
 @njit(cache=True)
@@ -437,20 +462,31 @@ def _dc_b(  # pragma: no cover - compiled
 
 
 def _layers_divide_conquer(y: np.ndarray) -> np.ndarray:
-    """Exact layers for any M >= 2 without moocore: dense integer ranks, dedupe, then D&C."""
+    """Exact layers for any M >= 2 without moocore: dedupe, dense integer ranks, then D&C."""
     n, m = y.shape
-    c = np.empty((n, m), dtype=np.int64)
-    for d in range(m):  # rank 0 = largest value, so smaller is better from here on
-        c[:, d] = np.unique(-y[:, d], return_inverse=True)[1].ravel()
-    order = np.lexsort(c.T[::-1])
-    cs = c[order]
+    order, ys = sort_rows_desc(y)  # lexicographically descending = ascending in rank space
     new = np.ones(n, dtype=bool)
-    new[1:] = np.any(cs[1:] != cs[:-1], axis=1)
+    new[1:] = np.any(ys[1:] != ys[:-1], axis=1)
     group = np.cumsum(new) - 1
-    rank = _layers_dc(np.ascontiguousarray(cs[new]))
+    unique_rows = ys[new]
+    c = np.empty(unique_rows.shape, dtype=np.int64)
+    for d in range(m):  # rank 0 = largest value, so smaller is better from here on
+        c[:, d] = _dense_rank_desc(unique_rows[:, d])
+    rank = _layers_dc(c)
     out = np.empty(n, dtype=np.int32)
     out[order] = rank[group] + 1
     return out
+
+
+def _dense_rank_desc(values: np.ndarray) -> np.ndarray:
+    """Dense ranks, 0 for the largest value (the radix row sort on one column, then a scan)."""
+    order, sorted_values = sort_rows_desc(values.reshape(-1, 1))
+    step = np.empty(values.shape[0], dtype=np.int64)
+    step[0] = 0
+    step[1:] = sorted_values[1:, 0] != sorted_values[:-1, 0]
+    ranks = np.empty(values.shape[0], dtype=np.int64)
+    ranks[order] = np.cumsum(step)
+    return ranks
 
 
 @njit(cache=True)

@@ -184,7 +184,9 @@ def test_does_not_modify_input() -> None:
         (3, "uniform"),
         (3, "tied"),
         (3, "anti"),
+        (4, "uniform"),
         (4, "tied"),
+        (4, "anti"),
     ],
 )
 def test_agrees_with_moocore_at_larger_n(m: int, shape: str) -> None:
@@ -242,3 +244,15 @@ def test_staircase_search_matches_searchsorted(size: int, seed: int, decimals: i
     queries = np.concatenate([values[:50], rng.random(50) * 12 - 1, [-np.inf, np.inf]])
     for x in queries:
         assert _first_ge(arena, 5, size, float(x)) == np.searchsorted(values, x, side="left")
+
+
+def test_few_layers_sends_m4_data_to_the_faster_method() -> None:
+    """Near-plane data (one or two huge layers) goes to moocore's front peeling, the rest to
+    the divide and conquer: the choice measured faster for each (see _few_layers)."""
+    from paretohqd.stages.pareto.nds import _few_layers
+
+    rng = np.random.default_rng(5)
+    uniform = rng.random((20_000, 4))
+    anti = uniform / uniform.sum(axis=1, keepdims=True)
+    assert _few_layers(anti)
+    assert not _few_layers(uniform)
