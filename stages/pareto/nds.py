@@ -19,7 +19,9 @@ objectives 2..M matter:
   of 16 rows run side by side on one snapshot and are then fixed up in order (see _layers_2d).
 - M = 3: each layer keeps the 2-D staircase (Pareto front) of its (f2, f3) values, sorted by f2;
   the query is one search on it, an insert replaces the staircase points it covers (sweep3.py:
-  gapped arrays, a weighted layer search tree). O(n log^2 n).
+  gapped arrays, a weighted layer search tree). O(n log^2 n). When a sample shows few, huge
+  layers, the staircases are split into buckets of f2 instead (buckets3.py), which makes the
+  query about one load.
 - M >= 4: the Jensen/Fortin/Buzdalov divide and conquer below, O(n log^(M-1) n), on
   deduplicated integer ranks; moocore.pareto_rank (one front at a time) instead where it
   measured faster: M = 4 data with very few layers, and M >= 5 (see _few_layers).
@@ -34,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from paretohqd.stages.pareto.buckets3 import bucket_count, layers_3d_bucketed
 from paretohqd.stages.pareto.rowsort import sort_rows_desc
 from paretohqd.stages.pareto.sweep3 import layers_3d
 
@@ -112,7 +115,11 @@ def nondominated_layers(
         _layers_1d(ys, layer_sorted)
     elif m == 2:
         _layers_2d(ys, layer_sorted)
-    else:
+    elif not (
+        n >= _BUCKETED_MIN_ROWS
+        and _few_layers(y)
+        and layers_3d_bucketed(ys, layer_sorted, bucket_count(n), _BUCKETED_MAX_LAYERS)
+    ):
         layers_3d(ys, layer_sorted)
     out = np.empty(n, dtype=np.int32)
     _scatter(layer_sorted, order, out)
@@ -136,7 +143,9 @@ def _moocore_available() -> bool:
 
 
 def _few_layers(y: np.ndarray) -> bool:
-    """Whether a random 1,000-row sample has at most 2 layers (then moocore wins at M = 4).
+    """Whether a random 1,000-row sample has at most 2 layers: near-plane data, whose layers
+    are few and huge (M = 3: 9 layers for 1e6 rows; the sample of uniform or tied data has 19
+    to 24). M = 3 then uses the bucketed kernel, M = 4 moocore.
 
     moocore peels one front at a time, so its cost grows with the number of layers; the divide
     and conquer's does not. Measured (benchmarks/bench_pareto.py shapes, M = 4, best of 3):
@@ -153,6 +162,11 @@ def _few_layers(y: np.ndarray) -> bool:
 
 
 _SAMPLE_ROWS = 1000
+# M = 3 data whose sample has few layers goes to the bucketed kernel (buckets3.py), which gives
+# up past this many layers (then the general kernel runs); below this many rows the general
+# kernel is fast enough that sampling is not worth it.
+_BUCKETED_MAX_LAYERS = 32
+_BUCKETED_MIN_ROWS = 20_000
 
 
 def _moocore_layers(y: np.ndarray) -> np.ndarray:

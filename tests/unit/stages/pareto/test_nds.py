@@ -10,27 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pareto_reference import brute_force_layers, score_arrays
 
 from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
-
-
-def brute_force_layers(scores: np.ndarray) -> np.ndarray:
-    """Reference layers by repeated peeling, maximising every column (O(n^2) per layer)."""
-    x = np.asarray(scores, dtype=np.float64)
-    n = x.shape[0]
-    ge = np.all(x[:, None, :] >= x[None, :, :], axis=2)  # ge[q, p]: q >= p everywhere
-    gt = np.any(x[:, None, :] > x[None, :, :], axis=2)
-    dom = ge & gt  # dom[q, p]: q dominates p
-    layers = np.zeros(n, dtype=np.int32)
-    remaining = np.ones(n, dtype=bool)
-    k = 0
-    while remaining.any():
-        k += 1
-        dominated = dom[remaining][:, remaining].any(axis=0)
-        idx = np.flatnonzero(remaining)[~dominated]
-        layers[idx] = k
-        remaining[idx] = False
-    return layers
 
 
 def _dominates(q: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -38,30 +20,6 @@ def _dominates(q: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.all(q[:, None, :] >= p[None, :, :], axis=2) & np.any(
         q[:, None, :] > p[None, :, :], axis=2
     )
-
-
-@st.composite
-def score_arrays(draw: st.DrawFn, *, max_n: int = 200) -> np.ndarray:
-    """(n, M) float arrays, M in 1..5, with many ties and duplicate rows."""
-    m = draw(st.integers(1, 5))
-    n = draw(st.integers(1, max_n))
-    kind = draw(st.sampled_from(["small-int", "rounded", "anti", "dup-rows"]))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if kind == "small-int":
-        hi = draw(st.integers(1, 6))
-        x = rng.integers(-hi, hi + 1, size=(n, m)).astype(np.float64)
-    elif kind == "rounded":
-        x = np.round(rng.normal(size=(n, m)), draw(st.integers(0, 2)))
-    elif kind == "anti":  # points near the plane sum(x) = 0: few, large layers
-        x = rng.random((n, m))
-        x[:, -1] = -x[:, :-1].sum(axis=1) + np.round(rng.random(n), 1) if m > 1 else x[:, -1]
-        x = np.round(x, 2)
-    else:
-        base = np.round(rng.random((max(1, n // 4), m)), 1)
-        x = base[rng.integers(0, base.shape[0], size=n)]
-    # -0.0 must behave like 0.0
-    x[rng.random((n, m)) < 0.05] = -0.0
-    return x
 
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
