@@ -7,8 +7,9 @@ same seeded array, checks that all three return identical layers, and prints the
 ``min(moocore, pymoo) / ours`` next to the target from issue 4. numba compile time is excluded:
 the kernels are warmed up on small arrays first. Each timing is the best of ``--repeat`` calls
 (default 3), the usual timeit practice: a first call also pays the kernel for fresh memory,
-which on this VM varied from 0.1 to 0.6 s for 320 MB with huge pages. pymoo is skipped where its estimated time for
-one call exceeds ``--pymoo-limit`` seconds (it calls moocore, then loops over the fronts).
+which on this VM varied from 0.1 to 0.6 s for 320 MB with huge pages. pymoo is skipped where
+its estimated time for one call exceeds ``--pymoo-limit`` seconds (it calls moocore, then
+loops over the fronts).
 """
 
 from __future__ import annotations
