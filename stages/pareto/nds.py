@@ -23,8 +23,10 @@ objectives 2..M matter:
   layers, the staircases are split into buckets of f2 instead (buckets3.py), which makes the
   query about one load.
 - M >= 4: the Jensen/Fortin/Buzdalov divide and conquer below, O(n log^(M-1) n), on
-  deduplicated integer ranks; moocore.pareto_rank (one front at a time) instead where it
-  measured faster: M = 4 data with very few layers, and M >= 5 (see _few_layers).
+  deduplicated integer ranks. When a sample shows few, huge layers (rows near a plane), the
+  slab sweep (slab.py) first: a dominator of a row must then be close by. moocore.pareto_rank
+  (one front at a time) where it measured faster than the divide and conquer: M >= 5, and
+  few-layer data the slab sweep gives up on (see _few_layers).
 
 Memory is O(n) in every path (a few arrays of length n; the staircases share one arena).
 """
@@ -38,6 +40,7 @@ from numba import njit
 
 from paretohqd.stages.pareto.buckets3 import bucket_count, layers_3d_bucketed
 from paretohqd.stages.pareto.rowsort import sort_rows_desc
+from paretohqd.stages.pareto.slab import slab_layers
 from paretohqd.stages.pareto.sweep3 import layers_3d
 
 
@@ -102,7 +105,12 @@ def nondominated_layers(
     y = x if all(flags) else x * np.where(flags, 1.0, -1.0) + 0.0
     y = np.ascontiguousarray(y)
     if m >= 4:
-        if _moocore_available() and (m >= 5 or _few_layers(y)):
+        few = _few_layers(y)
+        if few:
+            layers = slab_layers(y, budget=_SLAB_CHECKS_PER_ROW * n)
+            if layers is not None:
+                return layers
+        if _moocore_available() and (m >= 5 or few):
             return _moocore_layers(y)
         return _layers_divide_conquer(y)
     # Rows in lexicographically descending order: every dominator of a row comes before it and
@@ -145,7 +153,7 @@ def _moocore_available() -> bool:
 def _few_layers(y: np.ndarray) -> bool:
     """Whether a random 1,000-row sample has at most 2 layers: near-plane data, whose layers
     are few and huge (M = 3: 9 layers for 1e6 rows; the sample of uniform or tied data has 19
-    to 24). M = 3 then uses the bucketed kernel, M = 4 moocore.
+    to 24). M = 3 then uses the bucketed kernel, M >= 4 the slab sweep.
 
     moocore peels one front at a time, so its cost grows with the number of layers; the divide
     and conquer's does not. Measured (benchmarks/bench_pareto.py shapes, M = 4, best of 3):
@@ -167,6 +175,9 @@ _SAMPLE_ROWS = 1000
 # kernel is fast enough that sampling is not worth it.
 _BUCKETED_MAX_LAYERS = 32
 _BUCKETED_MIN_ROWS = 20_000
+# M >= 4 data whose sample has few layers goes to slab.py first, which gives up (then moocore
+# runs) after this many dominance checks per row.
+_SLAB_CHECKS_PER_ROW = 256
 
 
 def _moocore_layers(y: np.ndarray) -> np.ndarray:
