@@ -8,9 +8,10 @@ is tiny when the slab is thin, and q comes before p when rows are sorted by S de
 by the rows themselves, lexicographically, so a dominator with the same rounded S still comes
 first).
 
-Rows are sorted that way, put in a grid over (z_1, z_2, z_3) (two of them at M = 2) whose
-cells are about as wide as the slab, and each row's layer is 1 + the largest layer among the earlier rows of the cells its
-box touches that really dominate it (checked exactly on the original values). The result is
+Rows are sorted that way and put in a grid over (z_1, z_2, z_3) (two of them at M = 2) with
+about four cells across the slab's thickness; each row's layer is 1 + the largest layer among
+the earlier rows of the cells its box touches that really dominate it (checked exactly on the
+original values). The result is
 exact for any input; only the work depends on the slab. It stops and returns None once the
 dominance checks pass ``budget`` (thick slabs, where the divide and conquer is the better
 choice).
