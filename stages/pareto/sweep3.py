@@ -3,9 +3,10 @@
 Rows arrive sorted lexicographically descending (rowsort.py), so objective 1 is settled and
 each layer only has to answer "does some row of mine have f2 >= a and f3 >= b?". A layer keeps
 the staircase of its (f2, f3) values -- the 2-D Pareto front, f2 ascending and f3 descending --
-so the query is one binary search: the first point with f2 >= a dominates the row iff its
-f3 >= b. A row's layer is the first layer that does not dominate it (layers are nested), found
-by binary search over the layers.
+so the query is one search (9-ary on large staircases, see _first_ge): the first point with
+f2 >= a dominates the row iff its f3 >= b. A row's layer is the first layer that does not
+dominate it (layers are nested), found by a search over the layers whose splits are weighted
+by the rows each layer has taken (see _build_tree); the insert reuses that search's last probe.
 
 Inserting a point removes the points it covers and puts it in their place. A plain sorted array
 makes that a shift of half the staircase on average, which dominated the run time when layers
