@@ -26,7 +26,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from paretohqd.stages.pareto.sweep3 import _REFRESH, _build_tree, _grow
+from paretohqd.stages.pareto.sweep3 import (
+    _REFRESH,
+    _build_tree,
+    _grow,
+    _layer_tree,
+    same_as_previous,
+)
 
 _BUCKET_CAP = 4  # first capacity of a bucket's array; doubles when full
 _SCAN = 16  # buckets longer than this are searched by bisection
@@ -71,15 +77,12 @@ def layers_3d_bucketed(  # pragma: no cover - compiled
     arena_b = np.empty(max(64, n), dtype=np.float64)
     used = 0
     count = 0
-    rows_in = np.zeros(max_layers + 1, dtype=np.int64)
-    tmid = np.empty(max_layers + 1, dtype=np.int64)
-    tleft = np.empty(max_layers + 1, dtype=np.int64)
-    tright = np.empty(max_layers + 1, dtype=np.int64)
+    rows_in, tmid, tleft, tright = _layer_tree(max_layers + 1)
     tree_root = -1
     next_refresh = 0
     for i in range(n):
         a, b = ys[i, 1], ys[i, 2]
-        if i > 0 and ys[i, 0] == ys[i - 1, 0] and a == ys[i - 1, 1] and b == ys[i - 1, 2]:
+        if same_as_previous(ys, i):
             out[i] = out[i - 1]  # an equal row shares the layer
             continue
         if i >= next_refresh:

@@ -42,15 +42,12 @@ def layers_3d(ys: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - co
     size = np.zeros(n + 1, dtype=np.int64)
     count = 0
     # Search tree over the layers, weighted by how many rows each has taken (see _build_tree).
-    rows_in = np.zeros(n + 1, dtype=np.int64)
-    tmid = np.empty(n + 1, dtype=np.int64)
-    tleft = np.empty(n + 1, dtype=np.int64)
-    tright = np.empty(n + 1, dtype=np.int64)
+    rows_in, tmid, tleft, tright = _layer_tree(n + 1)
     tree_root = -1
     next_refresh = 0
     for i in range(n):
         a, b = ys[i, 1], ys[i, 2]
-        if i > 0 and ys[i, 0] == ys[i - 1, 0] and a == ys[i - 1, 1] and b == ys[i - 1, 2]:
+        if same_as_previous(ys, i):
             out[i] = out[i - 1]  # an equal row shares the layer
             continue
         if i >= next_refresh:
@@ -107,20 +104,44 @@ def layers_3d(ys: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - co
                 arena_b[s0 + j] = b
                 size[lay] = sz + 1
                 break
-            # No gap nearby: lay the layer out again with a gap after every point.
-            real = _count_points(arena_a, arena_b, s0, sz)
+            # No gap nearby: lay the layer out again with a gap after every point (moving it to
+            # the arena's end if that does not fit).
+            real = _compact(arena_a, arena_b, s0, sz)
             need = 2 * real + 2
+            dst = s0
             if need > cap[lay]:
                 new_cap = max(2 * cap[lay], need)
                 if used + new_cap > arena_a.shape[0]:
                     arena_a = _grow(arena_a, used + new_cap)
                     arena_b = _grow(arena_b, used + new_cap)
-                size[lay] = _spread(arena_a, arena_b, s0, sz, used)
+                dst = used
                 start[lay], cap[lay] = used, new_cap
                 used += new_cap
-            else:
-                size[lay] = _spread_in_place(arena_a, arena_b, s0, sz, real)
+            size[lay] = _spread(arena_a, arena_b, s0, real, dst)
             k = _first_gt(arena_a, start[lay], size[lay], a)  # slots moved: search again
+
+
+@njit(cache=True, inline="always")
+def same_as_previous(ys: np.ndarray, i: int) -> bool:  # pragma: no cover - compiled
+    """Row i equals row i - 1 (rows are sorted, so equal rows are adjacent)."""
+    return (
+        i > 0
+        and ys[i, 0] == ys[i - 1, 0]
+        and ys[i, 1] == ys[i - 1, 1]
+        and (ys[i, 2] == ys[i - 1, 2])
+    )
+
+
+@njit(cache=True)
+def _layer_tree(  # pragma: no cover - compiled
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows per layer and the arrays of _build_tree's search tree, for up to ``size`` layers."""
+    rows_in = np.zeros(size, dtype=np.int64)
+    tmid = np.empty(size, dtype=np.int64)
+    tleft = np.empty(size, dtype=np.int64)
+    tright = np.empty(size, dtype=np.int64)
+    return rows_in, tmid, tleft, tright
 
 
 @njit(cache=True)
@@ -261,40 +282,10 @@ def _insert_near_gap(  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _count_points(  # pragma: no cover - compiled
+def _compact(  # pragma: no cover - compiled
     arena_a: np.ndarray, arena_b: np.ndarray, s0: int, sz: int
 ) -> int:
-    real = 1 if sz > 0 else 0
-    for t in range(s0 + 1, s0 + sz):
-        if not _is_gap(arena_a, arena_b, t):
-            real += 1
-    return real
-
-
-@njit(cache=True)
-def _spread(  # pragma: no cover - compiled
-    arena_a: np.ndarray, arena_b: np.ndarray, s0: int, sz: int, dst: int
-) -> int:
-    """Copy the points of [s0, s0 + sz) to ``dst``, each followed by a gap; returns the size."""
-    w = dst
-    for t in range(s0, s0 + sz):
-        if t > s0 and _is_gap(arena_a, arena_b, t):
-            continue
-        arena_a[w] = arena_a[t]
-        arena_b[w] = arena_b[t]
-        arena_a[w + 1] = arena_a[t]
-        arena_b[w + 1] = arena_b[t]
-        w += 2
-    return w - dst
-
-
-@njit(cache=True)
-def _spread_in_place(  # pragma: no cover - compiled
-    arena_a: np.ndarray, arena_b: np.ndarray, s0: int, sz: int, real: int
-) -> int:
-    """Re-lay [s0, s0 + sz) in place with a gap after every point (capacity >= 2 * real)."""
-    # Compact the points to the front, then spread them from the back so nothing is overwritten
-    # before it is read.
+    """Drop the gaps of [s0, s0 + sz), keeping the points in order at s0; returns their count."""
     w = s0
     for t in range(s0, s0 + sz):
         if t > s0 and _is_gap(arena_a, arena_b, t):
@@ -302,12 +293,24 @@ def _spread_in_place(  # pragma: no cover - compiled
         arena_a[w] = arena_a[t]
         arena_b[w] = arena_b[t]
         w += 1
-    for r in range(real - 1, -1, -1):
-        arena_a[s0 + 2 * r + 1] = arena_a[s0 + r]
-        arena_b[s0 + 2 * r + 1] = arena_b[s0 + r]
-        arena_a[s0 + 2 * r] = arena_a[s0 + r]
-        arena_b[s0 + 2 * r] = arena_b[s0 + r]
-    return 2 * real
+    return w - s0
+
+
+@njit(cache=True)
+def _spread(  # pragma: no cover - compiled
+    arena_a: np.ndarray, arena_b: np.ndarray, src: int, count: int, dst: int
+) -> int:
+    """Copy ``count`` points from ``src`` to ``dst`` >= src, each followed by a gap.
+
+    From the back, so ``dst == src`` (in place, capacity >= 2 * count) overwrites nothing before
+    it is read. Returns the new size.
+    """
+    for r in range(count - 1, -1, -1):
+        arena_a[dst + 2 * r + 1] = arena_a[src + r]
+        arena_b[dst + 2 * r + 1] = arena_b[src + r]
+        arena_a[dst + 2 * r] = arena_a[src + r]
+        arena_b[dst + 2 * r] = arena_b[src + r]
+    return 2 * count
 
 
 @njit(cache=True)
