@@ -157,11 +157,8 @@ def _sort_block(  # pragma: no cover - compiled
     if d == m:
         return stack, top
     count = j - i
-    col = np.empty(count, dtype=np.float64)
-    for t in range(count):
-        col[t] = ys[i + t, d]
     packed, idx_bits, _ = _radix_sort(
-        col, np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
+        ys[i:j, d], np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
     )
     mask = (np.uint64(1) << idx_bits) - np.uint64(1)
     scratch_rows = np.empty((count, m), dtype=np.float64)
