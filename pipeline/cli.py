@@ -208,6 +208,12 @@ def summary(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     print_summary(_load(config, set_), _console())
 
 
+def _interval(value: float | None, lo: float | None, hi: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if lo is None or hi is None else f"{value:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
 @app.command()
 @friendly
 def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
@@ -218,11 +224,19 @@ def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
     cfg = _load(config, set_)
     meta = rebuild_report(cfg)
-    table = Table(title="methods on held-out prompts")
-    for col in ("method", "hypervolume", "collapse rate"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for method, hv in sorted(meta["hypervolume"].items(), key=lambda kv: -kv[1]):
-        table.add_row(method, f"{hv:.4f}", f"{meta['collapse_rate'].get(method, 0.0):.3f}")
+    table = Table(title="methods on held-out prompts (95% bootstrap intervals over prompts)")
+    for col in ("method", "hypervolume", "preference-following", "collapse rate", "budget"):
+        table.add_column(col, justify="left" if col in ("method", "budget") else "right")
+    ranked = sorted(meta["hypervolume"].items(), key=lambda kv: -(kv[1]["hypervolume"] or 0.0))
+    for method, hv in ranked:
+        pf = meta["pref_following"].get(method)
+        table.add_row(
+            method,
+            _interval(hv["hypervolume"], hv["hv_lo"], hv["hv_hi"]),
+            "" if pf is None else f"{pf:.2f}",
+            f"{meta['collapse_rate'].get(method) or 0.0:.3f}",
+            meta["budget_flags"].get(method) or "",
+        )
     _console().print(table)
     _console().print(f"report: {os.path.relpath(cfg.run_dir / meta['report'])}")
 
@@ -314,11 +328,23 @@ def plot_selection_cmd(
     cfg = _load(config, set_)
     if round_ not in (1, 2):
         raise ConfigError(f"--round {round_}: choose 1 or 2")
+    from paretohqd.manifest import Manifest
+
     prefix = "" if round_ == 1 else "round2/"
     layers = cfg.run_dir / f"{prefix}layers.parquet"
     selection = cfg.run_dir / f"{prefix}selection.parquet"
+    entry = Manifest(cfg.run_dir).get("select" if round_ == 1 else "select_round2") or {}
+    pool = (entry.get("metadata") or {}).get("pool") or {}
     out = output or cfg.run_dir / "plots" / f"selection_round{round_}.png"
-    plot_selection(layers, selection, cfg.pareto_objectives, out, seed=cfg.run.seed)
+    plot_selection(
+        layers,
+        selection,
+        cfg.pareto_objectives,
+        out,
+        seed=cfg.run.seed,
+        max_layer=pool.get("max_layer"),
+        overlap=cfg.run_dir / f"{prefix}shard_overlap.parquet",
+    )
     _console().print(f"wrote {out}")
 
 

@@ -140,7 +140,17 @@ class SelectConfig(Section):
     """Per-preference selection of the samples nearest each preference ray."""
 
     k: int = Field(100, ge=1, description="samples per preference")
-    layers: int = Field(3, ge=1, description="first L Pareto layers form the pool (grown to k)")
+    layers: int = Field(
+        3, ge=1, description="the pool holds at least the first L Pareto layers (then grows)"
+    )
+    pool_factor: float = Field(
+        1.0,
+        gt=0,
+        description="grow the pool layer by layer until it holds pool_factor × k × |grid| rows",
+    )
+    pool_rows: int | None = Field(
+        None, ge=1, description="grow the pool to at least this many rows (overrides pool_factor)"
+    )
     grid: Literal["simplex", "ric13"] | list[list[float]] = Field(
         "simplex", description="simplex lattice, RiC's 13-point M=3 grid, or explicit vectors"
     )
@@ -191,7 +201,7 @@ class PolicyConfig(Section):
 
 
 class SFTConfig(Section):
-    """LoRA SFT on each preference's shard (ALGORITHMS.md §1: 200 steps, batch 8)."""
+    """LoRA SFT on each preference's shard (ParetoHqD: 200 steps, batch 8)."""
 
     steps: int = Field(200, ge=1, description="optimiser steps in round one")
     round2_steps: int = Field(200, ge=1, description="steps continuing from round one")
@@ -246,19 +256,56 @@ class PairsConfig(Section):
     )
 
 
-class PairwiseMethodConfig(Section):
-    """Training settings shared by the pairwise methods (LoRA settings come from [sft])."""
+class InitConfig(Section):
+    """The shared SFT start of the baselines (MODPO, RACO, PAMA): one LoRA SFT, merged.
+
+    Their papers start from, and refer to, an SFT model (MODPO: SFT on the preferred responses
+    of the preference data); the ``sft_init`` stage trains it once for all of them.
+    """
+
+    data: Literal["chosen", "top_layer"] = Field(
+        "chosen",
+        description="chosen: the preferred responses of the train preferences (MODPO's "
+        "recipe); top_layer: the first Pareto layer of the train pool",
+    )
+    steps: int | None = Field(
+        None, ge=1, description="optimiser steps (None: one epoch over the rows)"
+    )
+    max_rows: int | None = Field(None, ge=1, description="cap on training rows (seeded sample)")
+    batch_size: int | None = Field(None, ge=1, description="None: [sft].batch_size")
+    lr: float | None = Field(None, gt=0, description="None: [sft].lr")
+
+
+class MethodLoraMixin(Section):
+    """A method's own start, LoRA shape and learning rate (default: rescaled published)."""
+
+    init: Literal["sft", "base"] = Field(
+        "sft",
+        description="start from (and refer to) the shared SFT model of the sft_init stage, as "
+        "the method's paper does, or from the base policy",
+    )
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank (None: [sft].lora_r)")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha (None: [sft].lora_alpha)")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="AdamW learning rate (None: the published recipe's, rescaled so that "
+        "lr × lora_alpha / lora_r matches it; see the README)",
+    )
+
+
+class PairwiseMethodConfig(MethodLoraMixin):
+    """Training settings shared by the pairwise methods."""
 
     steps: int = Field(100, ge=1, description="optimiser steps per preference")
     batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(5e-4, gt=0, description="AdamW learning rate")
     beta: float = Field(0.1, gt=0, description="DPO temperature")
     max_pairs: int | None = Field(None, ge=1, description="cap on training pairs (seeded)")
 
 
 class ModpoConfig(PairwiseMethodConfig):
-    """MODPO (ALGORITHMS.md §4): DPO on one objective with the others as a fixed margin."""
+    """MODPO (docs/algorithms.md): DPO on one objective with the others as a fixed margin."""
 
     margin_scale: float = Field(
         1.0, gt=0, description="scale of the other objectives' normalised score margins vs β"
@@ -267,25 +314,29 @@ class ModpoConfig(PairwiseMethodConfig):
 
 
 class RacoConfig(PairwiseMethodConfig):
-    """RACO (ALGORITHMS.md §3): per-objective DPO losses combined by clipped CAGrad."""
+    """RACO (docs/algorithms.md): per-objective DPO losses combined by clipped CAGrad."""
 
     beta: float = Field(0.2, gt=0, description="DPO temperature (RACO's README: 0.2)")
     c: float = Field(0.4, ge=0, description="conflict-averse radius; 0 = weighted DPO")
     clip: bool = Field(True, description="p̃ = min(p*, w); off = plain CAGrad with weighted g0")
 
 
-class PamaConfig(Section):
-    """PAMA (ALGORITHMS.md §2): online PPO with Noon clipping and Theorem 1's combination."""
+class PamaConfig(MethodLoraMixin):
+    """PAMA (docs/algorithms.md): online PPO with Noon clipping and Theorem 1's combination."""
 
     steps: int = Field(20, ge=1, description="PPO iterations (rollout + update) per preference")
     batch_size: int = Field(8, ge=1, description="prompts per rollout")
     ppo_epochs: int = Field(1, ge=1, description="updates per rollout")
-    lr: float = Field(1e-4, gt=0, description="policy (LoRA) learning rate")
     value_lr: float = Field(1e-3, gt=0, description="value heads learning rate")
     kl_coef: float = Field(0.2, ge=0, description="per-token KL penalty to the reference")
     cliprange: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip ε")
     lam: float = Field(0.95, gt=0, le=1, description="GAE λ (γ = 1)")
     granularity: Literal["token", "batch"] = Field("token", description="Theorem 1 per token")
+    whiten: bool = Field(
+        True,
+        description="divide each objective's rewards by their running std before weighting, "
+        "so w compares objectives in units of their spread",
+    )
     max_new_tokens: int = Field(32, ge=1)
     top_p: float = Field(0.9, gt=0, le=1)
 
@@ -324,6 +375,7 @@ class Config(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     regenerate: RegenerateConfig | None = None
     pairs: PairsConfig = Field(default_factory=PairsConfig)
+    init: InitConfig = Field(default_factory=InitConfig)
     modpo: ModpoConfig | None = None
     raco: RacoConfig | None = None
     pama: PamaConfig | None = None

@@ -1,8 +1,8 @@
 """``paretohqd summary``: what a run did, in one screen.
 
 Stages with their state, rows and timings from the manifest; the per-preference mean raw
-scores of the latest selection round (what each preference's adapter was trained toward); and
-where the shards, adapters and plots are.
+scores of the latest selection round (what each preference's adapter was trained toward); how
+much the shards of each selection overlap; and where the shards, adapters and plots are.
 """
 
 from __future__ import annotations
@@ -55,6 +55,24 @@ def print_summary(config: Config, console: Any) -> None:
         for row in result.rows:
             table.add_row(*[str(v) for v in row])
         console.print(table)
+    overlap = Table(title="shard overlap (how much the preferences' training data differ)")
+    for col in ("stage", "rows", "distinct", "one-hot jaccard", "adjacent jaccard", "max pair"):
+        overlap.add_column(col, justify="left" if col in ("stage", "max pair") else "right")
+    for name, entry in manifest.stages.items():
+        ov = (entry.get("metadata") or {}).get("overlap")
+        if not ov:
+            continue
+        jac, ends, adj = ov.get("jaccard"), ov.get("one_hot"), ov.get("adjacent")
+        overlap.add_row(
+            name,
+            f"{ov['rows']:,}",
+            f"{ov['distinct_rows']:,} ({ov['distinct_share']:.0%})",
+            f"{ends['max']:.2f}" if ends else "",
+            f"mean {adj['mean']:.2f}, max {adj['max']:.2f}" if adj else "",
+            f"{jac['max']:.2f} ({' / '.join(jac['max_pair'])})" if jac else "",
+        )
+    if overlap.row_count:
+        console.print(overlap)
     run = config.run_dir
     places = [
         ("shards", "shards/round1", "shards/round2"),

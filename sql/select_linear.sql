@@ -1,7 +1,8 @@
 -- The $n pooled rows with the highest linear scalarisation w·r̃ per preference, as the key
--- 1 − w·r̃ (smallest first), so ray and linear selection share the stage's tie handling.
+-- 1 − w·r̃ (smallest first, rounded to $decimals places like the ray key), so ray and linear
+-- selection share the stage's tie handling.
 -- Views: layers (sample_id, layer, norm), prefs (pref_id, w) registered by the stage.
--- Params: $max_layer, $n, $only (as in select_ray.sql).
+-- Params: $max_layer, $n, $only, $decimals (as in select_ray.sql).
 with pool as (
     select sample_id, norm
     from layers
@@ -12,7 +13,7 @@ keyed as (
     select
         p.pref_id,
         pool.sample_id,
-        1 - list_inner_product(pool.norm, p.w) as key
+        round(1 - list_inner_product(pool.norm, p.w), $decimals) as key
     from pool
     cross join prefs as p
     where list_contains($only, p.pref_id)

@@ -1,5 +1,5 @@
--- Rows per Pareto layer, so the stage can take the first L layers and grow them until the pool
--- holds at least k rows.
+-- Rows per Pareto layer, so the stage can take the first L layers and grow them layer by layer
+-- until the pool holds its target number of rows (pool_factor × k × |grid|, or pool_rows).
 select layer, count(*) as n
 from layers
 group by layer

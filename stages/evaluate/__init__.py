@@ -2,8 +2,10 @@
 
 Writes ``eval/generations.parquet`` (every model's answers to the held-out prompts, scored),
 ``eval/summary.parquet`` (per method and preference: mean reward vector with bootstrap CI,
-collapse rate, win rate against the base model), ``eval/fronts.png``, ``eval/losses.png`` and
-``eval/report.html``. It reads every adapter artifact the config enables.
+collapse rate, win rate against the base model), ``eval/methods.parquet`` (per method: its
+start, hypervolume and preference-following with bootstrap intervals, collapse rate and
+training budget), ``eval/fronts.png``, ``eval/losses.png`` and ``eval/report.html``. It reads
+every adapter artifact the config enables.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from paretohqd.stage import Artifact, Stage
 
 EVAL_GENERATIONS = Artifact("eval_generations", "eval/generations.parquet")
 EVAL_SUMMARY = Artifact("eval_summary", "eval/summary.parquet")
+EVAL_METHODS = Artifact("eval_methods", "eval/methods.parquet")
 
 
 def _inputs(config: Config) -> tuple[str, ...]:
     from paretohqd.stages.methods import METHODS
+    from paretohqd.stages.models import uses_init
 
     names = ["samples", "layers", "shards", "adapters"]
     if config.converts_policy:
@@ -32,6 +36,8 @@ def _inputs(config: Config) -> tuple[str, ...]:
     if any(getattr(config, m) is not None for m in METHODS):
         names.append("pairs")
     names += [f"adapters_{m}" for m in (*METHODS, "pama") if getattr(config, m) is not None]
+    if uses_init(config):
+        names.append("init_model")
     return tuple(names)
 
 
@@ -62,9 +68,9 @@ def stages(config: Config) -> list[Stage]:
             name="evaluate",
             fn=run_evaluate,
             inputs=_inputs(config),
-            outputs=(EVAL_GENERATIONS, EVAL_SUMMARY),
+            outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
-            version="1",
+            version="2",
             params=_params,
             external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
             sql=("sample_prompts.sql",),

@@ -1,9 +1,10 @@
-"""Evaluation metrics: mean reward vectors with bootstrap CIs, hypervolume, collapse, win rates.
+"""Evaluation metrics: mean reward vectors with bootstrap CIs, hypervolume (with a bootstrap
+interval), preference-following, collapse, win rates.
 
 Everything here is a pure function of arrays or of a polars frame of scored generations, so the
 evaluate stage can recompute every number from ``eval_generations.parquet`` alone.
 
-Conventions (ALGORITHMS.md §1 item 7):
+Conventions (docs/algorithms.md, "Evaluation"):
 
 - Every objective is **maximised**.
 - Hypervolume is computed on the *mean* reward vector of each preference model, after min-max
@@ -15,6 +16,12 @@ Conventions (ALGORITHMS.md §1 item 7):
 - A response is *collapsed* when it has fewer than ``min_tokens`` tokens or more than
   ``max_repeat`` of its n-grams are repeats (the proposed rule [I] for the paper's "language
   collapse": extremely short responses or repetitive phrases).
+- A method's hypervolume interval is a paired percentile bootstrap over held-out *prompts*:
+  each resample draws prompts with replacement, recomputes every model's mean vector on the
+  same draw, and recomputes each method's hypervolume from them.
+- *Preference-following* of a method is the Spearman rank correlation, over its preference
+  models, between the weight w_i and the model's mean on objective i, averaged over the
+  objectives: 1 when more weight always means more of that objective.
 """
 
 from __future__ import annotations
@@ -558,3 +565,177 @@ def method_hypervolume(
         points = _as_matrix(group.select(cols).to_numpy(), f"mean vectors of method {method!r}")
         out[str(method)] = hypervolume(points, lo=lo, hi=hi, ref=ref)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# per method: hypervolume interval and preference-following
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (as Spearman's rho needs)."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    if (counts > 1).any():
+        sums = np.bincount(inverse, weights=ranks)
+        ranks = sums[inverse] / counts[inverse]
+    return ranks
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation with average ranks for ties; NaN when either is constant.
+
+    Examples
+    --------
+    >>> spearman([0.0, 0.5, 1.0], [0.1, 0.2, 0.9])
+    1.0
+    >>> round(spearman([0, 0, 1, 1], [1, 2, 3, 4]), 6)
+    0.894427
+    """
+    a = _average_ranks(np.asarray(x, dtype=np.float64))
+    b = _average_ranks(np.asarray(y, dtype=np.float64))
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def preference_following(weights: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Mean over objectives of ``spearman(w_i, mean_i)`` across a method's preference models.
+
+    ``weights`` is ``(models, M)``; ``means`` is ``(models, M)`` or a stack ``(B, models, M)``
+    (one value per bootstrap resample, computed at once). Objectives whose weights (or means)
+    do not vary are left out; NaN when none is left (e.g. a single model).
+    """
+    stack = means[None] if means.ndim == 2 else means
+    rhos = np.full((stack.shape[0], weights.shape[1]), np.nan)
+    for i in range(weights.shape[1]):
+        w_rank = _average_ranks(weights[:, i])
+        if len(w_rank) < 2 or w_rank.std() == 0:
+            continue
+        y = stack[:, :, i]
+        ranks = np.argsort(np.argsort(y, axis=1, kind="stable"), axis=1) + 1.0
+        tied = (np.diff(np.sort(y, axis=1), axis=1) == 0).any(axis=1)
+        for b in np.flatnonzero(tied):  # rare with real scores: average the tied ranks
+            ranks[b] = _average_ranks(y[b])
+        wc = w_rank - w_rank.mean()
+        rc = ranks - ranks.mean(axis=1, keepdims=True)
+        denom = np.sqrt((wc**2).sum() * (rc**2).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rhos[:, i] = np.where(denom > 0, (rc @ wc) / denom, np.nan)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(rhos)
+        out = np.where(valid.any(axis=1), np.nansum(rhos, axis=1) / valid.sum(axis=1), np.nan)
+    return out if means.ndim == 3 else out[0]
+
+
+def _normalised_hypervolume(norm: np.ndarray) -> float:
+    """:func:`hypervolume` of points already normalised and clipped to [0, 1], reference 0.
+
+    Two objectives take a sort and a sum (called once per bootstrap resample); more go to
+    moocore like :func:`hypervolume`.
+    """
+    better = norm[(norm > 0).all(axis=1)]
+    if better.shape[0] == 0:
+        return 0.0
+    if better.shape[1] == 2:
+        order = np.lexsort((-better[:, 1], -better[:, 0]))  # x descending, then y descending
+        x, y = better[order, 0], better[order, 1]
+        top = np.maximum.accumulate(y)  # best y among points with x at least this large
+        prev = np.concatenate([[0.0], top[:-1]])
+        return float(np.sum(x * np.maximum(top - prev, 0.0)))
+    import moocore
+
+    return float(moocore.hypervolume(-better, ref=np.zeros(better.shape[1])))
+
+
+def method_intervals(
+    frame: pl.DataFrame,
+    *,
+    objectives: Sequence[str],
+    weights: Any,
+    lo: Any,
+    hi: Any,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """Per method: hypervolume and preference-following, each with a paired bootstrap interval.
+
+    Parameters
+    ----------
+    frame
+        Scored evaluation generations (``method``, ``pref_id``, ``prompt_id`` and one column
+        per objective), as :func:`summarise` takes them.
+    objectives
+        The objective columns, in order.
+    weights
+        ``{pref_id: weight vector}`` of the preference grid; models whose pref_id is not in it
+        (the base model, the shared SFT start) get no preference-following.
+    lo, hi
+        The fixed normalisation of :func:`hypervolume`.
+    n_boot, seed, ci
+        Bootstrap resamples (of held-out prompts, shared by every model), seed and level.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``method``, ``models``, ``hypervolume``, ``hv_lo``, ``hv_hi``, ``pref_following``,
+        ``pf_lo``, ``pf_hi``, in order of first appearance.
+    """
+    import polars as pl
+
+    objectives = list(objectives)
+    if frame.height == 0:
+        raise ValueError("no evaluation rows")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie in (0, 1), e.g. 0.95; got {ci}")
+    prompts = sorted(set(frame["prompt_id"].to_list()))
+    pos = {p: i for i, p in enumerate(prompts)}
+    groups = list(frame.group_by(["method", "pref_id"], maintain_order=True))
+    g, p, m = len(groups), len(prompts), len(objectives)
+    scores = np.zeros((g, p, m))
+    present = np.zeros((g, p))
+    for gi, (_, group) in enumerate(groups):
+        where = np.array([pos[x] for x in group["prompt_id"].to_list()])
+        scores[gi, where] = group.select(objectives).cast(pl.Float64).to_numpy()
+        present[gi, where] = 1.0
+    rng = np.random.default_rng([seed, 0x48D5])
+    draws = rng.integers(0, p, size=(n_boot, p))
+    counts = np.stack([np.bincount(row, minlength=p) for row in draws]).astype(np.float64)
+    counts = np.vstack([np.ones((1, p)), counts])  # row 0: the estimate itself
+    mass = counts @ present.T  # (B+1, G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.einsum("bp,gpm->bgm", counts, scores * present[:, :, None]) / mass[:, :, None]
+    lo_a, hi_a = _bounds(lo, hi, m)
+    methods: dict[str, list[int]] = {}
+    for gi, ((method, _), _) in enumerate(groups):
+        methods.setdefault(str(method), []).append(gi)
+    records = []
+    alpha = (1.0 - ci) / 2.0
+    for method, idx in methods.items():
+        w = [weights.get(str(groups[gi][0][1])) for gi in idx]
+        ranked = [gi for gi, wi in zip(idx, w, strict=True) if wi is not None]
+        w_arr = np.array([weights[str(groups[gi][0][1])] for gi in ranked], dtype=np.float64)
+        hv, pf = np.full(n_boot + 1, np.nan), np.full(n_boot + 1, np.nan)
+        norm = np.clip((means[:, idx] - lo_a) / (hi_a - lo_a), 0.0, 1.0)
+        for b in range(n_boot + 1):
+            pts = norm[b][np.isfinite(norm[b]).all(axis=1)]
+            if len(pts):
+                hv[b] = _normalised_hypervolume(pts)
+        if len(ranked) >= 2:
+            pf = preference_following(w_arr, means[:, ranked])
+        rec: dict[str, Any] = {"method": method, "models": len(idx)}
+        for name, values, lo_name, hi_name in (
+            ("hypervolume", hv, "hv_lo", "hv_hi"),
+            ("pref_following", pf, "pf_lo", "pf_hi"),
+        ):
+            boots = values[1:][np.isfinite(values[1:])]
+            rec[name] = float(values[0]) if np.isfinite(values[0]) else None
+            rec[lo_name] = float(np.quantile(boots, alpha)) if len(boots) else None
+            rec[hi_name] = float(np.quantile(boots, 1.0 - alpha)) if len(boots) else None
+        records.append(rec)
+    schema = {"method": pl.String, "models": pl.Int64} | {
+        c: pl.Float64 for c in ("hypervolume", "hv_lo", "hv_hi", "pref_following", "pf_lo", "pf_hi")
+    }
+    return pl.DataFrame(records, schema=schema)

@@ -34,6 +34,7 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td.t,th.t{text-align:left}
 .note{color:#555;font-size:.9em}figure{margin:1em 0}img{max-width:100%;height:auto}
+.warn{color:#8a4b00;background:#fff6e5;border-left:3px solid #e0a000;padding:.3em .6em}
 """.strip()
 
 
@@ -147,11 +148,10 @@ def _href(name: str, target: str) -> str:
 
 def render_report(
     summary: pl.DataFrame,
-    hv: Mapping[str, float],
+    methods: pl.DataFrame,
     *,
     objectives: Sequence[str],
     title: str,
-    timings: Mapping[str, Mapping[str, float]],
     images: Mapping[str, Path],
     links: Mapping[str, str],
     normalisation: Mapping[str, Any],
@@ -159,24 +159,28 @@ def render_report(
 ) -> Path:
     """Write the comparison report as one self-contained HTML file and return its path.
 
-    Sections: per method, the hypervolume, the number of preference models and responses and
-    the pooled collapse rate; the training wall/CPU time per method; the normalisation used
-    for the hypervolume; per (method, preference model) the mean reward vector with its
-    bootstrap CI, the collapse rate and win/tie/loss against the base model; the images; links
-    to the shard cards.
+    Sections: per method, its start, the hypervolume and the preference-following with their
+    bootstrap intervals, the number of preference models and responses and the pooled collapse
+    rate; each method's training budget (steps, examples, tokens, learning rate and effective
+    step, wall/CPU/scoring time), with budgets that differ by more than 2× flagged; the
+    normalisation used for the hypervolume; per (method, preference model) the mean reward
+    vector with its bootstrap CI, the collapse rate and win/tie/loss against the base model; the
+    images; links to the shard cards.
 
     Parameters
     ----------
     summary
         The table of :func:`paretohqd.stages.evaluate.metrics.summarise`.
-    hv
-        ``{method: hypervolume}`` (:func:`~paretohqd.stages.evaluate.metrics.method_hypervolume`).
+    methods
+        One row per method: ``method``, ``hypervolume``, ``hv_lo``, ``hv_hi``,
+        ``pref_following``, ``pf_lo``, ``pf_hi`` (:func:`~paretohqd.stages.evaluate.metrics.
+        method_intervals`) and optionally the budget columns (``start``, ``steps``,
+        ``examples``, ``tokens``, ``lr``, ``effective_step``, ``wall_s``, ``cpu_s``,
+        ``scoring_s``, ``flag``, ...); missing columns show as blanks.
     objectives
         Objective names, in the order of the summary's columns.
     title
         Page title.
-    timings
-        ``{method: {"wall_s": ..., "cpu_s": ..., ...}}``; every inner key becomes a column.
     images
         ``{caption: path to a PNG}``; embedded as base64 data URIs.
     links
@@ -221,8 +225,8 @@ def render_report(
         f"<h1>{_esc(title)}</h1>",
         f'<p class="note">Objectives (all maximised): {_esc(", ".join(objectives))}. '
         f"{len(rows)} models, {sum(int(r['n']) for r in rows)} scored responses.</p>",
-        _methods_section(rows, hv, clipped),
-        _timings_section(timings),
+        _methods_section(rows, methods.to_dicts(), clipped),
+        _budgets_section(methods.to_dicts()),
         _normalisation_section(objectives, lo, hi, ref),
         _models_section(rows, objectives, clipped),
     ]
@@ -244,51 +248,131 @@ def render_report(
     return out
 
 
+#: How each start is named in the report.
+STARTS = {"base": "base model", "sft": "shared SFT (sft_init)"}
+
+
+def _interval(value: Any, lo: Any, hi: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if lo is None or hi is None:
+        return _num(value, digits)
+    return f"{_num(value, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
+
+
 def _methods_section(
-    rows: Sequence[Mapping[str, Any]], hv: Mapping[str, float], clipped: np.ndarray
+    rows: Sequence[Mapping[str, Any]],
+    methods: Sequence[Mapping[str, Any]],
+    clipped: np.ndarray,
 ) -> str:
     order: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         order.setdefault(str(r["method"]), []).append(i)
-    for method in hv:
-        order.setdefault(str(method), [])
+    by_method = {str(m["method"]): m for m in methods}
+    for method in by_method:
+        order.setdefault(method, [])
     body = []
     for method, idx in order.items():
+        m = by_method.get(method, {})
         n = sum(int(rows[i]["n"]) for i in idx)
         collapsed = sum(float(rows[i]["collapse_rate"]) * int(rows[i]["n"]) for i in idx)
         n_clipped = int(clipped[idx].sum()) if idx else 0
         body.append(
             [
                 _esc(method),
+                _esc(STARTS.get(str(m.get("start")), "–")),
                 str(len(idx)),
                 str(n),
-                _num(hv.get(method)),
+                _interval(m.get("hypervolume"), m.get("hv_lo"), m.get("hv_hi")),
+                _interval(m.get("pref_following"), m.get("pf_lo"), m.get("pf_hi"), 2),
                 _pct(collapsed / n if n else None),
                 str(n_clipped),
             ]
         )
-    table = _table(
-        ["method", "models", "responses", "hypervolume", "collapse rate", "clipped means"], body
-    )
+    header = [
+        "method",
+        "start",
+        "models",
+        "responses",
+        "hypervolume [95% CI]",
+        "preference-following [95% CI]",
+        "collapse rate",
+        "clipped means",
+    ]
     return (
         "<h2>Methods</h2>\n"
         "<p class=\"note\">Hypervolume of each method's preference models' mean reward vectors "
-        "in the normalised space (below); the base model is a one-point set. Collapse rate is "
-        "pooled over all of a method's responses. Clipped means lie outside the normalisation "
-        "range and were clipped to [0, 1] for the hypervolume.</p>\n" + table
+        "in the normalised space (below); the base model and the shared SFT start are one-point "
+        "sets. Intervals: percentile bootstrap over the held-out prompts, every model's mean "
+        "recomputed on the same resample. Preference-following: Spearman's rank correlation "
+        "between w_i and the models' mean on objective i, averaged over objectives (1 = more "
+        "weight always buys more of that objective). ParetoHqD starts from the base model, as "
+        "in its paper; MODPO, RACO and PAMA from the shared SFT model, as in theirs, unless "
+        'their table says <code>init = "base"</code>. Collapse rate is pooled over all of a '
+        "method's responses. Clipped means lie outside the normalisation range and were "
+        "clipped to [0, 1] for the hypervolume.</p>\n" + _table(header, body, text_cols=2)
     )
 
 
-def _timings_section(timings: Mapping[str, Mapping[str, float]]) -> str:
-    if not timings:
-        return '<h2>Training time</h2>\n<p class="note">No timings recorded.</p>'
-    keys: list[str] = []
-    for entry in timings.values():
-        keys += [k for k in entry if k not in keys]
+def _budgets_section(methods: Sequence[Mapping[str, Any]]) -> str:
+    trained = [m for m in methods if m.get("steps") is not None or m.get("wall_s") is not None]
+    if not trained:
+        return '<h2>Training budgets</h2>\n<p class="note">No budgets recorded.</p>'
+
+    def count(value: Any) -> str:
+        return "–" if value is None else f"{value:,.0f}"
+
     body = [
-        [_esc(method), *(_num(entry.get(k), 1) for k in keys)] for method, entry in timings.items()
+        [
+            _esc(m["method"]),
+            _esc(STARTS.get(str(m.get("start")), "–")),
+            count(m.get("adapters")),
+            count(m.get("steps")),
+            count(m.get("examples")),
+            count(m.get("tokens")),
+            _num(m.get("lr"), 3),
+            _esc(f"{m['lora_r']} / {m['lora_alpha']}") if m.get("lora_r") else "–",
+            _num(m.get("effective_step"), 3),
+            _num(m.get("wall_s"), 1),
+            _num(m.get("cpu_s"), 1),
+            _num(m.get("scoring_s"), 1),
+            _esc(m.get("flag") or ""),
+        ]
+        for m in trained
     ]
-    return "<h2>Training time</h2>\n" + _table(["method", *map(_esc, keys)], body)
+    header = [
+        "method",
+        "start",
+        "adapters",
+        "optimiser steps",
+        "examples",
+        "tokens",
+        "lr",
+        "LoRA r / alpha",
+        "effective step",
+        "wall s",
+        "CPU s",
+        "scoring s",
+        "budget differs > 2×",
+    ]
+    flagged = [m for m in trained if m.get("flag")]
+    warning = (
+        '<p class="warn">Budgets differ by more than 2×: '
+        + "; ".join(f"{_esc(m['method'])}: {_esc(m['flag'])}" for m in flagged)
+        + ". Compare hypervolumes with that in mind.</p>\n"
+        if flagged
+        else ""
+    )
+    return (
+        "<h2>Training budgets</h2>\n"
+        "<p class=\"note\">Summed over each method's adapters (ParetoHqD's final round includes "
+        "round one, the regeneration and the round-two scoring). Examples are rows, pairs or "
+        "rollouts seen; tokens are those in the training forward passes; effective step = lr × "
+        "alpha / r. Scoring is the reward-model time the method needed beyond the shared "
+        "dataset scoring (ParetoHqD's round two, PAMA's online rewards). The shared SFT start "
+        "is listed once as sft_init and is not counted in the methods that start from "
+        "it.</p>\n" + warning + _table(header, body, text_cols=2)
+    )
 
 
 def _normalisation_section(

@@ -31,17 +31,29 @@ ADAPTER_METHODS = (
 TRAINING_VIEWS = ("shards", "shards_round2", "shards_linear", "pairs", "regen_prompts")
 
 
-def models_to_evaluate(ctx: StageContext) -> list[tuple[str, str, Path | None]]:
-    """(method, pref_id, adapter dir) for the base model and every adapter present."""
-    out: list[tuple[str, str, Path | None]] = [("base", "base", None)]
+#: (method, pref_id, adapter dir or None, the model the adapter sits on)
+Model = tuple[str, str, Path | None, str]
+
+
+def models_to_evaluate(ctx: StageContext) -> list[Model]:
+    """The base model, the shared SFT start (when a method uses it) and every adapter present,
+    each with the model it starts from (grouped by that model, so each is loaded once)."""
+    from paretohqd.stages.models import policy_model, start_model
+
+    base = policy_model(ctx.config)
+    out: list[Model] = [("base", "base", None, base)]
+    if "init_model" in ctx.stage.inputs:
+        out.append(("sft_init", "sft_init", None, start_model(ctx.config, "sft")))
     for artifact, method in ADAPTER_METHODS:
         if artifact not in ctx.stage.inputs:
             continue
+        table = getattr(ctx.config, method, None)
+        start = start_model(ctx.config, table.init) if table is not None else base
         root = ctx.path(artifact)
         for adapter in sorted(root.iterdir()) if root.exists() else []:
             if (adapter / "adapter_config.json").exists():
-                out.append((method, adapter.name, adapter))
-    return out
+                out.append((method, adapter.name, adapter, start))
+    return sorted(out, key=lambda m: m[3] != base)  # stable: base-model adapters first
 
 
 def check_heldout(con: Any, views: Sequence[str], prompt_ids: Sequence[str]) -> None:
@@ -72,7 +84,6 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.models import policy_model
     from paretohqd.stages.models.generate import make_generator
     from paretohqd.stages.models.regenerate import generation_settings
     from paretohqd.stages.score.stage import build_scorers, score_cache, score_part
@@ -104,14 +115,17 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     parts = ctx.parts()
     parts.drop_stale()
     chunks = math.ceil(len(prompts) / cfg.part_size)
-    generator = None
-    for mi, (method, pref_id, adapter) in enumerate(models):
+    generator, loaded = None, None
+    for mi, (method, pref_id, adapter, start) in enumerate(models):
         for c in range(chunks):
             index = mi * chunks + c
             if parts.done(index):
                 continue
-            if generator is None:
-                generator = make_generator(policy_model(ctx.config), settings, gen_cfg.backend)
+            if loaded != start:  # one model at a time: free the last before loading the next
+                generator = None
+                generator = make_generator(start, settings, gen_cfg.backend)
+                loaded = start
+            assert generator is not None
             chunk = prompts[c * cfg.part_size : (c + 1) * cfg.part_size]
             result = generator.generate(
                 [p for _, p in chunk], adapter=adapter, seed=ctx.config.run.seed + index
@@ -146,29 +160,17 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     return {**build_outputs(ctx, rows, models), "heldout": heldout}
 
 
-def build_outputs(
-    ctx: StageContext, rows: Any, models: Sequence[tuple[str, str, Path | None]]
-) -> dict[str, Any]:
-    """Summary table, hypervolumes, plots and the HTML report from the scored generations."""
-    import polars as pl
-
+def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict[str, Any]:
+    """Summary tables, hypervolumes with intervals, budgets, plots and the HTML report."""
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.evaluate.metrics import method_hypervolume, summarise
+    from paretohqd.stages.evaluate.metrics import summarise
     from paretohqd.stages.evaluate.report import plot_fronts, render_report
+    from paretohqd.stages.select.grid import build_grid
 
     cfg = ctx.config.evaluate
     assert cfg is not None
     objectives = ctx.config.pareto_objectives
-    bounds = dict(cfg.bounds)
-    if len(bounds) < len(objectives):
-        con = ctx.duckdb()
-        try:
-            for name, b in layer_bounds(con, objectives).items():
-                bounds.setdefault(name, (b["min"], b["max"]))
-        finally:
-            con.close()
-    lo = [bounds[n][0] for n in objectives]
-    hi = [bounds[n][1] for n in objectives]
+    lo, hi = _hv_bounds(ctx, objectives)
     summary = summarise(
         rows,
         objectives=objectives,
@@ -178,12 +180,11 @@ def build_outputs(
         max_repeat=cfg.max_repeat,
         n=cfg.ngram,
     )
-    hv = method_hypervolume(summary, objectives, lo=lo, hi=hi)
-    write_parquet(ctx.path("eval_summary"), summary)
-    out_dir = ctx.path("eval_summary").parent
-    from paretohqd.stages.select.grid import build_grid
-
     grid = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
+    methods = methods_table(ctx, rows, summary, models, grid=grid, lo=lo, hi=hi)
+    write_parquet(ctx.path("eval_summary"), summary)
+    write_parquet(ctx.path("eval_methods"), methods)
+    out_dir = ctx.path("eval_summary").parent
     fronts = plot_fronts(
         summary,
         objectives,
@@ -193,7 +194,6 @@ def build_outputs(
         hi=hi,
     )
     losses = plot_losses(models, out_dir / "losses.png")
-    timings = method_timings(ctx)
     links = {
         p.name: str(Path("..") / p.relative_to(ctx.run_dir) / "README.md")
         for root in ("shards/round1", "shards/round2")
@@ -204,10 +204,9 @@ def build_outputs(
     images = {"fronts": fronts} | ({"losses": losses} if losses else {})
     render_report(
         summary,
-        hv,
+        methods,
         objectives=objectives,
         title=f"paretohqd run {ctx.config.run.name}",
-        timings=timings,
         images=images,
         links=links,
         normalisation={
@@ -217,56 +216,108 @@ def build_outputs(
         },
         out=out_dir / "report.html",
     )
+    rows_by_method = list(methods.iter_rows(named=True))
     return {
         "models": len(models),
         "rows": rows.height,
-        "hypervolume": hv,
-        "normalisation": {"lo": lo, "hi": hi, "reference_point": 0.0},
-        "collapse_rate": {
-            m: float(v)
-            for m, v in summary.group_by("method").agg(pl.col("collapse_rate").mean()).rows()
+        "hypervolume": {
+            r["method"]: {k: r[k] for k in ("hypervolume", "hv_lo", "hv_hi")}
+            for r in rows_by_method
         },
+        "pref_following": {
+            r["method"]: r["pref_following"]
+            for r in rows_by_method
+            if r["pref_following"] is not None
+        },
+        "budget_flags": {r["method"]: r["flag"] for r in rows_by_method if r["flag"]},
+        "normalisation": {"lo": lo, "hi": hi, "reference_point": 0.0},
+        "collapse_rate": {r["method"]: r["collapse_rate"] for r in rows_by_method},
         "report": str((out_dir / "report.html").relative_to(ctx.run_dir)),
     }
 
 
-def method_timings(ctx: StageContext) -> dict[str, dict[str, float]]:
-    """Wall and CPU seconds per method, from the manifest entries of its training stages."""
+def _hv_bounds(ctx: StageContext, objectives: Sequence[str]) -> tuple[list[float], list[float]]:
+    """The fixed hypervolume normalisation: ``evaluate.bounds``, else the round-1 pool's range."""
+    cfg = ctx.config.evaluate
+    assert cfg is not None
+    bounds = dict(cfg.bounds)
+    if len(bounds) < len(objectives):
+        con = ctx.duckdb()
+        try:
+            for name, b in layer_bounds(con, objectives).items():
+                bounds.setdefault(name, (b["min"], b["max"]))
+        finally:
+            con.close()
+    return [bounds[n][0] for n in objectives], [bounds[n][1] for n in objectives]
+
+
+#: Columns of ``eval_methods`` that come from the budgets, with their types.
+BUDGET_COLUMNS = (
+    ("start", "String"),
+    ("adapters", "Int64"),
+    ("steps", "Float64"),
+    ("examples", "Float64"),
+    ("tokens", "Float64"),
+    ("lr", "Float64"),
+    ("lora_r", "Int64"),
+    ("lora_alpha", "Int64"),
+    ("effective_step", "Float64"),
+    ("wall_s", "Float64"),
+    ("cpu_s", "Float64"),
+    ("scoring_s", "Float64"),
+    ("generations", "Int64"),
+    ("flag", "String"),
+)
+
+
+def methods_table(
+    ctx: StageContext,
+    rows: Any,
+    summary: Any,
+    models: Sequence[Model],
+    *,
+    grid: Sequence[Any],
+    lo: Sequence[float],
+    hi: Sequence[float],
+) -> Any:
+    """One row per method: its start, hypervolume and preference-following with bootstrap
+    intervals, pooled collapse rate, and its training budget (flagged when it differs > 2×)."""
+    import polars as pl
+
     from paretohqd.manifest import Manifest
+    from paretohqd.stages.evaluate.budgets import method_budgets
+    from paretohqd.stages.evaluate.metrics import method_intervals
 
-    stages = {
-        "paretohqd": (
-            "reward_heads",
-            "score",
-            "pareto",
-            "select",
-            "sft",
-            "regenerate",
-            "score_round2",
-            "pareto_round2",
-            "select_round2",
-            "sft_round2",
-        ),
-        "linear_round1": ("reward_heads", "score", "pareto", "select_linear", "sft_linear"),
-        "modpo": ("pairs", "modpo"),
-        "raco": ("pairs", "raco"),
-        "pama": ("pama",),
-    }
-    manifest = Manifest(ctx.run_dir)
-    out = {}
-    for method, names in stages.items():
-        if manifest.get(names[-1]) is None:  # the method's own training stage never ran
-            continue
-        entries = [e for e in (manifest.get(n) for n in names) if e]
-        if entries:
-            out[method] = {
-                "wall_s": round(sum(e.get("seconds", 0.0) for e in entries), 1),
-                "cpu_s": round(sum(e.get("cpu_seconds", 0.0) for e in entries), 1),
-            }
-    return out
+    cfg = ctx.config.evaluate
+    assert cfg is not None
+    intervals = method_intervals(
+        rows,
+        objectives=ctx.config.pareto_objectives,
+        weights={p.pref_id: p.weights for p in grid},
+        lo=lo,
+        hi=hi,
+        n_boot=cfg.n_boot,
+        seed=ctx.config.run.seed,
+    )
+    init = ctx.path("init_model") / "adapter" if "init_model" in ctx.stage.inputs else None
+    budgets = method_budgets(models, Manifest(ctx.run_dir), init_adapter=init)
+    collapse = summary.group_by("method").agg(
+        ((pl.col("collapse_rate") * pl.col("n")).sum() / pl.col("n").sum()).alias("collapse_rate")
+    )
+    schema = {"method": pl.String} | {c: getattr(pl, t) for c, t in BUDGET_COLUMNS}
+    budget = pl.DataFrame(
+        [
+            {"method": m, **{c: budgets.get(m, {}).get(c) for c, _ in BUDGET_COLUMNS}}
+            for m in intervals["method"].to_list()
+        ],
+        schema=schema,
+    )
+    return intervals.join(collapse, on="method", how="left", maintain_order="left").join(
+        budget, on="method", how="left", maintain_order="left"
+    )
 
 
-def plot_losses(models: Sequence[tuple[str, str, Path | None]], out: Path) -> Path | None:
+def plot_losses(models: Sequence[Model], out: Path) -> Path | None:
     """One panel per method: every adapter's training loss curve."""
     import matplotlib
 
@@ -277,7 +328,7 @@ def plot_losses(models: Sequence[tuple[str, str, Path | None]], out: Path) -> Pa
     from paretohqd.atomic import atomic_path
 
     curves: dict[str, list[tuple[str, Any]]] = {}
-    for method, pref_id, adapter in models:
+    for method, pref_id, adapter, _ in models:
         log = adapter / "training_log.parquet" if adapter else None
         if log is not None and log.exists():
             curves.setdefault(method, []).append((pref_id, pl.read_parquet(log)))

@@ -2,7 +2,9 @@
 
 ``pairs`` builds preference pairs (per-objective margins and signs) from the prompts behind the
 round-one shards; ``modpo`` and ``raco`` train one LoRA adapter per preference of the select
-grid with the shared loop in ``loop.py``. A method stage exists when its config table does.
+grid with the shared loop in ``loop.py``, ``pama`` one per preference online. A method stage
+exists when its config table does; each starts from the shared SFT model (``sft_init``) unless
+its table says ``init = "base"``, with its own LoRA shape and learning rate (``recipes.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ PAMA = Artifact("adapters_pama", "adapters/pama", kind="dir")
 
 def _method_params(name: str) -> Any:
     def params(config: Config) -> Any:
+        from paretohqd.stages.methods.recipes import method_shape
+
         cfg = getattr(config, name)
         return {
             name: cfg.model_dump(mode="json") if cfg else None,
@@ -27,6 +31,7 @@ def _method_params(name: str) -> Any:
             "select": {"grid": config.select.grid, "step": config.select.step},
             "policy": config.policy.model_dump(mode="json") if config.policy else None,
             "run": {"seed": config.run.seed},
+            "resolved": method_shape(config, name) if cfg else None,
         }
 
     return params
@@ -35,7 +40,7 @@ def _method_params(name: str) -> Any:
 def stages(config: Config) -> list[Stage]:
     """``pairs`` plus one stage per configured pairwise method."""
     from paretohqd.stages.methods.train import run_method, run_pairs, run_pama
-    from paretohqd.stages.models import _policy_external, _policy_inputs
+    from paretohqd.stages.models import _policy_external, _start_inputs
     from paretohqd.stages.score import _score_external, _score_params
 
     if config.policy is None or not config.objectives:
@@ -49,12 +54,12 @@ def stages(config: Config) -> list[Stage]:
                 fn=partial(run_pama, output=PAMA.name),
                 inputs=(
                     "shards",
-                    *_policy_inputs(config),
+                    *_start_inputs(config, config.pama.init),
                     *(("reward_heads",) if uses_heads else ()),
                 ),
                 outputs=(PAMA,),
                 section="pama",
-                version="1",
+                version="2",
                 params=lambda c: {
                     **_method_params("pama")(c),
                     **_score_params(c),
@@ -89,10 +94,10 @@ def stages(config: Config) -> list[Stage]:
             Stage(
                 name=name,
                 fn=partial(run_method, method=name, output=art.name),
-                inputs=("pairs", "samples", *_policy_inputs(config)),
+                inputs=("pairs", "samples", *_start_inputs(config, getattr(config, name).init)),
                 outputs=(art,),
                 section=name,
-                version="1",
+                version="2",
                 params=_method_params(name),
                 external=_policy_external,
                 description=f"{name.upper()} LoRA adapter per preference, on the shared pairs",

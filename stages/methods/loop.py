@@ -113,8 +113,9 @@ def train_pairwise(
     base_before = _base_checksum(model)
     order: list[int] = []
     log: list[dict[str, Any]] = []
+    tokens = 0
     model.train()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(settings.steps):
         per_obj = np.zeros(len(w))
         total = 0.0
@@ -126,6 +127,7 @@ def train_pairwise(
             take, order = order[: settings.batch_size], order[settings.batch_size :]
             ba = _batch([enc_a[i] for i in take], tok.pad_token_id, device)
             bb = _batch([enc_b[i] for i in take], tok.pad_token_id, device)
+            tokens += int(ba["attention_mask"].sum() + bb["attention_mask"].sum())
             pol_a, pol_b = _logps(model, ba), _logps(model, bb)
             with torch.no_grad(), model.disable_adapter():
                 ref_a, ref_b = _logps(model, ba), _logps(model, bb)
@@ -195,6 +197,9 @@ def train_pairwise(
     metrics = {
         "pairs": len(rows),
         "steps": settings.steps,
+        "examples": settings.steps * settings.batch_size * settings.grad_accum,
+        "tokens": tokens,
+        "cpu_seconds": round(time.process_time() - c0, 3),
         "first_loss": log[0]["loss"],
         "last_loss": log[-1]["loss"],
         "seconds": round(time.perf_counter() - t0, 3),
@@ -216,6 +221,7 @@ def train_pairwise(
 def method_card(state: dict[str, Any]) -> str:
     """Model card of a method adapter."""
     s, m = state["settings"], state["metrics"]
+    start = "the shared SFT model" if state.get("start") == "sft" else "the base model"
     return f"""---
 library_name: peft
 base_model: {state["base_model"]}
@@ -226,7 +232,7 @@ tags: [paretohqd, lora, {state["method"]}]
 Preference weights {state["weights"]} over {state.get("objectives")}. Trained by paretohqd on
 {m["pairs"]} preference pairs (the same pool as the ParetoHqD shards) for {m["steps"]} steps of
 batch {s["batch_size"]} × {s["grad_accum"]}, AdamW lr {s["lr"]}, LoRA r {s["lora_r"]} / alpha
-{s["lora_alpha"]}, seed {s["seed"]}; options {state["options"]}. Reference policy: the base model
-(adapter disabled). Loss {m["first_loss"]:.4f} → {m["last_loss"]:.4f} (`training_log.parquet`,
-`loss.png`).
+{s["lora_alpha"]}, seed {s["seed"]}; options {state["options"]}. Start and frozen reference
+(adapter disabled): {start} (`{state["base_model"]}`). Loss {m["first_loss"]:.4f} →
+{m["last_loss"]:.4f} (`training_log.parquet`, `loss.png`).
 """

@@ -1,13 +1,19 @@
-"""PAMA (ALGORITHMS.md §2): online multi-objective PPO with Noon clipping and Theorem 1.
+"""PAMA (docs/algorithms.md, "PAMA"): online multi-objective PPO with Noon clipping and Theorem 1.
 
-Each iteration samples prompts, generates with the current policy (LoRA on the base model),
+Each iteration samples prompts, generates with the current policy (LoRA on the start model),
 scores the responses with the configured reward scorers, estimates one advantage stream per
 objective with its own value head (GAE, γ = 1, λ = 0.95 as in TRL), clips them at zero (Noon),
 combines them with Theorem 1's closed form s* (per token by default, per batch as an option)
-and takes the clipped PPO step. A per-token KL penalty to the reference (the base model, adapter
-disabled) is added to every stream [I]. For a preference w, stream i's reward is w_i · r_i and
-objectives with w_i = 0 are left out [I]: PAMA itself has no preference vector, this is how the
-pipeline obtains one model per preference.
+and takes the clipped PPO step.
+
+PAMA itself has no preference vector; this is how the pipeline gets one model per preference w.
+Theorem 1 follows the *smallest* advantage, so stream i's reward is scaled by
+``max(w) / (w_i σ_i)`` (Tchebycheff-style, :func:`pama_stream_scales`): the most-wanted
+objective has the smallest scaled advantage and drives the update, and ``σ_i``, the running
+spread of objective i's rewards, makes w compare objectives in units of their spread.
+Objectives with w_i = 0 are left out. The per-token KL penalty to the reference (the start
+model, adapter disabled) is added *after* the weighting, identically to every stream, so the
+combined advantage carries one KL penalty with coefficient ``kl_coef`` whatever w is.
 """
 
 from __future__ import annotations
@@ -39,6 +45,35 @@ def _gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tupl
     return adv, (adv + values) * mask
 
 
+class RewardMoments:
+    """Running mean and variance of each objective's rewards (Welford), for whitening."""
+
+    def __init__(self, m: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(m)
+        self.m2 = np.zeros(m)
+
+    def update(self, rewards: np.ndarray) -> None:
+        """Add a batch ``(B, m)`` of rewards (Chan et al.'s parallel update)."""
+        b = rewards.shape[0]
+        if b == 0:
+            return
+        mean_b = rewards.mean(0)
+        m2_b = ((rewards - mean_b) ** 2).sum(0)
+        delta = mean_b - self.mean
+        total = self.n + b
+        self.mean = self.mean + delta * b / total
+        self.m2 = self.m2 + m2_b + delta**2 * self.n * b / total
+        self.n = total
+
+    def std(self) -> np.ndarray:
+        """The spread of each objective so far; 1 where it is not yet measurable (n < 2 or 0)."""
+        if self.n < 2:
+            return np.ones_like(self.mean)
+        std = np.sqrt(self.m2 / (self.n - 1))
+        return np.where(std > 1e-12, std, 1.0)
+
+
 def train_pama(
     base_model: str,
     prompts: Sequence[str],
@@ -61,11 +96,12 @@ def train_pama(
     import torch
     from safetensors.torch import save_file
 
-    from paretohqd.stages.methods.solvers import pama_combined_advantage
+    from paretohqd.stages.methods.solvers import pama_combined_advantage, pama_stream_scales
     from paretohqd.stages.models.loading import bos_prefix, render_prompt
     from paretohqd.stages.models.sft import _base_checksum, lora_policy, save_adapter
 
-    active = [i for i, w in enumerate(weights) if w > 0]
+    active, _ = pama_stream_scales(weights)
+    moments = RewardMoments(len(weights))
     if not prompts:
         raise DataError("pama: no prompts")
     tok, model, device = lora_policy(base_model, settings, padding_side="left")
@@ -74,13 +110,15 @@ def train_pama(
     heads = torch.nn.Linear(hidden, len(active)).to(device)
     torch.nn.init.zeros_(heads.weight)
     torch.nn.init.zeros_(heads.bias)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
     vopt = torch.optim.AdamW(heads.parameters(), lr=cfg.value_lr)
     base_before = _base_checksum(model)
     limit = max(8, settings.max_length - cfg.max_new_tokens)
     rollout_dir = out_dir.parent / f".rollout-{out_dir.name}"
     log: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    tokens = generated = rollouts = 0
+    scoring = 0.0
     for step in range(cfg.steps):
         pick = rng.choice(len(prompts), size=min(cfg.batch_size, len(prompts)), replace=False)
         texts = [render_prompt(tok, prompts[i], settings.template) for i in pick]
@@ -134,8 +172,14 @@ def train_pama(
             tok.decode(r[m.bool()].tolist(), skip_special_tokens=True)
             for r, m in zip(resp, rmask, strict=True)
         ]
+        s0 = time.perf_counter()
         raw = np.stack([s.score([prompts[i] for i in pick], responses, None) for s in scorers], 1)
-        rewards = raw[:, active] * np.asarray(weights)[active]
+        scoring += time.perf_counter() - s0
+        rollouts += len(pick)
+        generated += int(rmask.sum())
+        moments.update(raw)
+        _, scale = pama_stream_scales(weights, moments.std() if cfg.whiten else None)
+        rewards = raw[:, active] * scale
         full_att = torch.cat([att, (rmask > 0).long()], 1)
 
         def forward(
@@ -157,7 +201,7 @@ def train_pama(
         last = (rmask.sum(1) - 1).clamp(min=0).long()
         advs, rets = [], []
         for n in range(len(active)):
-            r = -cfg.kl_coef * kl
+            r = -cfg.kl_coef * kl  # the same KL penalty in every (already weighted) stream
             r[torch.arange(r.shape[0]), last] += torch.tensor(
                 rewards[:, n], dtype=r.dtype, device=r.device
             )
@@ -167,6 +211,7 @@ def train_pama(
         adv = torch.stack(advs)
         model.train()
         for _ in range(cfg.ppo_epochs):
+            tokens += int(full_att.sum())
             new_lp, hid = forward(True)
             ratio = torch.exp(new_lp - old_lp)
             ok = (ratio <= 1 + cfg.cliprange).detach().cpu().numpy()
@@ -193,20 +238,27 @@ def train_pama(
             {
                 "step": step,
                 "loss": round(float(pg.item()), 6),
-                "lr": cfg.lr,
+                "lr": settings.lr,
                 "value_loss": round(float(vloss.item()), 6),
                 "kl": round(float((kl.sum() / rmask.sum()).item()), 6),
                 **{f"reward_{i}": round(float(raw[:, i].mean()), 6) for i in range(raw.shape[1])},
                 "update_share": round(float((s_star > 0).float().mean().item()), 4),
+                **{f"scale_{i}": round(float(x), 6) for i, x in zip(active, scale, strict=True)},
             }
         )
     shutil.rmtree(rollout_dir, ignore_errors=True)
     if _base_checksum(model) != base_before:
         raise RuntimeError("pama: base weights changed; only the adapter may train")
     metrics = {
-        "steps": cfg.steps,
+        "steps": cfg.steps * cfg.ppo_epochs,
+        "iterations": cfg.steps,
+        "examples": rollouts,
+        "tokens": tokens,
+        "generated_tokens": generated,
         "prompts": len(prompts),
         "seconds": round(time.perf_counter() - t0, 3),
+        "cpu_seconds": round(time.process_time() - c0, 3),
+        "scoring_seconds": round(scoring, 3),
         "first_reward": [log[0][f"reward_{i}"] for i in range(len(scorers))],
         "last_reward": [log[-1][f"reward_{i}"] for i in range(len(scorers))],
         "first_loss": log[0]["loss"],
@@ -240,9 +292,15 @@ def train_pama(
     return metrics
 
 
+def _start_words(state: dict[str, Any]) -> str:
+    if state.get("start") == "sft":
+        return "the shared SFT model (also the frozen reference)"
+    return "the base model (also the frozen reference)"
+
+
 def pama_card(state: dict[str, Any]) -> str:
     """Model card of a PAMA adapter."""
-    m, o = state["metrics"], state["options"]
+    m, o, s = state["metrics"], state["options"], state["settings"]
     return f"""---
 library_name: peft
 base_model: {state["base_model"]}
@@ -251,8 +309,12 @@ tags: [paretohqd, lora, pama, ppo]
 # {state.get("pref_id", "adapter")}: PAMA LoRA adapter
 
 Preference weights {state["weights"]} over {state.get("objectives")}. Online PPO with Noon
-clipping and Theorem 1 ({o["granularity"]} granularity), {m["steps"]} iterations of
-{o["batch_size"]} sampled prompts, lr {o["lr"]}, KL coefficient {o["kl_coef"]}, cliprange
-{o["cliprange"]}. Mean rewards {m["first_reward"]} → {m["last_reward"]} (`pama_log.parquet`);
-value heads in `value_heads.safetensors`.
+clipping and Theorem 1 ({o["granularity"]} granularity), {m["iterations"]} iterations of
+{o["batch_size"]} sampled prompts, lr {s["lr"]:.3g} (LoRA r {s["lora_r"]} / alpha
+{s["lora_alpha"]}), from {_start_words(state)}, KL coefficient {o["kl_coef"]}, cliprange
+{o["cliprange"]}. Stream i's reward is scaled by max(w) / (w_i σ_i) (Tchebycheff-style, so the
+most-wanted objective drives Theorem 1's min; σ_i = running reward spread when whitening is on:
+{o.get("whiten", False)}); the KL penalty enters every stream after the weighting. Mean rewards
+{m["first_reward"]} → {m["last_reward"]} (`pama_log.parquet`); value heads in
+`value_heads.safetensors`.
 """

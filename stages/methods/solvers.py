@@ -13,7 +13,8 @@ Sections (see ``ALGORITHMS.md`` §2, §3 and §5):
   accelerated projected-gradient solver for any m (also the cross-check of the exact ones);
 - RACO's clipped correction and the original CAGrad direction, returned as coefficients;
 - MGDA's min-norm element (Sener & Koltun's two-objective rule and a general-m solver);
-- PAMA's Theorem 1 and the combined Noon advantage, per token or per batch.
+- PAMA's Theorem 1 and the combined Noon advantage, per token or per batch, and the stream
+  weighting that makes one PAMA model follow one preference.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "mgda_min_norm",
     "mgda_two",
     "pama_combined_advantage",
+    "pama_stream_scales",
     "project_simplex",
     "raco_direction",
     "theorem1",
@@ -848,6 +850,39 @@ def pama_combined_advantage(
         return np.zeros(token_shape)
     means = indicator.reshape(arr.shape[0], -1).sum(axis=1) / n_valid
     return np.where(valid, theorem1(means), 0.0)
+
+
+def pama_stream_scales(
+    weights: ArrayLike, reward_std: ArrayLike | None = None
+) -> tuple[list[int], FloatArray]:
+    """Which objectives become PAMA reward streams, and each stream's reward multiplier.
+
+    Theorem 1 follows the *smallest* advantage, so weighting stream i by w_i would let the
+    least-wanted objective drive every update (the preference comes out inverted). Instead
+    stream i is scaled by ``max(w) / (w_i σ_i)`` (Tchebycheff-style): the min then equalises
+    ``A_i σ_i / w_i``, so the policy improves the objectives in proportion to w, and the most
+    weighted stream keeps the scale of its (whitened) reward. ``σ_i`` is the spread of
+    objective i's rewards (``reward_std``; ``None`` = 1), so that w compares objectives in
+    units of their spread rather than of their raw scale. Objectives with w_i = 0 are left out.
+
+    Examples
+    --------
+    >>> active, scale = pama_stream_scales([0.8, 0.2, 0.0])
+    >>> active, scale.tolist()
+    ([0, 1], [1.0, 4.0])
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise SolverInputError(f"weights must be a non-empty vector of w_i >= 0, got {w}")
+    active = [int(i) for i in np.flatnonzero(w > 0)]
+    if not active:
+        raise SolverInputError(f"weights {w.tolist()} put no weight on any objective")
+    std = np.ones_like(w) if reward_std is None else np.asarray(reward_std, dtype=np.float64)
+    if std.shape != w.shape or not np.all(np.isfinite(std)) or np.any(std <= 0):
+        raise SolverInputError(
+            f"reward_std must hold one positive, finite spread per objective, got {std}"
+        )
+    return active, w.max() / (w[active] * std[active])
 
 
 def _check_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str) -> NDArray[np.bool_]:

@@ -103,8 +103,9 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
     """Train one ``method`` adapter per preference of the select grid."""
     from paretohqd.stages.methods.loop import PairRows, train_pairwise
     from paretohqd.stages.methods.methods import modpo_method, modpo_objective, raco_method
-    from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.sft_run import adapter_is_current
+    from paretohqd.stages.methods.recipes import method_shape
+    from paretohqd.stages.models import start_model
+    from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
     from paretohqd.stages.select.grid import build_grid
 
     cfg = getattr(ctx.config, method)
@@ -114,14 +115,13 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
     frame, rows = _pair_rows(ctx, objectives)
     pairs_hash = ctx.hasher.path(ctx.path("pairs"))
-    from paretohqd.stages.models.sft_run import sft_settings
-
+    start = start_model(ctx.config, cfg.init)
     settings = sft_settings(
         ctx.config,
         steps=cfg.steps,
         batch_size=cfg.batch_size,
-        lr=cfg.lr,
         grad_accum=cfg.grad_accum,
+        **method_shape(ctx.config, method),
     )
     out_root = ctx.path(output)
     trained, kept, metrics = [], [], {}
@@ -146,6 +146,7 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
                 "weights": pref.weights,
                 "version": ctx.stage.version,
                 "keep": keep.tolist(),
+                "start": cfg.init,
             }
         )
         target = out_root / pref.pref_id
@@ -160,16 +161,29 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
             margins=rows.margins[keep],
         )
         metrics[pref.pref_id] = train_pairwise(
-            policy_model(ctx.config),
+            start,
             subset,
             spec,
             target,
             settings=settings,
-            extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
+            extra_state={
+                "key": key,
+                "pref_id": pref.pref_id,
+                "objectives": objectives,
+                "start": cfg.init,
+            },
         )
         trained.append(pref.pref_id)
     prune_dirs(out_root, {p.pref_id for p in prefs})
-    return {"trained": trained, "kept": kept, "metrics": metrics, "pairs": frame.height}
+    return {
+        "trained": trained,
+        "kept": kept,
+        "metrics": metrics,
+        "pairs": frame.height,
+        "start": cfg.init,
+        "start_model": start,
+        **{k: v for k, v in asdict(settings).items() if k in ("lr", "lora_r", "lora_alpha")},
+    }
 
 
 def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
@@ -177,7 +191,8 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.stages.methods.pama import train_pama
-    from paretohqd.stages.models import policy_model
+    from paretohqd.stages.methods.recipes import method_shape
+    from paretohqd.stages.models import start_model
     from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
     from paretohqd.stages.score.stage import build_scorers
     from paretohqd.stages.select.grid import build_grid
@@ -195,7 +210,10 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             ].to_list()
         )
     )
-    settings = sft_settings(ctx.config, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr)
+    settings = sft_settings(
+        ctx.config, steps=cfg.steps, batch_size=cfg.batch_size, **method_shape(ctx.config, "pama")
+    )
+    start = start_model(ctx.config, cfg.init)
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
     out_root = ctx.path(output)
     trained, kept, metrics = [], [], {}
@@ -204,7 +222,7 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
         from paretohqd.stages.models.generate import GenerationSettings, make_generator
 
         generator = make_generator(
-            policy_model(ctx.config),
+            start,
             GenerationSettings(
                 max_new_tokens=cfg.max_new_tokens,
                 top_p=cfg.top_p,
@@ -225,6 +243,7 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
                 "weights": pref.weights,
                 "scorers": [s.identity() for s in scorers],
                 "version": ctx.stage.version,
+                "start": cfg.init,
             }
         )
         target = out_root / pref.pref_id
@@ -232,16 +251,29 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             kept.append(pref.pref_id)
             continue
         metrics[pref.pref_id] = train_pama(
-            policy_model(ctx.config),
+            start,
             prompts,
             scorers,
             pref.weights,
             target,
             settings=settings,
             cfg=cfg,
-            extra_state={"key": key, "pref_id": pref.pref_id, "objectives": objectives},
+            extra_state={
+                "key": key,
+                "pref_id": pref.pref_id,
+                "objectives": objectives,
+                "start": cfg.init,
+            },
             generator=generator,
         )
         trained.append(pref.pref_id)
     prune_dirs(out_root, {p.pref_id for p in prefs})
-    return {"trained": trained, "kept": kept, "metrics": metrics, "prompts": len(prompts)}
+    return {
+        "trained": trained,
+        "kept": kept,
+        "metrics": metrics,
+        "prompts": len(prompts),
+        "start": cfg.init,
+        "start_model": start,
+        **{k: v for k, v in asdict(settings).items() if k in ("lr", "lora_r", "lora_alpha")},
+    }

@@ -1,9 +1,10 @@
-"""Policy stages: ``base_model`` (llama2.c conversion), ``sft`` and ``regenerate``.
+"""Policy stages: ``base_model`` (llama2.c conversion), ``sft``, ``regenerate``, ``sft_init``.
 
 The policy is any causal LM transformers loads; the demo converts the bundled llama2.c
 stories260K checkpoint into ``models/base/``. ``sft`` trains one LoRA adapter per preference
 shard into ``adapters/round1/<pref_id>/``; ``regenerate`` lets the representative round-one
-adapters (one per objective plus the most balanced one) answer fresh train prompts.
+adapters (one per objective plus the most balanced one) answer fresh train prompts;
+``sft_init`` trains the shared SFT start of the baselines into ``models/sft_init/``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ BASE_MODEL = Artifact("base_model", "models/base", kind="dir")
 ADAPTERS = Artifact("adapters", "adapters/round1", kind="dir")
 ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
 ADAPTERS_LINEAR = Artifact("adapters_linear", "adapters/linear", kind="dir")
+INIT_MODEL = Artifact("init_model", "models/sft_init", kind="dir")
 GENERATIONS = Artifact("generations", "generations.parquet")
+#: The method tables that may start from the shared SFT model (``init = "sft"``).
+INIT_METHODS = ("modpo", "raco", "pama")
 REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet")
 
 
@@ -34,8 +38,29 @@ def policy_model(config: Config) -> str:
     return str(path) if path.exists() else model
 
 
+def uses_init(config: Config) -> list[str]:
+    """The configured methods that start from the shared SFT model."""
+    return [
+        m
+        for m in INIT_METHODS
+        if getattr(config, m) is not None and getattr(config, m).init == "sft"
+    ]
+
+
+def start_model(config: Config, init: str) -> str:
+    """Where a method's policy starts (and its reference lives): the shared SFT model or base."""
+    if init == "sft":
+        return str(config.run_dir / INIT_MODEL.path)
+    return policy_model(config)
+
+
 def _policy_inputs(config: Config) -> tuple[str, ...]:
     return ("base_model",) if config.converts_policy else ()
+
+
+def _start_inputs(config: Config, init: str) -> tuple[str, ...]:
+    """The artifacts a method starting from ``init`` reads its policy from."""
+    return (*_policy_inputs(config), *(("init_model",) if init == "sft" else ()))
 
 
 def _policy_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
@@ -128,6 +153,34 @@ def stages(config: Config) -> list[Stage]:
                 output=ADAPTERS_LINEAR,
                 round_=1,
                 config=config,
+            )
+        )
+    if uses_init(config):
+        from paretohqd.stages.models.init import SQL, run_sft_init
+
+        data = config.init.data
+        out.append(
+            Stage(
+                name="sft_init",
+                fn=partial(run_sft_init, output=INIT_MODEL.name),
+                inputs=(
+                    "samples",
+                    "preferences" if data == "chosen" else "layers",
+                    *_policy_inputs(config),
+                ),
+                outputs=(INIT_MODEL,),
+                section="init",
+                version="1",
+                params=lambda c: {
+                    "init": c.init.model_dump(mode="json"),
+                    "sft": c.sft.model_dump(mode="json"),
+                    "policy": c.policy.model_dump(mode="json") if c.policy else None,
+                    "pareto": {"splits": c.pareto.splits},
+                    "run": {"seed": c.run.seed},
+                },
+                external=_policy_external,
+                sql=(SQL[data],),
+                description="the shared SFT start of MODPO, RACO and PAMA (merged LoRA SFT)",
             )
         )
     if config.regenerate is not None:

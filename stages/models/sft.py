@@ -183,8 +183,9 @@ def train_lora(
     gen = torch.Generator().manual_seed(settings.seed)
     order: list[int] = []
     log = []
+    tokens = 0
     model.train()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(settings.steps):
         total = 0.0
         opt.zero_grad(set_to_none=True)
@@ -193,6 +194,7 @@ def train_lora(
                 order += torch.randperm(len(encoded), generator=gen).tolist()
             take, order = order[: settings.batch_size], order[settings.batch_size :]
             batch = _batch([encoded[i] for i in take], tok.pad_token_id, device)
+            tokens += int(batch["attention_mask"].sum())
             loss = completion_nll(model, batch) / settings.grad_accum
             loss.backward()
             total += loss.item()
@@ -205,6 +207,9 @@ def train_lora(
     metrics = {
         "rows": len(rows),
         "steps": settings.steps,
+        "examples": settings.steps * settings.batch_size * settings.grad_accum,
+        "tokens": tokens,
+        "cpu_seconds": round(time.process_time() - c0, 3),
         "truncated_rows": sum(e.truncated for e in encoded),
         "first_loss": log[0]["loss"],
         "last_loss": log[-1]["loss"],

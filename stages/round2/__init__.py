@@ -15,6 +15,7 @@ SELECTION_ROUND2 = Artifact("selection_round2", "round2/selection.parquet")
 SHARDS_ROUND2 = Artifact(
     "shards_round2", "shards/round2", kind="dir", view="shards/round2/*/data.parquet"
 )
+SHARD_OVERLAP_ROUND2 = Artifact("shard_overlap_round2", "round2/shard_overlap.parquet")
 
 
 def round2_k(config: Config) -> int:
@@ -43,6 +44,7 @@ def stages(config: Config) -> list[Stage]:
             k=round2_k(config),
             selection=SELECTION_ROUND2,
             shards=SHARDS_ROUND2,
+            overlap=SHARD_OVERLAP_ROUND2,
         ),
         sft_stage(
             "sft_round2",

@@ -1,8 +1,11 @@
 """The ``select`` stage: per-preference top-k nearest each preference ray, written as shards.
 
-Writes ``selection.parquet`` (pref_id, rank, sample_id, distance, layer) and
-``shards/round1/<pref_id>/{data.parquet,README.md}``; the ``shards`` SQL view unions every
-shard. Round two declares the same stage over the regenerated pool with k/2.
+Writes ``selection.parquet`` (pref_id, rank, sample_id, distance, layer),
+``shards/round1/<pref_id>/{data.parquet,README.md}`` and ``shard_overlap.parquet`` (rows shared
+and Jaccard index for every pair of shards); the ``shards`` SQL view unions every shard. The
+pool is the first ``select.layers`` Pareto layers, grown layer by layer until it holds
+``pool_factor × k × |grid|`` rows, so that different preferences can pick different data.
+Round two declares the same stage over the regenerated pool with k/2.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ SELECTION_LINEAR = Artifact("selection_linear", "linear/selection.parquet")
 SHARDS_LINEAR = Artifact(
     "shards_linear", "shards/linear", kind="dir", view="shards/linear/*/data.parquet"
 )
+SHARD_OVERLAP = Artifact("shard_overlap", "shard_overlap.parquet")
+SHARD_OVERLAP_LINEAR = Artifact("shard_overlap_linear", "linear/shard_overlap.parquet")
 SQL_FILES = (
     "select_pool_sizes.sql",
     "select_ray.sql",
     "select_linear.sql",
     "select_shard_rows.sql",
+    "select_overlap.sql",
 )
 
 
@@ -43,6 +49,7 @@ def select_stage(
     k: int,
     selection: Artifact,
     shards: Artifact,
+    overlap: Artifact,
     mode: str | None = None,
 ) -> Stage:
     """Declare a select stage (round one or two) over the given layers and samples.
@@ -60,12 +67,13 @@ def select_stage(
             k=k,
             selection=selection.name,
             shards=shards.name,
+            overlap=overlap.name,
             mode=mode,
         ),
         inputs=(layers, samples),
-        outputs=(selection, shards),
+        outputs=(selection, shards, overlap),
         section="select",
-        version="2",
+        version="3",
         params=lambda config: {**_params(config), "round": {"k": k, "mode": mode}},
         sql=SQL_FILES,
         description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",
@@ -87,6 +95,7 @@ def stages(config: Config) -> list[Stage]:
                 k=config.select.k,
                 selection=SELECTION_LINEAR,
                 shards=SHARDS_LINEAR,
+                overlap=SHARD_OVERLAP_LINEAR,
                 mode="linear",
             )
         )
@@ -99,6 +108,7 @@ def stages(config: Config) -> list[Stage]:
             k=config.select.k,
             selection=SELECTION,
             shards=SHARDS,
+            overlap=SHARD_OVERLAP,
         ),
         *extra,
     ]

@@ -118,3 +118,27 @@ def build_grid(
     if isinstance(grid, str):
         raise ConfigError(f"select.grid = {grid!r}: use 'simplex', 'ric13' or a list of vectors")
     return validate_grid(grid, m)
+
+
+def adjacent_pairs(prefs: Sequence[Preference]) -> list[tuple[str, str]]:
+    """Pairs of neighbouring preferences: each preference with its nearest others in weight space.
+
+    On a simplex lattice these are the lattice neighbours (for M=2, consecutive grid points);
+    on any other grid, every preference is paired with the preference(s) at the smallest
+    Euclidean distance from it. Pairs are unordered (``pref_a < pref_b``) and unique.
+    """
+    pairs: set[tuple[str, str]] = set()
+    for a in prefs:
+        dists = [(math.dist(a.weights, b.weights), b.pref_id) for b in prefs if b is not a]
+        if not dists:
+            continue
+        nearest = min(d for d, _ in dists)
+        for d, pid in dists:
+            if d <= nearest * (1 + 1e-9):
+                pairs.add((min(a.pref_id, pid), max(a.pref_id, pid)))
+    return sorted(pairs)
+
+
+def one_hot(pref: Preference) -> bool:
+    """Whether all the weight is on one objective (an end of the front)."""
+    return max(pref.weights) >= 1.0 - 1e-9

@@ -2,9 +2,10 @@
 
 The card is a Hugging Face style data card: YAML front matter a program can read (preference,
 objectives, normalisation, pool layers, k, distance range, score statistics, source
-fingerprints, the command that reproduces it) and a short human summary. ``selection_hash`` in
-the front matter is what makes reruns incremental: a shard whose hash matches is left alone, so
-downstream SFT of that preference stays fresh too.
+fingerprints, the command that reproduces it, its overlap with the other shards) and a short
+human summary. ``selection_hash`` in the front matter (a hash of the selected rows and of what
+they were selected from) is what makes reruns incremental: a shard whose hash matches is left
+alone, so downstream SFT of that preference stays fresh too.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ShardInfo:
     sources: Mapping[str, str]
     selection_hash: str
     command: str
+    target_rows: int = 0
 
 
 def read_front_matter(card: Path) -> dict[str, Any] | None:
@@ -82,10 +84,8 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def write_shard(directory: Path, frame: Any, info: ShardInfo) -> dict[str, Any]:
-    """Write ``data.parquet`` then the card; return the diagnostics recorded in the manifest."""
-    import yaml
-
+def shard_meta(frame: Any, info: ShardInfo) -> dict[str, Any]:
+    """The card's front matter for a freshly selected shard (overlap is added later)."""
     dist = frame["distance"].to_numpy()
     layers_used = {
         int(k): int(v)
@@ -95,13 +95,7 @@ def write_shard(directory: Path, frame: Any, info: ShardInfo) -> dict[str, Any]:
     distance = {
         q: round(float(v), 6) for q, v in zip(("min", "p50", "p90", "max"), quant, strict=True)
     }
-    diagnostics = {
-        "rows": frame.height,
-        "candidates": info.pool_size,
-        "distance": distance,
-        "layers_used": layers_used,
-    }
-    meta = {
+    return {
         "pref_id": info.pref.pref_id,
         "preference": {n: round(w, 6) for n, w in info.pref.as_dict(info.objectives).items()},
         "objectives": list(info.objectives),
@@ -109,7 +103,12 @@ def write_shard(directory: Path, frame: Any, info: ShardInfo) -> dict[str, Any]:
         "mode": info.mode,
         "k": info.k,
         "rows": frame.height,
-        "pool": {"layers": info.layers, "max_layer": info.max_layer, "rows": info.pool_size},
+        "pool": {
+            "layers": info.layers,
+            "max_layer": info.max_layer,
+            "rows": info.pool_size,
+            "target_rows": info.target_rows,
+        },
         "layers_used": layers_used,
         "distance": distance,
         "normalisation": {n: dict(b) for n, b in info.bounds.items()},
@@ -119,31 +118,81 @@ def write_shard(directory: Path, frame: Any, info: ShardInfo) -> dict[str, Any]:
         "reproduce": info.command,
         "format": "prompt/completion columns for TRL SFTTrainer; response = completion",
     }
+
+
+def diagnostics(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What the manifest records per shard."""
+    return {
+        "rows": meta["rows"],
+        "candidates": meta["pool"]["rows"],
+        "distance": meta["distance"],
+        "layers_used": meta["layers_used"],
+    }
+
+
+def write_shard_data(directory: Path, frame: Any) -> None:
+    """Write the shard's rows. Its card follows once the overlap with the others is known."""
     write_parquet(directory / DATA, frame)
-    weights = ", ".join(f"{n} {w:.2f}" for n, w in info.pref.as_dict(info.objectives).items())
+
+
+def _overlap_sentence(meta: Mapping[str, Any]) -> str:
+    ov = meta.get("overlap")
+    if not ov:
+        return ""
+    parts = [f"{ov['unique_rows']} of its {meta['rows']} rows are in no other shard"]
+    if ov.get("max"):
+        top = ov["max"]
+        parts.append(
+            f"the most similar shard is {top['pref_id']} ({top['shared']} shared rows, "
+            f"Jaccard {top['jaccard']:.2f})"
+        )
+    if ov.get("adjacent"):
+        near = ", ".join(f"{p} {v['jaccard']:.2f}" for p, v in ov["adjacent"].items())
+        parts.append(f"Jaccard with the neighbouring preferences: {near}")
+    run = ov.get("selection")
+    if run:
+        parts.append(
+            f"across all shards {run['distinct_rows']} of {run['rows']} rows are distinct "
+            f"({run['distinct_share']:.0%})"
+        )
+    return "Overlap: " + "; ".join(parts) + ".\n"
+
+
+def render_card(meta: Mapping[str, Any]) -> str:
+    """The whole card: YAML front matter (the machine-readable record) and a short summary."""
+    import yaml
+
+    weights = ", ".join(f"{n} {w:.2f}" for n, w in meta["preference"].items())
     distance_word = (
         "perpendicular distance to the preference ray"
-        if info.mode == "ray"
-        else ("1 − w·r̃ (linear scalarisation)")
+        if meta["mode"] == "ray"
+        else "1 − w·r̃ (linear scalarisation)"
     )
+    pool, distance = meta["pool"], meta["distance"]
     body = f"""
-# {info.pref.pref_id}: round-{info.round_} SFT shard
+# {meta["pref_id"]}: round-{meta["round"]} SFT shard
 
-The {frame.height} samples nearest the preference ({weights}) in min-max normalised objective
-space, chosen from Pareto layers 1–{info.max_layer} ({info.pool_size} candidate rows) by
+The {meta["rows"]} samples nearest the preference ({weights}) in min-max normalised objective
+space, chosen from Pareto layers 1–{pool["max_layer"]} ({pool["rows"]} candidate rows) by
 {distance_word}, ties broken by sample_id. Distances range from {distance["min"]:.4g} to
 {distance["max"]:.4g}.
 
+{_overlap_sentence(meta)}
 Columns: `prompt`, `completion` (what TRL's SFTTrainer trains on), `response` (the same text
 under the sample table's name), `rank`, `distance`, `layer`, `weights`, the raw score per
-objective ({", ".join(f"`{n}`" for n in info.objectives)}), their normalised values
+objective ({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values
 (`norm_<objective>`) and the `raw`/`norm` lists.
 
-Reproduce with `{info.command}`. The front matter above is the machine-readable record.
+Reproduce with `{meta["reproduce"]}`. The front matter above is the machine-readable record.
 """
-    card = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
-    write_text(directory / CARD, card)
-    return diagnostics
+    return (
+        "---\n" + yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=True) + "---\n" + body
+    )
+
+
+def write_card(directory: Path, meta: Mapping[str, Any]) -> None:
+    """Write the card (after the data, so a card with the right hash means a complete shard)."""
+    write_text(directory / CARD, render_card(meta))
 
 
 def remove_stale_shards(root: Path, keep: set[str]) -> list[str]:

@@ -1,5 +1,10 @@
 """The select stage function: nearest-to-ray (or linear) top-k per preference, then shards.
 
+The pool is the first ``select.layers`` Pareto layers, grown layer by layer until it holds
+``pool_factor × k × |grid|`` rows (or ``pool_rows``): only then can each preference find rows
+of its own. After selection the pairwise overlap of the shards is measured and written next to
+them, into the manifest and into every shard's card.
+
 The distance work is one DuckDB query over (pool × preferences): ``arg_min(sample_id, key, n)``
 keeps a few more than k rows per preference in one pass. Ties are then resolved exactly in
 Python: order by (key, sample_id), and if the last kept key still equals the k-th (a tie
@@ -9,36 +14,71 @@ inputs changed are computed and rewritten; the others keep their shard files unt
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from paretohqd.atomic import write_parquet
 from paretohqd.catalog import query_arrow, run_sql, sql_hash
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
 from paretohqd.stages.pareto.stage import layer_bounds
 from paretohqd.stages.select import SQL_FILES
-from paretohqd.stages.select.grid import Preference, build_grid
-from paretohqd.stages.select.shards import ShardInfo, shard_is_current, write_shard
+from paretohqd.stages.select.grid import Preference, adjacent_pairs, build_grid
+from paretohqd.stages.select.overlap import overlap_summary, shard_overlap
+from paretohqd.stages.select.shards import (
+    CARD,
+    ShardInfo,
+    diagnostics,
+    read_front_matter,
+    remove_stale_shards,
+    shard_is_current,
+    shard_meta,
+    write_card,
+    write_shard_data,
+)
 
 #: Extra candidates fetched beyond k so a tie at the cut rarely needs a second query.
 SLACK = 16
+#: Selection keys (squared distances, or 1 − w·r̃) are rounded to this many decimal places, so
+#: geometrically equal distances compare equal and fall to the sample_id tie-break.
+KEY_DECIMALS = 12
 
 
-def pool_max_layer(sizes: Sequence[tuple[int, int]], layers: int, k: int) -> int:
-    """The last layer of the pool: ``layers``, grown until the pool holds at least ``k`` rows."""
-    total = 0
+def pool_target(k: int, n_prefs: int, *, pool_factor: float, pool_rows: int | None) -> int:
+    """Rows the pool should hold: ``pool_rows``, else ``pool_factor × k × |grid|`` (at least k).
+
+    With k rows per preference and |grid| preferences, a pool of k × |grid| rows is the
+    smallest in which every preference *could* get rows of its own; a smaller pool forces the
+    shards to share (measured before this rule: 134 distinct rows in 11 × 100).
+    """
+    if pool_rows is not None:
+        return max(pool_rows, k)
+    return max(math.ceil(pool_factor * k * n_prefs), k)
+
+
+def pool_max_layer(sizes: Sequence[tuple[int, int]], layers: int, target: int, k: int) -> int:
+    """The last layer of the pool: at least ``layers``, grown until it holds ``target`` rows.
+
+    When the whole scored pool is smaller than ``target`` every layer is used; it must hold at
+    least ``k`` rows.
+    """
+    total, last = 0, 0
     for layer, n in sizes:
         total += n
-        if layer >= layers and total >= k:
-            return int(layer)
-    raise DataError(
-        f"select: the whole scored pool has {total} rows but select.k = {k}; "
-        "lower select.k or score more samples"
-    )
+        last = int(layer)
+        if layer >= layers and total >= target:
+            return last
+    if total < k:
+        raise DataError(
+            f"select: the whole scored pool has {total} rows but select.k = {k}; "
+            "lower select.k or score more samples"
+        )
+    return last
 
 
 def _prefs_table(prefs: Sequence[Preference]) -> Any:
@@ -70,7 +110,8 @@ def top_k(
     todo = [p.pref_id for p in prefs]
     n = min(k + SLACK, pool_size)
     while todo:
-        rows = run_sql(con, sql, {"max_layer": max_layer, "n": n, "only": todo}).fetchall()
+        params = {"max_layer": max_layer, "n": n, "only": todo, "decimals": KEY_DECIMALS}
+        rows = run_sql(con, sql, params).fetchall()
         retry = []
         for pid, ids, keys in rows:
             ranked = sorted(zip(keys, ids, strict=True))
@@ -92,13 +133,11 @@ def run_select(
     k: int,
     selection: str,
     shards: str,
+    overlap: str,
     mode: str | None = None,
 ) -> dict[str, Any]:
-    """Select k rows per preference and write the selection table and the shards."""
+    """Select k rows per preference; write the selection table, the shards and their overlap."""
     import polars as pl
-
-    from paretohqd.atomic import write_parquet
-    from paretohqd.stages.select.shards import remove_stale_shards
 
     cfg = ctx.config.select
     mode = mode or cfg.mode
@@ -109,12 +148,12 @@ def run_select(
             "select.mode = 'ray' needs at least two objectives (the ray from the ideal point "
             "toward w is undefined for one); use select.mode = 'linear'"
         )
-    sql = "select_ray.sql" if mode == "ray" else "select_linear.sql"
+    target = pool_target(k, len(prefs), pool_factor=cfg.pool_factor, pool_rows=cfg.pool_rows)
     shard_root = ctx.path(shards)
     con = ctx.duckdb(roles)
     try:
         sizes = run_sql(con, "select_pool_sizes.sql").fetchall()
-        max_layer = pool_max_layer(sizes, cfg.layers, k)
+        max_layer = pool_max_layer(sizes, cfg.layers, target, k)
         pool_size = sum(n for layer, n in sizes if layer <= max_layer)
         bounds = layer_bounds(con, objectives)
         sources = {role: ctx.hasher.path(ctx.path(name)) for role, name in roles.items()}
@@ -125,52 +164,31 @@ def run_select(
             "objectives": objectives,
             "mode": mode,
             "k": k,
-            "max_layer": max_layer,
         }
-        hashes = {p.pref_id: sha256_json({**base, "weights": p.weights}) for p in prefs}
+        sql = "select_ray.sql" if mode == "ray" else "select_linear.sql"
+        picked = top_k(con, sql, prefs=prefs, k=k, max_layer=max_layer, pool_size=pool_size)
+        # A shard is identified by what it holds, not by the pool it came from: growing the
+        # pool (a larger grid or k) keeps every shard whose rows stay the same, and so its SFT.
+        hashes = {
+            p.pref_id: sha256_json({**base, "weights": p.weights, "rows": picked[p.pref_id]})
+            for p in prefs
+        }
         pending = [
             p for p in prefs if not shard_is_current(shard_root / p.pref_id, hashes[p.pref_id])
         ]
-        picked = (
-            top_k(con, sql, prefs=pending, k=k, max_layer=max_layer, pool_size=pool_size)
-            if pending
-            else {}
-        )
-        frames = []
-        for p in pending:
-            keys = np.array([key for _, key in picked[p.pref_id]])
-            dist = np.sqrt(np.maximum(keys, 0)) if mode == "ray" else keys
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "pref_id": p.pref_id,
-                        "rank": np.arange(1, len(keys) + 1, dtype=np.int32),
-                        "sample_id": [sid for sid, _ in picked[p.pref_id]],
-                        "distance": dist,
-                    }
-                )
-            )
-        rows = None
-        if frames:
-            con.register("picked", pl.concat(frames).to_arrow())
-            rows = pl.from_arrow(query_arrow(con, "select_shard_rows.sql"))
-            assert isinstance(rows, pl.DataFrame)
+        rows = _shard_rows(con, mode, pending, picked)
     finally:
         con.close()
 
-    by_pref: dict[Any, Any] = {}
-    if isinstance(rows, pl.DataFrame):
-        by_pref = rows.partition_by("pref_id", as_dict=True)
     config_path = (
         os.path.relpath(ctx.config.source)
         if os.path.isabs(ctx.config.source)
         else (ctx.config.source)
     )
-    command = f"paretohqd run --config {config_path} --only {ctx.stage.name}"
-    diagnostics: dict[str, Any] = {}
+    metas: dict[str, dict[str, Any]] = {}
+    by_pref = rows.partition_by("pref_id", as_dict=True) if rows is not None else {}
     for p in pending:
-        frame = by_pref[(p.pref_id,)]
-        frame = _with_objective_columns(frame, p, objectives)
+        frame = _with_objective_columns(by_pref[(p.pref_id,)], p, objectives)
         info = ShardInfo(
             pref=p,
             objectives=objectives,
@@ -183,30 +201,112 @@ def run_select(
             bounds=bounds,
             sources=sources,
             selection_hash=hashes[p.pref_id],
-            command=command,
+            command=f"paretohqd run --config {config_path} --only {ctx.stage.name}",
+            target_rows=target,
         )
-        diagnostics[p.pref_id] = write_shard(shard_root / p.pref_id, frame, info)
+        write_shard_data(shard_root / p.pref_id, frame)
+        metas[p.pref_id] = shard_meta(frame, info)
     remove_stale_shards(shard_root, {p.pref_id for p in prefs})
 
     # The selection table is small (prefs × k): rebuild it from every current shard.
-    tables = [
-        pl.read_parquet(
-            shard_root / p.pref_id / "data.parquet",
-            columns=["pref_id", "rank", "sample_id", "distance", "layer", "weights"],
-        )
-        for p in prefs
-    ]
-    write_parquet(ctx.path(selection), pl.concat(tables))
+    table = pl.concat(
+        [
+            pl.read_parquet(
+                shard_root / p.pref_id / "data.parquet",
+                columns=["pref_id", "rank", "sample_id", "distance", "layer", "weights"],
+            )
+            for p in prefs
+        ]
+    )
+    write_parquet(ctx.path(selection), table)
+    pairs = overlap_pairs(table)
+    write_parquet(ctx.path(overlap), pairs)
+    summary = overlap_summary(pairs, table, prefs)
+    pool = {
+        "layers": cfg.layers,
+        "max_layer": max_layer,
+        "rows": pool_size,
+        "target_rows": target,
+        "short": pool_size < target,
+    }
+    _write_cards(shard_root, prefs, metas, pairs, table, summary, pool)
     return {
         "round": round_,
         "mode": mode,
         "k": k,
         "preferences": len(prefs),
         "recomputed": [p.pref_id for p in pending],
-        "pool": {"layers": cfg.layers, "max_layer": max_layer, "rows": pool_size},
+        "pool": pool,
         "normalisation": bounds,
-        "diagnostics": diagnostics,
+        "overlap": summary,
+        "diagnostics": {pid: diagnostics(meta) for pid, meta in metas.items()},
     }
+
+
+def _shard_rows(
+    con: Any,
+    mode: str,
+    pending: Sequence[Preference],
+    picked: Mapping[str, Sequence[tuple[str, float]]],
+) -> Any:
+    """The shard rows (text, scores, layer, rank, distance) of the preferences to rewrite."""
+    import polars as pl
+
+    if not pending:
+        return None
+    frames = []
+    for p in pending:
+        keys = np.array([key for _, key in picked[p.pref_id]])
+        frames.append(
+            pl.DataFrame(
+                {
+                    "pref_id": p.pref_id,
+                    "rank": np.arange(1, len(keys) + 1, dtype=np.int32),
+                    "sample_id": [sid for sid, _ in picked[p.pref_id]],
+                    "distance": np.sqrt(np.maximum(keys, 0)) if mode == "ray" else keys,
+                }
+            )
+        )
+    con.register("picked", pl.concat(frames).to_arrow())
+    rows = pl.from_arrow(query_arrow(con, "select_shard_rows.sql"))
+    assert isinstance(rows, pl.DataFrame)
+    return rows
+
+
+def overlap_pairs(selection: Any) -> Any:
+    """The pairwise overlap table of a selection (``sql/select_overlap.sql``)."""
+    import duckdb
+    import polars as pl
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("picked", selection.select("pref_id", "sample_id").to_arrow())
+        pairs = pl.from_arrow(query_arrow(con, "select_overlap.sql"))
+    finally:
+        con.close()
+    assert isinstance(pairs, pl.DataFrame)
+    return pairs
+
+
+def _write_cards(
+    root: Any,
+    prefs: Sequence[Preference],
+    metas: Mapping[str, dict[str, Any]],
+    pairs: Any,
+    table: Any,
+    summary: Mapping[str, Any],
+    pool: Mapping[str, Any],
+) -> None:
+    """Every shard's card, with its overlap with the others (which any rerun can change)."""
+    adjacent = adjacent_pairs(prefs)
+    run = {key: summary[key] for key in ("rows", "distinct_rows", "distinct_share")}
+    for p in prefs:
+        meta = metas.get(p.pref_id) or read_front_matter(root / p.pref_id / CARD)
+        if meta is None:  # pragma: no cover - a current shard always has a readable card
+            raise DataError(f"select: the card of {p.pref_id} is unreadable; rerun with --force")
+        meta["pool"] = dict(pool)  # a kept shard's rows came from this pool too
+        meta["overlap"] = shard_overlap(p.pref_id, pairs, table, adjacent) | {"selection": run}
+        write_card(root / p.pref_id, meta)
 
 
 def _with_objective_columns(frame: Any, pref: Preference, objectives: Sequence[str]) -> Any:

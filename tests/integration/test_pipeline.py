@@ -23,6 +23,7 @@ STAGES = [
     "base_model",
     "sft",
     "sft_linear",
+    "sft_init",
     "regenerate",
     "score_round2",
     "pareto_round2",
@@ -114,6 +115,7 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     summary = pl.read_parquet(run / "eval/summary.parquet")
     assert set(summary["method"]) == {
         "base",
+        "sft_init",
         "paretohqd_round1",
         "paretohqd",
         "linear_round1",
@@ -127,6 +129,17 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     assert stages["select_linear"]["metadata"]["mode"] == "linear"
     hv = stages["evaluate"]["metadata"]["hypervolume"]
     assert set(hv) == set(summary["method"])
+    assert stages["select"]["metadata"]["overlap"]["rows"] == 12
+
+    # The baselines start from the shared SFT model and refer to it; ParetoHqD from the base.
+    assert (run / "models/sft_init/config.json").exists()
+    assert (run / "models/sft_init/adapter/adapter_config.json").exists()
+    methods = pl.read_parquet(run / "eval/methods.parquet")
+    start = dict(zip(methods["method"], methods["start"], strict=True))
+    assert start["modpo"] == start["raco"] == start["pama"] == "sft"
+    assert start["paretohqd"] == start["paretohqd_round1"] == "base"
+    assert methods.filter(pl.col("method") == "paretohqd")["steps"].item() == 3 * (3 + 2)
+    assert (methods["hv_lo"] <= methods["hypervolume"] + 1e-12).all()
 
     again = Runner(load_config(tiny_config)).run()
     assert {outcome for _, outcome, _ in again} == {"skipped"}

@@ -21,9 +21,12 @@ from paretohqd.stages.evaluate.metrics import (
     hypervolume,
     mean_vector,
     method_hypervolume,
+    method_intervals,
     normalise,
     outside_bounds,
+    preference_following,
     repeat_shares,
+    spearman,
     summarise,
     win_rate,
 )
@@ -405,3 +408,123 @@ def test_method_hypervolume() -> None:
     assert hv["b"] == pytest.approx(0.1)  # x clipped to 1
     with pytest.raises(ValueError, match="'z_mean'"):
         method_hypervolume(summary, ["x", "z"], lo=0.0, hi=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# per method: hypervolume intervals, preference-following, budgets
+
+
+def test_spearman_matches_scipy_with_ties() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        x = rng.integers(0, 4, size=9).astype(float)
+        y = rng.normal(size=9).round(1)
+        ours = spearman(x, y)
+        ref = spearmanr(x, y).statistic
+        assert (np.isnan(ours) and np.isnan(ref)) or ours == pytest.approx(ref)
+
+
+def test_preference_following_extremes_and_stack() -> None:
+    w = np.array([[i / 10, 1 - i / 10] for i in range(11)])
+    assert preference_following(w, w * 3 + 1) == pytest.approx(1.0)
+    assert preference_following(w, -w) == pytest.approx(-1.0)
+    assert np.isnan(preference_following(w[:1], w[:1]))
+    stack = np.stack([w, -w, w[::-1]])
+    assert preference_following(w, stack).tolist() == pytest.approx([1.0, -1.0, -1.0])
+
+
+def _following_rows(noise: float, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for method, sign in (("follows", 1.0), ("inverts", -1.0)):
+        for i in range(11):
+            w = np.array([i / 10, 1 - i / 10])
+            scores = sign * w + rng.normal(0, noise, size=(30, 2))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "method": method,
+                        "pref_id": f"w{i:02d}",
+                        "prompt_id": [f"q{j}" for j in range(30)],
+                        "response": "a b c d e f",
+                        "o1": scores[:, 0],
+                        "o2": scores[:, 1],
+                    }
+                )
+            )
+    return pl.concat(frames)
+
+
+def test_method_intervals_estimate_interval_and_following() -> None:
+    rows = _following_rows(noise=0.3)
+    weights = {f"w{i:02d}": (i / 10, 1 - i / 10) for i in range(11)}
+    out = method_intervals(
+        rows, objectives=["o1", "o2"], weights=weights, lo=[-2, -2], hi=[2, 2], n_boot=300
+    )
+    summary = summarise(rows, objectives=["o1", "o2"], n_boot=10)
+    hv = method_hypervolume(summary, ["o1", "o2"], lo=[-2, -2], hi=[2, 2])
+    for row in out.iter_rows(named=True):
+        assert row["hypervolume"] == pytest.approx(hv[row["method"]])
+        assert row["hv_lo"] <= row["hypervolume"] <= row["hv_hi"]
+        assert row["hv_hi"] - row["hv_lo"] > 0
+    follows = out.filter(pl.col("method") == "follows").row(0, named=True)
+    inverts = out.filter(pl.col("method") == "inverts").row(0, named=True)
+    assert follows["pref_following"] > 0.9 and follows["pf_lo"] > 0.8
+    assert inverts["pref_following"] < -0.9
+    # deterministic, and the interval narrows with less noise
+    again = method_intervals(
+        rows, objectives=["o1", "o2"], weights=weights, lo=[-2, -2], hi=[2, 2], n_boot=300
+    )
+    assert again.equals(out)
+    quiet = method_intervals(
+        _following_rows(noise=0.05),
+        objectives=["o1", "o2"],
+        weights=weights,
+        lo=[-2, -2],
+        hi=[2, 2],
+        n_boot=300,
+    )
+    width = (out["hv_hi"] - out["hv_lo"]).to_list()
+    assert all(
+        q < w for q, w in zip((quiet["hv_hi"] - quiet["hv_lo"]).to_list(), width, strict=True)
+    )
+
+
+def test_method_budgets_sum_adapters_and_flag_differences(tmp_path: Path) -> None:
+    import json
+
+    from paretohqd.manifest import Manifest
+    from paretohqd.stages.evaluate.budgets import method_budgets
+
+    def adapter(name: str, **metrics: float) -> Path:
+        path = tmp_path / name
+        path.mkdir(parents=True)
+        state = {"metrics": metrics, "start": "sft" if "modpo" in name else "base"}
+        state["settings"] = {"lr": 1e-4, "lora_r": 8, "lora_alpha": 16}
+        (path / "train_state.json").write_text(json.dumps(state))
+        return path
+
+    models = [
+        ("base", "base", None, "m"),
+        ("paretohqd_round1", "p0", adapter("r1/p0", steps=10, tokens=1000, seconds=2.0), "m"),
+        ("paretohqd_round1", "p1", adapter("r1/p1", steps=10, tokens=1000, seconds=2.0), "m"),
+        ("paretohqd", "p0", adapter("r2/p0", steps=5, tokens=500, seconds=1.0), "m"),
+        ("paretohqd", "p1", adapter("r2/p1", steps=5, tokens=500, seconds=1.0), "m"),
+        ("modpo", "p0", adapter("modpo/p0", steps=4, tokens=3000, seconds=1.0), "s"),
+        ("modpo", "p1", adapter("modpo/p1", steps=4, tokens=3000, seconds=1.0), "s"),
+    ]
+    manifest = Manifest(tmp_path)
+    manifest.set("score_round2", {"seconds": 3.0, "cpu_seconds": 5.0})
+    manifest.set("regenerate", {"seconds": 4.0, "outputs": {"generations": {"rows": 60}}})
+    budgets = method_budgets(models, manifest)
+    final = budgets["paretohqd"]
+    assert final["steps"] == 30 and final["tokens"] == 3000 and final["adapters"] == 2
+    assert final["wall_s"] == pytest.approx(6.0 + 3.0 + 4.0)
+    assert final["scoring_s"] == pytest.approx(3.0) and final["generations"] == 60
+    assert final["effective_step"] == pytest.approx(2e-4)
+    assert budgets["modpo"]["start"] == "sft"
+    assert budgets["modpo"]["flag"] == "steps 0.27× paretohqd"
+    assert budgets["paretohqd"]["flag"] is None
+    assert budgets["paretohqd_round1"]["flag"] is None  # 20 steps, 2000 tokens: within 2×

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from paretohqd.stages.evaluate.metrics import method_hypervolume, summarise
+from paretohqd.stages.evaluate.metrics import method_hypervolume, method_intervals, summarise
 from paretohqd.stages.evaluate.report import plot_fronts, render_report
 
 OBJ = ["helpful", "harmless"]
@@ -41,10 +41,29 @@ def scored_rows(methods: dict[str, list[str]], m: int = 2, n: int = 12) -> pl.Da
     return pl.concat(frames)
 
 
+METHODS = {"paretohqd": ["w00", "w05", "w10"], "<script>alert(1)</script>": ["w05"]}
+WEIGHTS = {"w00": (0.0, 1.0), "w05": (0.5, 0.5), "w10": (1.0, 0.0)}
+
+
 @pytest.fixture
 def summary() -> pl.DataFrame:
-    rows = scored_rows({"paretohqd": ["w00", "w05", "w10"], "<script>alert(1)</script>": ["w05"]})
-    return summarise(rows, objectives=OBJ, n_boot=100, seed=0)
+    return summarise(scored_rows(METHODS), objectives=OBJ, n_boot=100, seed=0)
+
+
+def methods_frame(budgets: dict[str, dict]) -> pl.DataFrame:
+    """method_intervals over the same rows as ``summary``, with budget columns added."""
+    table = method_intervals(
+        scored_rows(METHODS), objectives=OBJ, weights=WEIGHTS, lo=LO, hi=HI, n_boot=200
+    )
+    cols = sorted({k for b in budgets.values() for k in b})
+    extra = pl.DataFrame(
+        [{"method": m, **{c: budgets.get(m, {}).get(c) for c in cols}} for m in table["method"]],
+        schema={
+            "method": pl.String,
+            **{c: pl.String if c in ("start", "flag") else pl.Float64 for c in cols},
+        },
+    )
+    return table.join(extra, on="method", how="left", maintain_order="left")
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -130,12 +149,31 @@ def test_plot_fronts_rejects(tmp_path: Path, summary: pl.DataFrame) -> None:
 # render_report
 
 
-def render(tmp_path: Path, summary: pl.DataFrame, **overrides: object) -> Path:
+BUDGETS = {
+    "paretohqd": {
+        "start": "base",
+        "steps": 400.0,
+        "tokens": 12345.0,
+        "wall_s": 12.3,
+        "cpu_s": 40.5,
+    },
+    "<script>alert(1)</script>": {
+        "start": "sft",
+        "steps": 100.0,
+        "tokens": 3000.0,
+        "wall_s": 7.0,
+        "flag": "steps 0.25× paretohqd; tokens 0.24× paretohqd",
+    },
+}
+
+
+def render(
+    tmp_path: Path, summary: pl.DataFrame, budgets: dict | None = None, **overrides: object
+) -> Path:
     fronts = plot_fronts(summary, OBJ, tmp_path / "fronts.png", lo=LO, hi=HI)
     kwargs: dict = {
         "objectives": OBJ,
         "title": "run <demo> & friends",
-        "timings": {"paretohqd": {"wall_s": 12.3, "cpu_s": 40.5}, "modpo": {"wall_s": 7.0}},
         "images": {"fronts": fronts},
         "links": {"w05 card": "../shards/round1/w05/README.md", "odd <name>": "cards/a b.md"},
         "normalisation": {
@@ -146,8 +184,7 @@ def render(tmp_path: Path, summary: pl.DataFrame, **overrides: object) -> Path:
         "out": tmp_path / "report" / "report.html",
     }
     kwargs |= overrides
-    hv = method_hypervolume(summary, OBJ, lo=LO, hi=HI)
-    return render_report(summary, hv, **kwargs)
+    return render_report(summary, methods_frame(BUDGETS if budgets is None else budgets), **kwargs)
 
 
 def test_report_contains_the_numbers(tmp_path: Path, summary: pl.DataFrame) -> None:
@@ -155,16 +192,30 @@ def test_report_contains_the_numbers(tmp_path: Path, summary: pl.DataFrame) -> N
     page = out.read_text()
     hv = method_hypervolume(summary, OBJ, lo=LO, hi=HI)
     assert set(hv) == {"base", "paretohqd", "<script>alert(1)</script>"}
-    for value in hv.values():
-        assert f"<td>{value:.4f}</td>" in page
+    for row in methods_frame(BUDGETS).iter_rows(named=True):
+        assert hv[row["method"]] == pytest.approx(row["hypervolume"])
+        cell = f"<td>{row['hypervolume']:.4f} [{row['hv_lo']:.4f}, {row['hv_hi']:.4f}]</td>"
+        assert cell in page
+    pf = methods_frame(BUDGETS).filter(pl.col("method") == "paretohqd").row(0, named=True)
+    assert f"<td>{pf['pref_following']:.2f} [{pf['pf_lo']:.2f}, {pf['pf_hi']:.2f}]</td>" in page
     for row in summary.to_dicts():
         for o in OBJ:
             cell = f"{row[f'{o}_mean']:.4f} [{row[f'{o}_lo']:.4f}, {row[f'{o}_hi']:.4f}]"
             assert cell in page
     # two of twelve responses per model are one token long: 16.7% collapsed, per model and pooled
     assert page.count("<td>16.7%</td>") == summary.height + 3
-    for text in ("12.3", "40.5", "7.0", "wall_s", "cpu_s"):
+    for text in (
+        "12.3",
+        "40.5",
+        "7.0",
+        "wall s",
+        "CPU s",
+        "400",
+        "12,345",
+        "shared SFT (sft_init)",
+    ):
         assert f">{text}<" in page
+    assert "Budgets differ by more than 2×" in page and "steps 0.25× paretohqd" in page
     for bound in (*LO, *HI):
         assert f"<td>{bound:.4f}</td>" in page
     assert "reference point" in page
@@ -208,10 +259,10 @@ def test_report_is_deterministic_and_atomic(tmp_path: Path, summary: pl.DataFram
     assert [p.name for p in (tmp_path / "report").iterdir()] == ["report.html"]
 
 
-def test_report_without_images_links_or_timings(tmp_path: Path, summary: pl.DataFrame) -> None:
-    page = render(tmp_path, summary, images={}, links={}, timings={}).read_text()
+def test_report_without_images_links_or_budgets(tmp_path: Path, summary: pl.DataFrame) -> None:
+    page = render(tmp_path, summary, budgets={}, images={}, links={}).read_text()
     assert "data:image" not in page and "<a " not in page
-    assert "No timings recorded" in page
+    assert "No budgets recorded" in page
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,128 @@
+"""What each method spent: optimiser steps, examples, tokens, time, and where it started.
+
+A comparison between methods means little unless their budgets are on the table. Each adapter
+records its own training cost in ``train_state.json`` (steps, examples, tokens, wall and CPU
+seconds, and for PAMA the online scoring); stages a method needed beyond its adapters
+(ParetoHqD's regeneration and round-two scoring) come from the manifest. Budgets that differ
+by more than 2× from the reference method's are flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Methods whose models continue another method's adapters: their budget includes it.
+CONTINUES = {"paretohqd": ("paretohqd_round1",)}
+#: Stages a method needed besides training its adapters (their wall/CPU time counts).
+EXTRA_STAGES = {"paretohqd": ("regenerate", "score_round2", "pareto_round2", "select_round2")}
+#: Of those, the stages that score generations (reported as scoring time too).
+SCORING_STAGES = {"paretohqd": ("score_round2",)}
+#: Budgets whose ratio to the reference method's lies outside [1/FLAG_RATIO, FLAG_RATIO].
+FLAG_RATIO = 2.0
+SUMMED = ("steps", "examples", "tokens", "seconds", "cpu_seconds", "scoring_seconds")
+
+
+def _train_state(adapter: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads((adapter / "train_state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return state
+
+
+def _sum(states: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    values = [s.get("metrics", {}).get(key) for s in states]
+    if not values or any(v is None for v in values):
+        return None
+    return float(sum(values))
+
+
+def method_budgets(
+    models: Sequence[tuple[str, str, Path | None, str]],
+    manifest: Any,
+    *,
+    init_adapter: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per trained method (and the shared SFT start): what its models cost to train.
+
+    Parameters
+    ----------
+    models
+        ``(method, pref_id, adapter, start model)`` as the evaluate stage lists them.
+    manifest
+        The run's :class:`~paretohqd.manifest.Manifest` (for stage timings and row counts).
+    init_adapter
+        The shared SFT start's adapter directory, when a method starts from it.
+    """
+    states: dict[str, list[dict[str, Any]]] = {}
+    for method, _, adapter, _ in models:
+        if adapter is not None:
+            states.setdefault(method, []).append(_train_state(adapter))
+    out: dict[str, dict[str, Any]] = {}
+    if init_adapter is not None and (init_adapter / "train_state.json").exists():
+        out["sft_init"] = _budget([_train_state(init_adapter)], (), (), manifest)
+        out["sft_init"]["start"] = "base"
+        out["sft_init"]["adapters"] = 0
+    for method, own in states.items():
+        if method in out:
+            continue
+        every = [*own, *(s for m in CONTINUES.get(method, ()) for s in states.get(m, []))]
+        budget = _budget(
+            every, EXTRA_STAGES.get(method, ()), SCORING_STAGES.get(method, ()), manifest
+        )
+        budget["adapters"] = len(own)
+        budget["start"] = own[0].get("start", "base") if own else "base"
+        settings = own[0].get("settings", {}) if own else {}
+        for key in ("lr", "lora_r", "lora_alpha"):
+            budget[key] = settings.get(key)
+        if budget["lr"] and budget["lora_r"] and budget["lora_alpha"]:
+            budget["effective_step"] = budget["lr"] * budget["lora_alpha"] / budget["lora_r"]
+        if method == "paretohqd":
+            entry = manifest.get("regenerate") or {}
+            rows = (entry.get("outputs") or {}).get("generations", {}).get("rows")
+            budget["generations"] = rows
+        out[method] = budget
+    flag_budgets(out)
+    return out
+
+
+def _budget(
+    states: Sequence[Mapping[str, Any]],
+    extra: Sequence[str],
+    scoring: Sequence[str],
+    manifest: Any,
+) -> dict[str, Any]:
+    budget: dict[str, Any] = {key: _sum(states, key) for key in SUMMED}
+    entries = [manifest.get(name) or {} for name in extra]
+    budget["wall_s"] = (budget.pop("seconds") or 0.0) + sum(e.get("seconds", 0.0) for e in entries)
+    budget["cpu_s"] = (budget.pop("cpu_seconds") or 0.0) + sum(
+        e.get("cpu_seconds", 0.0) for e in entries
+    )
+    stage_scoring = sum((manifest.get(name) or {}).get("seconds", 0.0) for name in scoring)
+    budget["scoring_s"] = (budget.pop("scoring_seconds") or 0.0) + stage_scoring
+    return budget
+
+
+def flag_budgets(budgets: dict[str, dict[str, Any]], reference: str | None = None) -> None:
+    """Add ``flag``: which budgets differ from the reference method's by more than 2×.
+
+    The reference is ParetoHqD's final round when present (the method the comparison is
+    about), else the first method listed.
+    """
+    trained = [m for m in budgets if m != "sft_init"]
+    if not trained:
+        return
+    ref = reference or ("paretohqd" if "paretohqd" in budgets else trained[0])
+    base = budgets[ref]
+    for method in trained:
+        notes = []
+        for key in ("steps", "tokens"):
+            mine, theirs = budgets[method].get(key), base.get(key)
+            if mine and theirs:
+                ratio = mine / theirs
+                if ratio > FLAG_RATIO or ratio < 1 / FLAG_RATIO:
+                    notes.append(f"{key} {ratio:.2g}× {ref}")
+        budgets[method]["flag"] = "; ".join(notes) or None
