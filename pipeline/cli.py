@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -39,9 +40,12 @@ _state = {"debug": os.environ.get("PARETOHQD_DEBUG") == "1"}
 
 
 def _console(stderr: bool = False) -> Any:
+    """Rich output; 100 columns when piped (Rich's 80 truncates the comparison tables)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 100
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def friendly(fn: F) -> F:
@@ -208,12 +212,6 @@ def summary(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     print_summary(_load(config, set_), _console())
 
 
-def _interval(value: float | None, lo: float | None, hi: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4f}" if lo is None or hi is None else f"{value:.4f} [{lo:.4f}, {hi:.4f}]"
-
-
 @app.command()
 @friendly
 def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
@@ -224,18 +222,24 @@ def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
     cfg = _load(config, set_)
     meta = rebuild_report(cfg)
-    table = Table(title="methods on held-out prompts (95% bootstrap intervals over prompts)")
-    for col in ("method", "hypervolume", "preference-following", "collapse rate", "budget"):
-        table.add_column(col, justify="left" if col in ("method", "budget") else "right")
+    table = Table(title="methods on held-out prompts (intervals: 95% bootstrap over prompts)")
+    table.add_column("method", no_wrap=True)
+    table.add_column("start")
+    for col in ("HV", "HV interval", "follows w", "collapse"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("budget vs ParetoHqD")
     ranked = sorted(meta["hypervolume"].items(), key=lambda kv: -(kv[1]["hypervolume"] or 0.0))
     for method, hv in ranked:
         pf = meta["pref_following"].get(method)
+        lo, hi = hv["hv_lo"], hv["hv_hi"]
         table.add_row(
             method,
-            _interval(hv["hypervolume"], hv["hv_lo"], hv["hv_hi"]),
+            meta.get("start", {}).get(method) or "",
+            "" if hv["hypervolume"] is None else f"{hv['hypervolume']:.3f}",
+            "" if lo is None or hi is None else f"{lo:.3f}–{hi:.3f}",
             "" if pf is None else f"{pf:.2f}",
-            f"{meta['collapse_rate'].get(method) or 0.0:.3f}",
-            meta["budget_flags"].get(method) or "",
+            f"{meta['collapse_rate'].get(method) or 0.0:.2f}",
+            (meta["budget_flags"].get(method) or "").replace(" paretohqd", ""),
         )
     _console().print(table)
     _console().print(f"report: {os.path.relpath(cfg.run_dir / meta['report'])}")

@@ -348,7 +348,12 @@ class EvaluateConfig(Section):
         200, ge=1, description="held-out (split eval) prompts to answer (None: all)"
     )
     part_size: int = Field(64, ge=1, description="prompts per resumable part")
-    n_boot: int = Field(1000, ge=10, description="bootstrap resamples for mean CIs")
+    n_boot: int = Field(1000, ge=10, description="bootstrap resamples for CIs and intervals")
+    interval: Literal["basic", "percentile"] = Field(
+        "basic",
+        description="method intervals (hypervolume, preference-following): basic (reverse "
+        "percentile, removes the bias resampling adds) or percentile",
+    )
     min_tokens: int = Field(5, ge=0, description="collapse: fewer tokens than this")
     max_repeat: float = Field(
         0.5, ge=0, le=1, description="collapse: share of repeated n-grams above this"

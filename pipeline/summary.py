@@ -55,21 +55,21 @@ def print_summary(config: Config, console: Any) -> None:
         for row in result.rows:
             table.add_row(*[str(v) for v in row])
         console.print(table)
-    overlap = Table(title="shard overlap (how much the preferences' training data differ)")
-    for col in ("stage", "rows", "distinct", "one-hot jaccard", "adjacent jaccard", "max pair"):
-        overlap.add_column(col, justify="left" if col in ("stage", "max pair") else "right")
+    overlap = Table(title="shard overlap: how much the preferences' data differ (Jaccard)")
+    for col in ("stage", "distinct rows", "one-hot", "adjacent", "most similar pair"):
+        overlap.add_column(col, justify="right" if col in ("one-hot", "adjacent") else "left")
     for name, entry in manifest.stages.items():
         ov = (entry.get("metadata") or {}).get("overlap")
         if not ov:
             continue
         jac, ends, adj = ov.get("jaccard"), ov.get("one_hot"), ov.get("adjacent")
+        pair = " ".join(p.removeprefix("pref-") for p in jac["max_pair"]) if jac else ""
         overlap.add_row(
             name,
-            f"{ov['rows']:,}",
-            f"{ov['distinct_rows']:,} ({ov['distinct_share']:.0%})",
+            f"{ov['distinct_rows']:,}/{ov['rows']:,} {ov['distinct_share']:.0%}",
             f"{ends['max']:.2f}" if ends else "",
-            f"mean {adj['mean']:.2f}, max {adj['max']:.2f}" if adj else "",
-            f"{jac['max']:.2f} ({' / '.join(jac['max_pair'])})" if jac else "",
+            f"{adj['mean']:.2f} ≤{adj['max']:.2f}" if adj else "",
+            f"{jac['max']:.2f} {pair}" if jac else "",
         )
     if overlap.row_count:
         console.print(overlap)

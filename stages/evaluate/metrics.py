@@ -16,9 +16,10 @@ Conventions (docs/algorithms.md, "Evaluation"):
 - A response is *collapsed* when it has fewer than ``min_tokens`` tokens or more than
   ``max_repeat`` of its n-grams are repeats (the proposed rule [I] for the paper's "language
   collapse": extremely short responses or repetitive phrases).
-- A method's hypervolume interval is a paired percentile bootstrap over held-out *prompts*:
-  each resample draws prompts with replacement, recomputes every model's mean vector on the
-  same draw, and recomputes each method's hypervolume from them.
+- A method's hypervolume interval is a paired bootstrap over held-out *prompts*: each resample
+  draws prompts with replacement, recomputes every model's mean vector on the same draw, and
+  recomputes each method's hypervolume from them; the interval is the basic (reverse
+  percentile) one, which removes the upward bias resampling gives a hypervolume.
 - *Preference-following* of a method is the Spearman rank correlation, over its preference
   models, between the weight w_i and the model's mean on objective i, averaged over the
   objectives: 1 when more weight always means more of that objective.
@@ -659,6 +660,7 @@ def method_intervals(
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    interval: str = "basic",
 ) -> pl.DataFrame:
     """Per method: hypervolume and preference-following, each with a paired bootstrap interval.
 
@@ -676,6 +678,12 @@ def method_intervals(
         The fixed normalisation of :func:`hypervolume`.
     n_boot, seed, ci
         Bootstrap resamples (of held-out prompts, shared by every model), seed and level.
+    interval
+        ``"basic"`` (default): the reverse-percentile interval [2θ̂ − q_hi, 2θ̂ − q_lo].
+        Resampling noise pushes a hypervolume *up* (it rewards outlying points) and pulls a
+        rank correlation toward 0; the basic interval subtracts that bias where the plain
+        ``"percentile"`` interval [q_lo, q_hi] adds it. Both are clipped to the statistic's
+        range ([0, 1] and [−1, 1]).
 
     Returns
     -------
@@ -690,6 +698,8 @@ def method_intervals(
         raise ValueError("no evaluation rows")
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci must lie in (0, 1), e.g. 0.95; got {ci}")
+    if interval not in ("basic", "percentile"):
+        raise ValueError(f"interval = {interval!r}; use 'basic' or 'percentile'")
     prompts = sorted(set(frame["prompt_id"].to_list()))
     pos = {p: i for i, p in enumerate(prompts)}
     groups = list(frame.group_by(["method", "pref_id"], maintain_order=True))
@@ -726,14 +736,20 @@ def method_intervals(
         if len(ranked) >= 2:
             pf = preference_following(w_arr, means[:, ranked])
         rec: dict[str, Any] = {"method": method, "models": len(idx)}
-        for name, values, lo_name, hi_name in (
-            ("hypervolume", hv, "hv_lo", "hv_hi"),
-            ("pref_following", pf, "pf_lo", "pf_hi"),
+        for name, values, lo_name, hi_name, bounds in (
+            ("hypervolume", hv, "hv_lo", "hv_hi", (0.0, 1.0)),
+            ("pref_following", pf, "pf_lo", "pf_hi", (-1.0, 1.0)),
         ):
             boots = values[1:][np.isfinite(values[1:])]
-            rec[name] = float(values[0]) if np.isfinite(values[0]) else None
-            rec[lo_name] = float(np.quantile(boots, alpha)) if len(boots) else None
-            rec[hi_name] = float(np.quantile(boots, 1.0 - alpha)) if len(boots) else None
+            estimate = float(values[0]) if np.isfinite(values[0]) else None
+            rec[name], rec[lo_name], rec[hi_name] = estimate, None, None
+            if estimate is None or not len(boots):
+                continue
+            q_lo, q_hi = np.quantile(boots, [alpha, 1.0 - alpha])
+            if interval == "basic":  # reflect: the resampling bias is subtracted, not added
+                q_lo, q_hi = 2 * estimate - q_hi, 2 * estimate - q_lo
+            rec[lo_name] = float(np.clip(q_lo, *bounds))
+            rec[hi_name] = float(np.clip(q_hi, *bounds))
         records.append(rec)
     schema = {"method": pl.String, "models": pl.Int64} | {
         c: pl.Float64 for c in ("hypervolume", "hv_lo", "hv_hi", "pref_following", "pf_lo", "pf_hi")

@@ -230,6 +230,7 @@ def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict
             if r["pref_following"] is not None
         },
         "budget_flags": {r["method"]: r["flag"] for r in rows_by_method if r["flag"]},
+        "start": {r["method"]: r["start"] for r in rows_by_method},
         "normalisation": {"lo": lo, "hi": hi, "reference_point": 0.0},
         "collapse_rate": {r["method"]: r["collapse_rate"] for r in rows_by_method},
         "report": str((out_dir / "report.html").relative_to(ctx.run_dir)),
@@ -298,6 +299,7 @@ def methods_table(
         hi=hi,
         n_boot=cfg.n_boot,
         seed=ctx.config.run.seed,
+        interval=cfg.interval,
     )
     init = ctx.path("init_model") / "adapter" if "init_model" in ctx.stage.inputs else None
     budgets = method_budgets(models, Manifest(ctx.run_dir), init_adapter=init)

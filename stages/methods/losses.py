@@ -24,7 +24,7 @@ def signed_dpo_loss(delta: Any, sign: Any, beta: float) -> Any:
 def modpo_loss(
     delta: Any, sign_k: Any, margin_other: Any, *, beta: float, w_k: float, loss: str = "sigmoid"
 ) -> Any:
-    """MODPO's loss for objective k (ALGORITHMS.md §4).
+    """MODPO's loss for objective k (docs/algorithms.md §9).
 
     ``logits = (1/w_k) [β Δ_w − w_{−k}ᵀ (r_{−k}(y_w) − r_{−k}(y_l))]`` with (y_w, y_l) oriented
     by ``sign_k`` (+1: a is preferred on objective k) and ``margin_other`` = w_{−k}ᵀ(r_{−k}(a) −

@@ -6,7 +6,7 @@ training loop forms ``H`` tensor by tensor (so no flat copy of all parameters is
 this module for coefficients ``a``, and writes ``sum_i a_i g_i`` back into ``.grad``. Keeping the
 maths in float64 numpy on the CPU makes it exact, cheap (m is 2..5) and testable without torch.
 
-Sections (see ``ALGORITHMS.md`` §2, §3 and §5):
+Sections (see ``docs/algorithms.md`` §10 and §11):
 
 - the CAGrad dual ``min_{p in simplex} p^T H w + c ||g0|| sqrt(p^T H p)``: an exact closed form
   for m = 2, an exact active-set (face enumeration) solver for m = 3 (and small m), and an
@@ -457,7 +457,7 @@ def cagrad_dual(
         Conflict radius ``c >= 0``.
     method
         ``"closed_form"`` (m = 2 only: roots of the stationarity quadratic), ``"active_set"``
-        (exact face enumeration, m <= 10; the m = 3 solver of ALGORITHMS.md §3), ``"pgd"``
+        (exact face enumeration, m <= 10; the m = 3 solver of docs/algorithms.md §10), ``"pgd"``
         (accelerated projected gradient, any m), or ``"auto"``: closed form for m = 2, active set
         for 3 <= m <= 6, projected gradient above.
     tol
@@ -791,7 +791,7 @@ def pama_combined_advantage(
     valid_mask: ArrayLike | None = None,
     noon: bool = True,
 ) -> FloatArray:
-    """PAMA's combined advantage ``s*`` from N per-objective advantages (ALGORITHMS.md §2).
+    """PAMA's combined advantage ``s*`` from N per-objective advantages (docs/algorithms.md §11).
 
     Noon clipping ``A = max(A', 0)``, then ``I(A) = A * 1[u <= 1 + eps]`` (the ratio test is
     the caller's ``ratio_ok_mask``), then Theorem 1. Per token (the default, the literal

@@ -1,6 +1,6 @@
 """The regenerate stage function: representative round-one adapters answer fresh prompts.
 
-Representatives (ALGORITHMS.md §1, stage 2): the adapter of each one-hot preference plus the
+Representatives (docs/algorithms.md §6): the adapter of each one-hot preference plus the
 most balanced preference of the grid. Each (adapter, chunk of prompts) is one resumable part,
 so a killed run continues where it stopped. Output rows follow the samples schema, with
 ``source = "regen:<pref_id>"``, so round two reuses the score/pareto/select stages unchanged.

@@ -14,7 +14,7 @@ from itertools import combinations
 
 from paretohqd.errors import ConfigError
 
-#: RiC's 13-point evaluation grid for three objectives (ALGORITHMS.md §1, item 5).
+#: RiC's 13-point evaluation grid for three objectives (docs/algorithms.md §5).
 RIC13: tuple[tuple[float, float, float], ...] = (
     (0.0, 0.0, 1.0),
     (0.0, 1.0, 0.0),

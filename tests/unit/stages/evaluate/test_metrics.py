@@ -465,10 +465,22 @@ def test_method_intervals_estimate_interval_and_following() -> None:
     )
     summary = summarise(rows, objectives=["o1", "o2"], n_boot=10)
     hv = method_hypervolume(summary, ["o1", "o2"], lo=[-2, -2], hi=[2, 2])
-    for row in out.iter_rows(named=True):
+    percentile = method_intervals(
+        rows,
+        objectives=["o1", "o2"],
+        weights=weights,
+        lo=[-2, -2],
+        hi=[2, 2],
+        n_boot=300,
+        interval="percentile",
+    )
+    for row, pct in zip(out.iter_rows(named=True), percentile.iter_rows(named=True), strict=True):
         assert row["hypervolume"] == pytest.approx(hv[row["method"]])
-        assert row["hv_lo"] <= row["hypervolume"] <= row["hv_hi"]
         assert row["hv_hi"] - row["hv_lo"] > 0
+        # the basic interval reflects the percentile one about the estimate
+        assert row["hv_lo"] == pytest.approx(2 * row["hypervolume"] - pct["hv_hi"])
+        assert row["hv_hi"] == pytest.approx(2 * row["hypervolume"] - pct["hv_lo"])
+        assert pct["hv_lo"] <= pct["hv_hi"]
     follows = out.filter(pl.col("method") == "follows").row(0, named=True)
     inverts = out.filter(pl.col("method") == "inverts").row(0, named=True)
     assert follows["pref_following"] > 0.9 and follows["pf_lo"] > 0.8
