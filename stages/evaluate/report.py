@@ -305,12 +305,12 @@ def _methods_section(
         "in the normalised space (below); the base model and the shared SFT start are one-point "
         "sets. Intervals: bootstrap over the held-out prompts, every model's mean recomputed on "
         "the same resample (basic intervals by default: resampling pushes a hypervolume up, "
-        "and the basic interval subtracts that bias). Preference-following: Spearman's rank correlation "
-        "between w_i and the models' mean on objective i, averaged over objectives (1 = more "
-        "weight always buys more of that objective). ParetoHqD starts from the base model, as "
-        "in its paper; MODPO, RACO and PAMA from the shared SFT model, as in theirs, unless "
-        'their table says <code>init = "base"</code>. Collapse rate is pooled over all of a '
-        "method's responses. Clipped means lie outside the normalisation range and were "
+        "and the basic interval subtracts that bias). Preference-following: Spearman's rank "
+        "correlation between w_i and the models' mean on objective i, averaged over objectives "
+        "(1 = more weight always buys more of that objective). ParetoHqD starts from the base "
+        "model, as in its paper; MODPO, RACO and PAMA from the shared SFT model, as in theirs, "
+        'unless their table says <code>init = "base"</code>. Collapse rate is pooled over all '
+        "of a method's responses. Clipped means lie outside the normalisation range and were "
         "clipped to [0, 1] for the hypervolume.</p>\n" + _table(header, body, text_cols=2)
     )
 
