@@ -233,7 +233,14 @@ class GenerationConfig(Section):
     temperature: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     long_prompt: Literal["truncate", "skip", "error"] = Field(
-        "truncate", description="prompts longer than the context minus max_new_tokens"
+        "truncate",
+        description="prompts longer than the context minus max_new_tokens (or max_prompt_tokens)",
+    )
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="cap on prompt tokens (None: the context minus max_new_tokens); longer "
+        "prompts follow long_prompt (truncate keeps their end)",
     )
 
 

@@ -63,9 +63,9 @@ def method_budgets(
             states.setdefault(method, []).append(_train_state(adapter))
     out: dict[str, dict[str, Any]] = {}
     if init_adapter is not None and (init_adapter / "train_state.json").exists():
-        out["sft_init"] = _budget([_train_state(init_adapter)], (), (), manifest)
-        out["sft_init"]["start"] = "base"
-        out["sft_init"]["adapters"] = 0
+        init_state = _train_state(init_adapter)
+        out["sft_init"] = _budget([init_state], (), (), manifest)
+        out["sft_init"] |= {"start": "base", "adapters": 0, **_shape(init_state)}
     for method, own in states.items():
         if method in out:
             continue
@@ -75,11 +75,7 @@ def method_budgets(
         )
         budget["adapters"] = len(own)
         budget["start"] = own[0].get("start", "base") if own else "base"
-        settings = own[0].get("settings", {}) if own else {}
-        for key in ("lr", "lora_r", "lora_alpha"):
-            budget[key] = settings.get(key)
-        if budget["lr"] and budget["lora_r"] and budget["lora_alpha"]:
-            budget["effective_step"] = budget["lr"] * budget["lora_alpha"] / budget["lora_r"]
+        budget |= _shape(own[0] if own else {})
         if method == "paretohqd":
             entry = manifest.get("regenerate") or {}
             rows = (entry.get("outputs") or {}).get("generations", {}).get("rows")
@@ -87,6 +83,15 @@ def method_budgets(
         out[method] = budget
     flag_budgets(out)
     return out
+
+
+def _shape(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Learning rate, LoRA shape and effective step (lr × alpha / r) of a training state."""
+    settings = state.get("settings", {})
+    shape = {key: settings.get(key) for key in ("lr", "lora_r", "lora_alpha")}
+    if shape["lr"] and shape["lora_r"] and shape["lora_alpha"]:
+        shape["effective_step"] = shape["lr"] * shape["lora_alpha"] / shape["lora_r"]
+    return shape
 
 
 def _budget(

@@ -32,6 +32,13 @@ class GenerationSettings:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
+    max_prompt_tokens: int | None = None
+
+    def prompt_limit(self, context: int) -> int:
+        """Prompt tokens allowed: what the context leaves beside the answer, capped by
+        ``max_prompt_tokens``; longer prompts follow ``long_prompt``."""
+        room = context - self.max_new_tokens
+        return room if self.max_prompt_tokens is None else min(room, self.max_prompt_tokens)
 
 
 @dataclass
@@ -58,9 +65,10 @@ def _fit_prompts(
         if len(ids) > limit:
             if policy == "error":
                 raise DataError(
-                    f"generate: prompt {i} has {len(ids)} tokens but the context leaves {limit} "
-                    "for the prompt; set long_prompt = 'truncate' or 'skip', or lower "
-                    "max_new_tokens"
+                    f"generate: prompt {i} has {len(ids)} tokens but only {limit} prompt tokens "
+                    "are allowed (the context minus max_new_tokens, capped by "
+                    "generation.max_prompt_tokens); set generation.long_prompt = 'truncate' or "
+                    "'skip', or lower max_new_tokens"
                 )
             if policy == "skip":
                 out.append(None)
@@ -83,7 +91,7 @@ class TransformersGenerator:
         self.model: Any = load_policy(base_model, device=settings.device, dtype=settings.dtype)
         self.model.eval()
         self.adapters: dict[str, str] = {}
-        self.limit = context_length(self.model) - settings.max_new_tokens
+        self.limit = settings.prompt_limit(context_length(self.model))
         if self.limit < 1:
             raise ModelError(
                 f"generate: max_new_tokens = {settings.max_new_tokens} leaves no room for a "
@@ -238,8 +246,8 @@ class VllmGenerator:
 
     @property
     def limit(self) -> int:
-        """Prompt tokens that fit beside ``settings.max_new_tokens`` in the context."""
-        return self.max_model_len - self.settings.max_new_tokens
+        """Prompt tokens that fit beside ``settings.max_new_tokens`` in the context (capped)."""
+        return self.settings.prompt_limit(self.max_model_len)
 
     def _lora(self, adapter: Path) -> Any:
         """The ``LoRARequest`` of ``adapter``, checked and numbered on first use."""

@@ -48,6 +48,7 @@ def generation_settings(config: Any) -> Any:
         temperature=gen.temperature,
         batch_size=gen.batch_size,
         long_prompt=gen.long_prompt,
+        max_prompt_tokens=gen.max_prompt_tokens,
         template=config.sft.template,
         seed=config.run.seed,
         device=policy.device,

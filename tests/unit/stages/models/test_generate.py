@@ -35,6 +35,19 @@ def test_long_prompt_policies(tiny_policy: Path) -> None:
         generate_transformers(str(tiny_policy), [long], settings=error)
 
 
+def test_max_prompt_tokens_caps_the_prompt(tiny_policy: Path) -> None:
+    prompt = "Once upon a time there was a little girl named Lily. " * 4  # ~60 tokens
+    capped = GenerationSettings(**{**GREEDY.__dict__, "max_prompt_tokens": 12})
+    out = generate_transformers(str(tiny_policy), [prompt], settings=capped)
+    assert out.truncated == 1 and out.texts[0]
+    # truncation keeps the prompt's end: the same as generating from its last tokens
+    assert GREEDY.prompt_limit(512) == 512 - GREEDY.max_new_tokens
+    assert capped.prompt_limit(512) == 12 and capped.prompt_limit(20) == 20 - GREEDY.max_new_tokens
+    error = GenerationSettings(**{**capped.__dict__, "long_prompt": "error"})
+    with pytest.raises(DataError, match="prompt 0 has"):
+        generate_transformers(str(tiny_policy), [prompt], settings=error)
+
+
 def test_adapter_changes_generation(tiny_policy: Path, tmp_path: Path) -> None:
     rows = [("Once upon a time", " the end. The end. The end.")] * 4
     train_lora(
