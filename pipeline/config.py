@@ -33,6 +33,11 @@ class RunConfig(Section):
     root: str = Field("runs", description="directory holding all runs (relative to the config)")
     seed: int = Field(0, description="seed for every random choice in the pipeline")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    train_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads while SFT and pairwise methods train (None: run.threads)",
+    )
 
 
 SourceKind = Literal["hh-rlhf", "table", "oasst", "pandalm", "hf-datasets"]

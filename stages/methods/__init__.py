@@ -30,7 +30,8 @@ def _method_params(name: str) -> Any:
             "sft": config.sft.model_dump(mode="json"),
             "select": {"grid": config.select.grid, "step": config.select.step},
             "policy": config.policy.model_dump(mode="json") if config.policy else None,
-            "run": {"seed": config.run.seed},
+            "run": {"seed": config.run.seed}
+            | ({} if name == "pama" else {"train_threads": config.run.train_threads}),
             "resolved": method_shape(config, name) if cfg else None,
         }
 

@@ -84,7 +84,26 @@ def train_pairwise(
     settings: SFTSettings,
     extra_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train a LoRA adapter with ``method`` on ``rows``; save it with its log and card."""
+    """Train a LoRA adapter with ``method`` on ``rows``; save it with its log and card.
+
+    Runs on ``settings.threads`` torch threads when set."""
+    from paretohqd.stages.models.loading import torch_threads
+
+    with torch_threads(settings.threads):
+        return _train_pairwise(
+            base_model, rows, method, out_dir, settings=settings, extra_state=extra_state
+        )
+
+
+def _train_pairwise(
+    base_model: str,
+    rows: PairRows,
+    method: Method,
+    out_dir: Path,
+    *,
+    settings: SFTSettings,
+    extra_state: dict[str, Any] | None,
+) -> dict[str, Any]:
     import torch
 
     from paretohqd.stages.methods.solvers import raco_direction

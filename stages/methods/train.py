@@ -210,8 +210,12 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             ].to_list()
         )
     )
-    settings = sft_settings(
-        ctx.config, steps=cfg.steps, batch_size=cfg.batch_size, **method_shape(ctx.config, "pama")
+    settings = sft_settings(  # no train_threads: PAMA generates inside its loop
+        ctx.config,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        threads=None,
+        **method_shape(ctx.config, "pama"),
     )
     start = start_model(ctx.config, cfg.init)
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)

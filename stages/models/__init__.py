@@ -112,7 +112,7 @@ def sft_stage(
         params=lambda c: {
             "sft": c.sft.model_dump(mode="json"),
             "policy": c.policy.model_dump(mode="json") if c.policy else None,
-            "run": {"seed": c.run.seed},
+            "run": {"seed": c.run.seed, "train_threads": c.run.train_threads},
         },
         external=_policy_external,
         description=f"round-{round_} LoRA SFT, one adapter per preference shard",
@@ -176,7 +176,7 @@ def stages(config: Config) -> list[Stage]:
                     "sft": c.sft.model_dump(mode="json"),
                     "policy": c.policy.model_dump(mode="json") if c.policy else None,
                     "pareto": {"splits": c.pareto.splits},
-                    "run": {"seed": c.run.seed},
+                    "run": {"seed": c.run.seed, "train_threads": c.run.train_threads},
                 },
                 external=_policy_external,
                 sql=(SQL[data],),

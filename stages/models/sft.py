@@ -44,6 +44,7 @@ class SFTSettings:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
+    threads: int | None = None
 
 
 @dataclass
@@ -164,7 +165,30 @@ def train_lora(
 
     Returns metrics (first/last loss, truncated rows, seconds). ``init_adapter`` continues from
     an existing adapter (round two); otherwise a fresh LoRA is initialised with ``settings.seed``.
+    Runs on ``settings.threads`` torch threads when set.
     """
+    from paretohqd.stages.models.loading import torch_threads
+
+    with torch_threads(settings.threads):
+        return _train_lora(
+            base_model,
+            rows,
+            out_dir,
+            settings=settings,
+            init_adapter=init_adapter,
+            extra_state=extra_state,
+        )
+
+
+def _train_lora(
+    base_model: str,
+    rows: Sequence[tuple[str, str]],
+    out_dir: Path,
+    *,
+    settings: SFTSettings,
+    init_adapter: Path | None,
+    extra_state: dict[str, Any] | None,
+) -> dict[str, Any]:
     import torch
 
     if not rows:

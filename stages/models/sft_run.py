@@ -41,6 +41,7 @@ def sft_settings(config: Any, **overrides: Any) -> Any:
         "seed": config.run.seed,
         "device": policy.device,
         "dtype": policy.dtype,
+        "threads": config.run.train_threads,
     }
     return SFTSettings(**{**values, **overrides})
 

@@ -59,3 +59,16 @@ def test_training_lowers_loss_deterministically(tiny_policy: Path, tmp_path: Pat
         str(tiny_policy), ROWS, tmp_path / "c", settings=FAST, init_adapter=tmp_path / "a"
     )
     assert cont["first_loss"] < 0.6 * a["first_loss"]
+
+
+def test_torch_threads_is_set_for_the_block_and_restored() -> None:
+    import torch
+
+    from paretohqd.stages.models.loading import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
