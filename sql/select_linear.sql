@@ -1,8 +1,8 @@
 -- The $n pooled rows with the highest linear scalarisation w·r̃ per preference, as the key
--- 1 − w·r̃ (smallest first, rounded to $decimals places like the ray key), so ray and linear
+-- 1 − w·r̃ (smallest first, rounded to a multiple of 1/$scale like the ray key), so ray and linear
 -- selection share the stage's tie handling.
 -- Views: layers (sample_id, layer, norm), prefs (pref_id, w) registered by the stage.
--- Params: $max_layer, $n, $only, $decimals (as in select_ray.sql).
+-- Params: $max_layer, $n, $only, $scale (as in select_ray.sql).
 with pool as (
     select sample_id, norm
     from layers
@@ -13,7 +13,7 @@ keyed as (
     select
         p.pref_id,
         pool.sample_id,
-        round(1 - list_inner_product(pool.norm, p.w), $decimals) as key
+        round((1 - list_inner_product(pool.norm, p.w)) * $scale) / $scale as key
     from pool
     cross join prefs as p
     where list_contains($only, p.pref_id)

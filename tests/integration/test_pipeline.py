@@ -141,6 +141,22 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     assert methods.filter(pl.col("method") == "paretohqd")["steps"].item() == 3 * (3 + 2)
     assert (methods["hv_lo"] <= methods["hv_hi"]).all()
 
+    # The CLI shows the overlap, the comparison with intervals, and the selection plot.
+    from typer.testing import CliRunner
+
+    from paretohqd.cli import app
+
+    cli = CliRunner()
+    out = cli.invoke(app, ["summary", "-c", str(tiny_config)])
+    assert out.exit_code == 0, out.output
+    assert "shard overlap" in out.output and "select_round2" in out.output
+    out = cli.invoke(app, ["report", "-c", str(tiny_config)])
+    assert out.exit_code == 0, out.output
+    assert "HV interval" in out.output and "sft_init" in out.output
+    out = cli.invoke(app, ["plot", "selection", "-c", str(tiny_config)])
+    assert out.exit_code == 0, out.output
+    assert (run / "plots/selection_round1.png").stat().st_size > 10_000
+
     again = Runner(load_config(tiny_config)).run()
     assert {outcome for _, outcome, _ in again} == {"skipped"}
 
