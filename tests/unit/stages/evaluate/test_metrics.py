@@ -540,3 +540,35 @@ def test_method_budgets_sum_adapters_and_flag_differences(tmp_path: Path) -> Non
     assert budgets["modpo"]["flag"] == "steps 0.27× paretohqd"
     assert budgets["paretohqd"]["flag"] is None
     assert budgets["paretohqd_round1"]["flag"] is None  # 20 steps, 2000 tokens: within 2×
+
+
+def test_method_intervals_three_objectives_and_single_models() -> None:
+    rng = np.random.default_rng(9)
+    grid = {"a": (1.0, 0.0, 0.0), "b": (0.0, 1.0, 0.0), "c": (0.0, 0.0, 1.0), "d": (0.2, 0.4, 0.4)}
+    frames = []
+    for method, prefs in (("m", list(grid)), ("base", ["base"])):
+        for pid in prefs:
+            w = np.array(grid.get(pid, (1 / 3, 1 / 3, 1 / 3)))
+            scores = w + rng.normal(0, 0.1, size=(20, 3))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "method": method,
+                        "pref_id": pid,
+                        "prompt_id": [f"q{j}" for j in range(20)],
+                        "response": "a b c d e f",
+                        **{f"o{i}": scores[:, i] for i in range(3)},
+                    }
+                )
+            )
+    rows = pl.concat(frames)
+    objs = ["o0", "o1", "o2"]
+    out = method_intervals(rows, objectives=objs, weights=grid, lo=-1, hi=2, n_boot=100)
+    summary = summarise(rows, objectives=objs, n_boot=10)
+    hv = method_hypervolume(summary, objs, lo=[-1] * 3, hi=[2] * 3)
+    m = out.filter(pl.col("method") == "m").row(0, named=True)
+    assert m["hypervolume"] == pytest.approx(hv["m"])
+    assert m["pref_following"] > 0.8
+    base = out.filter(pl.col("method") == "base").row(0, named=True)
+    assert base["models"] == 1 and base["pref_following"] is None and base["pf_lo"] is None
+    assert base["hv_lo"] is not None and base["hv_lo"] <= base["hv_hi"]

@@ -316,3 +316,40 @@ def test_plot_selection_writes_png(tmp_path: Path) -> None:
     assert size(out)[0] > 1.8 * size(plain)[0]  # the heatmap panel beside the scatter
     with pytest.raises(DataError, match="does not exist"):
         plot_selection(tmp_path / "nope.parquet", out, OBJECTIVES, tmp_path / "x.png")
+
+
+def test_overlap_metadata_on_three_objectives_and_one_preference(tmp_path: Path) -> None:
+    from paretohqd.stages.select.grid import adjacent_pairs
+
+    rng = np.random.default_rng(11)
+    raw = rng.random((600, 3))
+    pool = pl.DataFrame(
+        {
+            "sample_id": [f"{i:016x}" for i in range(600)],
+            "layer": pl.Series(rng.integers(1, 4, size=600), dtype=pl.Int32),
+            "raw": raw.tolist(),
+            "norm": raw.tolist(),
+        }
+    )
+
+    def run(name: str, grid: Any) -> Any:
+        config = config_from_dict(
+            {
+                "run": {"name": "r"},
+                "ingest": {"sources": [{"kind": "table", "path": "x"}]},
+                "objectives": [{"name": f"o{i}", "scorer": "heuristic"} for i in range(3)],
+                "select": {"k": 10, "grid": grid},
+            },
+            base_dir=tmp_path / name,
+            source="paretohqd.toml",
+        )
+        Runner(config, select_graph(pool, 10)).run()
+        return Manifest(config.run_dir).stages["select"]["metadata"]["overlap"]
+
+    ric = run("ric", "ric13")
+    prefs = build_grid("ric13", 3)
+    assert len(ric["one_hot"]["pairs"]) == 3  # the three vertices
+    assert len(ric["adjacent"]["pairs"]) == len(adjacent_pairs(prefs))
+    assert ric["rows"] == 130
+    single = run("one", [[0.2, 0.3, 0.5]])
+    assert single["rows"] == 10 and single["jaccard"] is None and single["one_hot"] is None
