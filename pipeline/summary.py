@@ -44,16 +44,27 @@ def print_summary(config: Config, console: Any) -> None:
     objectives = config.pareto_objectives
     view = next((v for v in ("shards_round2", "shards") if v in session.views), None)
     if view and objectives:
-        means = ", ".join(f'round(avg("{o}"), 3) as "{o}"' for o in objectives)
-        result = session.query(
-            f"select pref_id, count(*) as rows, {means}, round(avg(distance), 3) as distance "
-            f"from {view} group by pref_id order by pref_id"
-        )
+        from dataclasses import replace
+
+        from paretohqd.catalog import connect, run_sql
+        from paretohqd.registry import artifacts_of, build_graph
+
+        shown = artifacts_of(build_graph(config))[view]
+        con = connect(config.run_dir, [replace(shown, name="shards")])
+        try:
+            rows = run_sql(con, "shard_means.sql").fetchall()
+        finally:
+            con.close()
+        means: dict[str, dict[str | int, Any]] = {}
+        for pref, position, n, mean, distance in rows:
+            entry = means.setdefault(pref, {"rows": n, "distance": distance})
+            entry[int(position)] = mean
         table = Table(title=f"mean raw scores of the selected samples ({view})")
-        for col in result.columns:
+        for col in ("pref_id", "rows", *objectives, "distance"):
             table.add_column(col, justify="left" if col == "pref_id" else "right")
-        for row in result.rows:
-            table.add_row(*[str(v) for v in row])
+        for pref, entry in means.items():
+            cells = [f"{entry.get(i + 1, float('nan')):.3f}" for i in range(len(objectives))]
+            table.add_row(pref, str(entry["rows"]), *cells, f"{entry['distance']:.3f}")
         console.print(table)
     overlap = Table(title="shard overlap: how much the preferences' data differ (Jaccard)")
     for col in ("stage", "distinct rows", "one-hot", "adjacent", "most similar pair"):

@@ -73,7 +73,7 @@ def stages(config: Config) -> list[Stage]:
             version="2",
             params=_params,
             external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
-            sql=("sample_prompts.sql",),
+            sql=("sample_prompts.sql", "heldout_leaks.sql", "layer_bounds.sql"),
             description="held-out generation, metrics, fronts and the comparison report",
         )
     ]

@@ -56,27 +56,41 @@ def models_to_evaluate(ctx: StageContext) -> list[Model]:
     return sorted(out, key=lambda m: m[3] != base)  # stable: base-model adapters first
 
 
+#: The prompt-id column of each training table (shards are keyed by sample_id).
+_PROMPT_IDS = {"regen_prompts": "prompt_id", "pairs": "prompt_id"}
+
+
 def check_heldout(con: Any, views: Sequence[str], prompt_ids: Sequence[str]) -> None:
     """Fail if any evaluation prompt appears in a shard, a pair or the regeneration prompts."""
     import pyarrow as pa
 
-    con.register("eval_ids", pa.table({"prompt_id": list(prompt_ids)}))
+    from paretohqd.catalog import run_sql
+
+    ids, sources = [], []
     for view in views:
-        if view == "regen_prompts":
-            query = "select prompt_id from regen_prompts"
-        elif view == "pairs":
-            query = "select prompt_id from pairs"
-        else:
-            query = f"select s.prompt_id from {view} join samples as s using (sample_id)"
-        leaked = con.execute(
-            f"select prompt_id from eval_ids intersect ({query}) limit 5"
-        ).fetchall()
-        if leaked:
-            raise StageError(
-                f"evaluate: held-out prompts appear in `{view}` (e.g. {leaked[0][0]}); the eval "
-                "split must never train a model. Re-run ingest, or report this as a bug"
+        if view in _PROMPT_IDS:
+            rel = con.table(view).select(_PROMPT_IDS[view])
+        else:  # a shard view: its rows are samples
+            rel = (
+                con.table(view)
+                .select("sample_id")
+                .join(con.table("samples"), "sample_id")
+                .select("prompt_id")
             )
+        column = [row[0] for row in rel.fetchall()]
+        ids += column
+        sources += [view] * len(column)
+    con.register("training_ids", pa.table({"prompt_id": ids, "source": sources}))
+    con.register("eval_ids", pa.table({"prompt_id": list(prompt_ids)}))
+    leaked = run_sql(con, "heldout_leaks.sql").fetchall()
     con.unregister("eval_ids")
+    con.unregister("training_ids")
+    if leaked:
+        prompt, view = leaked[0]
+        raise StageError(
+            f"evaluate: held-out prompts appear in `{view}` (e.g. {prompt}); the eval split "
+            "must never train a model. Re-run ingest, or report this as a bug"
+        )
 
 
 def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:

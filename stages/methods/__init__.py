@@ -67,6 +67,7 @@ def stages(config: Config) -> list[Stage]:
                     "objectives_used": c.pareto_objectives,
                 },
                 external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
+                sql=("shard_prompts.sql",),
                 description="PAMA online PPO adapter per preference (Noon + Theorem 1)",
             )
         )

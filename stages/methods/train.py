@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from paretohqd.atomic import prune_dirs
-from paretohqd.catalog import query_arrow
+from paretohqd.catalog import query_arrow, run_sql
 from paretohqd.errors import DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
@@ -188,7 +188,6 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
 
 def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     """Train one PAMA adapter per preference, on prompts of the round-one shards."""
-    import polars as pl
 
     from paretohqd.stages.methods.pama import train_pama
     from paretohqd.stages.methods.recipes import method_shape
@@ -202,14 +201,11 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     objectives = ctx.config.pareto_objectives
     scorers = [s for s in build_scorers(ctx) if s.name in objectives]
     scorers.sort(key=lambda s: objectives.index(s.name))
-    shard_files = sorted(ctx.path("shards").glob("*/data.parquet"))
-    prompts = sorted(
-        set(
-            pl.concat([pl.read_parquet(f, columns=["prompt"]) for f in shard_files])[
-                "prompt"
-            ].to_list()
-        )
-    )
+    con = ctx.duckdb()
+    try:
+        prompts = [p for (p,) in run_sql(con, "shard_prompts.sql").fetchall()]
+    finally:
+        con.close()
     settings = sft_settings(  # no train_threads: PAMA generates inside its loop
         ctx.config,
         steps=cfg.steps,

@@ -93,22 +93,27 @@ def sft_stage(
     name: str,
     *,
     shards: str,
+    selection: str,
     output: Artifact,
     round_: int,
     config: Config,
     init: str | None = None,
 ) -> Stage:
-    """Declare an SFT stage: one adapter per shard, optionally continuing from ``init``."""
+    """Declare an SFT stage: one adapter per shard of ``selection``, optionally continuing from
+    ``init``."""
     from paretohqd.stages.models.sft_run import run_sft
 
     steps = config.sft.steps if round_ == 1 else config.sft.round2_steps
     return Stage(
         name=name,
-        fn=partial(run_sft, shards=shards, output=output.name, init=init, steps=steps),
-        inputs=(shards, *_policy_inputs(config), *((init,) if init else ())),
+        fn=partial(
+            run_sft, shards=shards, selection=selection, output=output.name, init=init, steps=steps
+        ),
+        inputs=(shards, selection, *_policy_inputs(config), *((init,) if init else ())),
         outputs=(output,),
         section="sft",
         version="1",
+        sql=("shard_index.sql",),
         params=lambda c: {
             "sft": c.sft.model_dump(mode="json"),
             "policy": c.policy.model_dump(mode="json") if c.policy else None,
@@ -144,12 +149,17 @@ def stages(config: Config) -> list[Stage]:
         )
     if not config.objectives:
         return out
-    out.append(sft_stage("sft", shards="shards", output=ADAPTERS, round_=1, config=config))
+    out.append(
+        sft_stage(
+            "sft", shards="shards", selection="selection", output=ADAPTERS, round_=1, config=config
+        )
+    )
     if config.select.compare_linear:
         out.append(
             sft_stage(
                 "sft_linear",
                 shards="shards_linear",
+                selection="selection_linear",
                 output=ADAPTERS_LINEAR,
                 round_=1,
                 config=config,
@@ -188,7 +198,7 @@ def stages(config: Config) -> list[Stage]:
             Stage(
                 name="regenerate",
                 fn=run_regenerate,
-                inputs=("adapters", "samples", *_policy_inputs(config)),
+                inputs=("adapters", "selection", "samples", *_policy_inputs(config)),
                 outputs=(GENERATIONS, REGEN_PROMPTS),
                 section="regenerate",
                 version="1",
@@ -197,7 +207,7 @@ def stages(config: Config) -> list[Stage]:
                     "generation": c.generation.model_dump(mode="json"),
                     "run": {"seed": c.run.seed},
                 },
-                sql=("sample_prompts.sql",),
+                sql=("sample_prompts.sql", "shard_index.sql"),
                 description="representative round-1 adapters answer fresh train prompts",
             )
         )

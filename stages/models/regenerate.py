@@ -64,21 +64,20 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     from paretohqd.stages.ingest.records import normalise, sample_id
     from paretohqd.stages.models import policy_model
     from paretohqd.stages.models.generate import make_generator
-    from paretohqd.stages.select.shards import CARD, read_front_matter
+    from paretohqd.stages.models.sft_run import shard_index
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
     policy = ctx.config.policy
     assert cfg is not None and policy is not None
     adapters: Path = ctx.path("adapters")
-    shard_root = ctx.run_dir / "shards" / "round1"
     pref_ids = sorted(p.name for p in adapters.iterdir() if (p / "adapter_config.json").exists())
     if not pref_ids:
         raise DataError(f"regenerate: no adapters under {adapters}; run the sft stage first")
-    weights = {}
-    for p in pref_ids:
-        card = read_front_matter(shard_root / p / CARD) or {}
-        weights[p] = list((card.get("preference") or {}).values())
-    reps = representatives(pref_ids, weights)
+    index = shard_index(ctx, "selection")
+    pref_ids = [p for p in pref_ids if p in index]  # sft keeps exactly the selection's
+    if not pref_ids:
+        raise DataError("regenerate: no adapter matches a preference of the selection")
+    reps = representatives(pref_ids, {p: index[p]["weights"] for p in pref_ids})
     con = ctx.duckdb()
     try:
         prompts = run_sql(

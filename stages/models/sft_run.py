@@ -55,25 +55,52 @@ def adapter_is_current(directory: Path, key: str) -> bool:
     return state.get("key") == key and (directory / "adapter_config.json").exists()
 
 
+def shard_index(ctx: StageContext, selection: str) -> dict[str, dict[str, Any]]:
+    """Per preference of a selection: weights, selection_hash and rows (``shard_index.sql``).
+
+    Selections record the hash that identifies each shard's rows; SFT keys its adapters on it,
+    reading the declared selection table rather than the shards' human-facing cards.
+    """
+    from paretohqd.catalog import run_sql
+
+    con = ctx.duckdb({"selection": selection})
+    try:
+        rows = run_sql(con, "shard_index.sql").fetchall()
+    finally:
+        con.close()
+    return {
+        pref: {"weights": list(weights), "selection_hash": h, "rows": n}
+        for pref, weights, h, n in rows
+    }
+
+
 def run_sft(
-    ctx: StageContext, *, shards: str, output: str, init: str | None, steps: int
+    ctx: StageContext,
+    *,
+    shards: str,
+    selection: str,
+    output: str,
+    init: str | None,
+    steps: int,
 ) -> Mapping[str, Any]:
-    """Train (or keep) the adapter of every shard under the ``shards`` artifact."""
+    """Train (or keep) the adapter of every preference of the ``selection`` artifact."""
     import polars as pl
 
     from paretohqd.stages.models import policy_model
     from paretohqd.stages.models.sft import train_lora
-    from paretohqd.stages.select.shards import CARD, DATA, read_front_matter
+    from paretohqd.stages.select.shards import DATA
 
     settings = sft_settings(ctx.config, steps=steps)
     base = policy_model(ctx.config)
     shard_root, out_root = ctx.path(shards), ctx.path(output)
-    prefs = sorted(p.name for p in shard_root.iterdir() if (p / DATA).exists())
+    index = shard_index(ctx, selection)
+    prefs = sorted(index)
     if not prefs:
-        raise DataError(f"sft: no shards under {shard_root}; run the select stage first")
+        raise DataError(f"sft: the selection `{selection}` is empty; run the select stage first")
+    objectives = ctx.config.pareto_objectives
     trained, kept, metrics = [], [], {}
     for pref in prefs:
-        card = read_front_matter(shard_root / pref / CARD) or {}
+        entry = index[pref]
         init_dir = ctx.path(init) / pref if init else None
         if init_dir is not None and not (init_dir / "adapter_config.json").exists():
             raise DataError(f"sft: no round-one adapter for {pref} at {init_dir}")
@@ -82,7 +109,7 @@ def run_sft(
         )
         key = sha256_json(
             {
-                "shard": card.get("selection_hash"),
+                "shard": entry["selection_hash"],
                 "settings": asdict(settings),
                 "base": ctx.stage.name,
                 "init": init_key,
@@ -101,7 +128,11 @@ def run_sft(
             target,
             settings=settings,
             init_adapter=init_dir,
-            extra_state={"key": key, "pref_id": pref, "shard_card": card.get("preference")},
+            extra_state={
+                "key": key,
+                "pref_id": pref,
+                "shard_card": dict(zip(objectives, entry["weights"], strict=False)),
+            },
         )
         trained.append(pref)
     prune_dirs(out_root, set(prefs))

@@ -90,9 +90,10 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
 def layer_bounds(con: Any, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per-objective raw min/max over a ``layers`` view: the normalisation of its pool, for the
     shard cards and the default evaluation bounds."""
-    exprs = ", ".join(f"min(raw[{i + 1}]), max(raw[{i + 1}])" for i in range(len(objectives)))
-    row = con.execute(f"select {exprs} from layers").fetchall()[0]
+    from paretohqd.catalog import run_sql
+
+    rows = {int(pos): (lo, hi) for pos, lo, hi in run_sql(con, "layer_bounds.sql").fetchall()}
     return {
-        name: {"min": float(row[2 * i]), "max": float(row[2 * i + 1])}
+        name: {"min": float(rows[i + 1][0]), "max": float(rows[i + 1][1])}
         for i, name in enumerate(objectives)
     }

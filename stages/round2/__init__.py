@@ -49,6 +49,7 @@ def stages(config: Config) -> list[Stage]:
         sft_stage(
             "sft_round2",
             shards="shards_round2",
+            selection="selection_round2",
             output=ADAPTERS_ROUND2,
             round_=2,
             config=config,

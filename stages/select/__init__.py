@@ -30,6 +30,7 @@ SQL_FILES = (
     "select_linear.sql",
     "select_shard_rows.sql",
     "select_overlap.sql",
+    "layer_bounds.sql",
 )
 
 
@@ -73,7 +74,7 @@ def select_stage(
         inputs=(layers, samples),
         outputs=(selection, shards, overlap),
         section="select",
-        version="3",
+        version="4",
         params=lambda config: {**_params(config), "round": {"k": k, "mode": mode}},
         sql=SQL_FILES,
         description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",

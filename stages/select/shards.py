@@ -3,9 +3,10 @@
 The card is a Hugging Face style data card: YAML front matter a program can read (preference,
 objectives, normalisation, pool layers, k, distance range, score statistics, source
 fingerprints, the command that reproduces it, its overlap with the other shards) and a short
-human summary. ``selection_hash`` in the front matter (a hash of the selected rows and of what
-they were selected from) is what makes reruns incremental: a shard whose hash matches is left
-alone, so downstream SFT of that preference stays fresh too.
+human summary, for people. ``selection_hash`` (a hash of the selected rows and of what they
+were selected from) makes reruns incremental: a shard whose card carries the same hash is left
+alone. Programs read it from the ``selection_hash`` column of the selection table, never from
+the card: SFT keys its adapters on it, so a kept shard keeps its adapter.
 """
 
 from __future__ import annotations

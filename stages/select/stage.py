@@ -209,7 +209,8 @@ def run_select(
         metas[p.pref_id] = shard_meta(frame, info)
     remove_stale_shards(shard_root, {p.pref_id for p in prefs})
 
-    # The selection table is small (prefs × k): rebuild it from every current shard.
+    # The selection table is small (prefs × k): rebuild it from every current shard. It carries
+    # each shard's selection_hash, which is what the SFT stages key their adapters on.
     table = pl.concat(
         [
             pl.read_parquet(
@@ -218,6 +219,8 @@ def run_select(
             )
             for p in prefs
         ]
+    ).with_columns(
+        pl.col("pref_id").replace_strict(hashes, return_dtype=pl.String).alias("selection_hash")
     )
     write_parquet(ctx.path(selection), table)
     pairs = overlap_pairs(table)
