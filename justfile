@@ -96,10 +96,11 @@ test-vllm *ARGS:
     export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
     $venv/bin/python -m pytest -m vllm tests/backends {{ARGS}}
 
-# ruff (lint + format check) and mypy on the engine and stages
+# ruff (lint + format check), mypy --strict on the engine, mypy on the stages
 lint: setup
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
+    {{bin}}/mypy --strict pipeline
     {{bin}}/mypy pipeline stages
 
 # benchmarks against the libraries a user would otherwise pick (prints ratios)

@@ -53,7 +53,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _short(value: Any) -> str:
-    text = canonical_json(value)
+    text: str = canonical_json(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -138,4 +138,5 @@ class StageContext:
         arts = [self.artifacts[n] for n in self.stage.inputs]
         for role, name in (roles or {}).items():
             arts.append(replace(self.artifacts[name], name=role))
-        return connect(self.run_dir, arts)
+        con: duckdb.DuckDBPyConnection = connect(self.run_dir, arts)
+        return con
