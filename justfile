@@ -90,7 +90,7 @@ test-vllm *ARGS:
             "typer>=0.12" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.12" "safetensors>=0.4" \
             "matplotlib>=3.8" "tqdm>=4.66" "pytest>=8" "pytest-timeout>=2.3"
         pip install --no-deps -e .
-        $venv/bin/python -c 'import vllm, paretohqd.stages.models.generate'
+        $venv/bin/python -c 'import vllm, paretohqd.stages.kit.policy.generate'
         touch "$stamp"
     fi
     export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"

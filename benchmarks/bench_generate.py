@@ -4,7 +4,7 @@ Run it in the vLLM environment (``just test-vllm`` builds ``.venv-vllm``)::
 
     .venv-vllm/bin/python benchmarks/bench_generate.py --prompts 32 --threads 1 2
 
-Both backends go through ``paretohqd.stages.models.generate`` with the same settings and the
+Both backends go through ``paretohqd.stages.kit.policy.generate`` with the same settings and the
 same prompts (the HH-RLHF harmless test transcripts, cut after their last ``Assistant:`` turn, or
 ``--source stories``), greedy by default so that both do the same work. Each (backend, threads)
 case runs in a fresh subprocess, so thread settings and engines never leak between cases; the
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paretohqd.stages.models.widen import widen_head_dim
+from paretohqd.stages.kit.policy.widen import widen_head_dim
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -48,7 +48,7 @@ STORY_STARTS = (
 
 def tiny_vllm_model(out: Path) -> Path:
     """stories260K converted to a Hugging Face Llama, then widened for vLLM's CPU kernels."""
-    from paretohqd.stages.models.llama2c import convert_llama2c
+    from paretohqd.stages.kit.policy.llama2c import convert_llama2c
 
     base = convert_llama2c(
         DATA / "stories260K/stories260K.bin", DATA / "stories260K/tok512.bin", out / "base"
@@ -76,7 +76,7 @@ def _case(args: argparse.Namespace) -> dict[str, Any]:
     """One (backend, threads) measurement, in this (fresh) process."""
     import torch
 
-    from paretohqd.stages.models.generate import GenerationSettings, make_generator
+    from paretohqd.stages.kit.policy.generate import GenerationSettings, make_generator
 
     torch.set_num_threads(args.case_threads)
     settings = GenerationSettings(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from paretohqd.stages.pareto.nds import nondominated_layers
+from paretohqd.stages.kit.pareto.nds import nondominated_layers
 
 # (M, n) -> minimum ratio, from issue 4
 TARGETS: dict[tuple[int, int], float] = {

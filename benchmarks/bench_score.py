@@ -59,7 +59,7 @@ def load_rows(n: int) -> tuple[list[str], list[str]]:
 
 def make_heads(root: Path, encoder: object, dim: int, seed: int) -> list[Path]:
     """Two heads with random weights (their values do not change the timing)."""
-    from paretohqd.stages.score.embedding import BTHead, save_head
+    from paretohqd.stages.kit.scoring.embedding import BTHead, save_head
 
     rng = np.random.default_rng(seed)
     out = []
@@ -83,7 +83,7 @@ def naive(
     """Per head: input-order batches, prompt and response re-encoded, no cache."""
     import torch
 
-    from paretohqd.stages.score.embedding import _pool
+    from paretohqd.stages.kit.scoring.embedding import _pool
 
     tok, model = encoder.tokenizer, encoder.model  # type: ignore[attr-defined]
 
@@ -106,7 +106,7 @@ def naive(
 
 def raw_forward(encoder: object, texts: list[str], bs: int) -> float:
     """Seconds for forward + pooling of pre-tokenised, length-sorted batches."""
-    from paretohqd.stages.score.batching import pad_batch, sorted_batches, tokenize_counting
+    from paretohqd.stages.kit.scoring.batching import pad_batch, sorted_batches, tokenize_counting
 
     enc, _ = tokenize_counting(
         encoder.tokenizer,  # type: ignore[attr-defined]
@@ -137,8 +137,8 @@ def main() -> None:
 
     import torch
 
-    from paretohqd.stages.score.embedding import load_encoder
-    from paretohqd.stages.score.scorers import build_scorer
+    from paretohqd.stages.kit.scoring.embedding import load_encoder
+    from paretohqd.stages.kit.scoring.scorers import build_scorer
 
     prompts, responses = load_rows(args.n)
     unique = list(dict.fromkeys(prompts + responses))

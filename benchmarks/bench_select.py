@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from paretohqd.stages.select.grid import build_grid
+from paretohqd.stages.kit.preferences import build_grid
 from paretohqd.stages.select.stage import top_k
 
 

@@ -268,7 +268,7 @@ def train_reward(
     from paretohqd.config import config_from_dict
     from paretohqd.errors import DataError
     from paretohqd.stages.ingest.stage import read_source
-    from paretohqd.stages.score.embedding import load_encoder, save_head, train_bt_head
+    from paretohqd.stages.kit.scoring.embedding import load_encoder, save_head, train_bt_head
 
     mapping = dict(c.split("=", 1) for c in column or [])
     src = {"kind": kind, "path": str(data.resolve()), "columns": mapping, "limit": limit}
@@ -305,7 +305,7 @@ def convert_llama2c_cmd(
     overwrite: Annotated[bool, typer.Option(help="replace an existing directory")] = False,
 ) -> None:
     """Convert a llama2.c checkpoint into a Hugging Face Llama directory with a fast tokenizer."""
-    from paretohqd.stages.models.llama2c import convert_llama2c
+    from paretohqd.stages.kit.policy.llama2c import convert_llama2c
 
     path = convert_llama2c(checkpoint, tokenizer, out, overwrite=overwrite)
     _console().print(f"wrote {path}")

@@ -56,7 +56,7 @@ limit = 5
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled stories260K checkpoint converted once per session to a Hugging Face Llama."""
-    from paretohqd.stages.models.llama2c import convert_llama2c
+    from paretohqd.stages.kit.policy.llama2c import convert_llama2c
 
     out = tmp_path_factory.mktemp("policy") / "stories260K"
     return convert_llama2c(

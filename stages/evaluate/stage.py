@@ -98,7 +98,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.models.generate import make_generator
+    from paretohqd.stages.kit.policy.generate import make_generator
     from paretohqd.stages.models.regenerate import generation_settings
     from paretohqd.stages.score.stage import build_scorers, score_cache, score_part
 
@@ -179,7 +179,7 @@ def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict
     from paretohqd.atomic import write_parquet
     from paretohqd.stages.evaluate.metrics import summarise
     from paretohqd.stages.evaluate.report import plot_fronts, render_report
-    from paretohqd.stages.select.grid import build_grid
+    from paretohqd.stages.kit.preferences import build_grid
 
     cfg = ctx.config.evaluate
     assert cfg is not None

@@ -18,7 +18,7 @@ from typing import Any
 
 from paretohqd.config import SourceConfig
 from paretohqd.errors import DataError
-from paretohqd.stages.ingest.records import (
+from paretohqd.stages.kit.records import (
     Preference,
     Record,
     Rejected,

@@ -13,7 +13,7 @@ from paretohqd.config import Config, IngestConfig, SourceConfig
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
 from paretohqd.stages.ingest.readers import READERS, ReaderOutput
-from paretohqd.stages.ingest.records import Record, Rejected, normalise, prompt_id, sample_id
+from paretohqd.stages.kit.records import Record, Rejected, normalise, prompt_id, sample_id
 
 SAMPLE_COLUMNS = ("sample_id", "prompt_id", "prompt", "response", "source", "split")
 

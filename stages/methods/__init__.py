@@ -22,7 +22,7 @@ PAMA = Artifact("adapters_pama", "adapters/pama", kind="dir")
 
 def _method_params(name: str) -> Any:
     def params(config: Config) -> Any:
-        from paretohqd.stages.methods.recipes import method_shape
+        from paretohqd.stages.kit.training.recipes import method_shape
 
         cfg = getattr(config, name)
         return {

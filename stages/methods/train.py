@@ -77,7 +77,7 @@ def run_pairs(ctx: StageContext) -> Mapping[str, Any]:
 def _pair_rows(ctx: StageContext, objectives: list[str]) -> Any:
     import polars as pl
 
-    from paretohqd.stages.methods.loop import PairRows
+    from paretohqd.stages.kit.training.loop import PairRows
 
     pairs = pl.read_parquet(ctx.path("pairs"))
     samples = pl.read_parquet(ctx.path("samples"), columns=["sample_id", "prompt", "response"])
@@ -101,12 +101,12 @@ def _pair_rows(ctx: StageContext, objectives: list[str]) -> Any:
 
 def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, Any]:
     """Train one ``method`` adapter per preference of the select grid."""
-    from paretohqd.stages.methods.loop import PairRows, train_pairwise
-    from paretohqd.stages.methods.methods import modpo_method, modpo_objective, raco_method
-    from paretohqd.stages.methods.recipes import method_shape
+    from paretohqd.stages.kit.preferences import build_grid
+    from paretohqd.stages.kit.training.loop import PairRows, train_pairwise
+    from paretohqd.stages.kit.training.methods import modpo_method, modpo_objective, raco_method
+    from paretohqd.stages.kit.training.recipes import method_shape
     from paretohqd.stages.models import start_model
     from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
-    from paretohqd.stages.select.grid import build_grid
 
     cfg = getattr(ctx.config, method)
     policy = ctx.config.policy
@@ -189,12 +189,12 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
 def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     """Train one PAMA adapter per preference, on prompts of the round-one shards."""
 
-    from paretohqd.stages.methods.pama import train_pama
-    from paretohqd.stages.methods.recipes import method_shape
+    from paretohqd.stages.kit.preferences import build_grid
+    from paretohqd.stages.kit.training.pama import train_pama
+    from paretohqd.stages.kit.training.recipes import method_shape
     from paretohqd.stages.models import start_model
     from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
     from paretohqd.stages.score.stage import build_scorers
-    from paretohqd.stages.select.grid import build_grid
 
     cfg, policy = ctx.config.pama, ctx.config.policy
     assert cfg is not None and policy is not None
@@ -219,7 +219,7 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     trained, kept, metrics = [], [], {}
     generator = None
     if ctx.config.generation.backend == "vllm":  # rollouts from vLLM, one engine for all prefs
-        from paretohqd.stages.models.generate import GenerationSettings, make_generator
+        from paretohqd.stages.kit.policy.generate import GenerationSettings, make_generator
 
         generator = make_generator(
             start,

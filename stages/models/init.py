@@ -52,9 +52,9 @@ def init_rows(ctx: StageContext) -> list[tuple[str, str]]:
 def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     """Train the shared SFT adapter, merge it into the base weights, save the model."""
     from paretohqd.atomic import atomic_path, write_text
+    from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer
+    from paretohqd.stages.kit.training.sft import train_lora
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.loading import load_policy, load_tokenizer
-    from paretohqd.stages.models.sft import train_lora
     from paretohqd.stages.models.sft_run import sft_settings
 
     cfg = ctx.config.init

@@ -26,7 +26,7 @@ def run_base_model(ctx: StageContext) -> Mapping[str, Any]:
     out = ctx.path("base_model")
     t0 = time.perf_counter()
     if policy.llama2c is not None:
-        from paretohqd.stages.models.llama2c import convert_llama2c
+        from paretohqd.stages.kit.policy.llama2c import convert_llama2c
 
         convert_llama2c(
             ctx.config.resolve(policy.llama2c.checkpoint),

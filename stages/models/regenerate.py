@@ -36,7 +36,7 @@ def representatives(pref_ids: Sequence[str], weights: Mapping[str, Sequence[floa
 def generation_settings(config: Any) -> Any:
     """``GenerationSettings`` from ``[generation]``, ``[policy]``, the SFT prompt template and the
     run seed (regeneration and evaluation sample alike)."""
-    from paretohqd.stages.models.generate import GenerationSettings
+    from paretohqd.stages.kit.policy.generate import GenerationSettings
 
     gen, policy = config.generation, config.policy
     assert policy is not None
@@ -61,9 +61,9 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.ingest.records import normalise, sample_id
+    from paretohqd.stages.kit.policy.generate import make_generator
+    from paretohqd.stages.kit.records import normalise, sample_id
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.generate import make_generator
     from paretohqd.stages.models.sft_run import shard_index
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation

@@ -21,7 +21,7 @@ from paretohqd.stage import StageContext
 
 def sft_settings(config: Any, **overrides: Any) -> Any:
     """``SFTSettings`` from ``[sft]`` and ``[policy]``; methods override steps, batch and lr."""
-    from paretohqd.stages.models.sft import SFTSettings
+    from paretohqd.stages.kit.training.sft import SFTSettings
 
     cfg, policy = config.sft, config.policy
     assert policy is not None
@@ -86,9 +86,9 @@ def run_sft(
     """Train (or keep) the adapter of every preference of the ``selection`` artifact."""
     import polars as pl
 
+    from paretohqd.stages.kit.cards import DATA
+    from paretohqd.stages.kit.training.sft import train_lora
     from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.sft import train_lora
-    from paretohqd.stages.select.shards import DATA
 
     settings = sft_settings(ctx.config, steps=steps)
     base = policy_model(ctx.config)

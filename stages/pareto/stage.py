@@ -18,7 +18,7 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     import polars as pl
     import pyarrow as pa
 
-    from paretohqd.stages.pareto.nds import NonFiniteScoreError, nondominated_layers
+    from paretohqd.stages.kit.pareto.nds import NonFiniteScoreError, nondominated_layers
 
     objectives = ctx.config.pareto_objectives
     splits = ctx.config.pareto.splits

@@ -103,7 +103,7 @@ def score_stage(name: str, *, samples: str, output: Artifact, config: Config) ->
 
 def stages(config: Config) -> list[Stage]:
     """``reward_heads`` (when configured) and ``score`` (when objectives are configured)."""
-    from paretohqd.stages.score.heads import run_reward_heads
+    from paretohqd.stages.kit.scoring.heads import run_reward_heads
 
     out: list[Stage] = []
     if config.reward_heads:

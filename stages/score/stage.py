@@ -45,8 +45,8 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
     """
     import pyarrow as pa
 
-    from paretohqd.stages.score.cache import text_keys
-    from paretohqd.stages.score.scorers import ScoreValueError
+    from paretohqd.stages.kit.scoring.cache import text_keys
+    from paretohqd.stages.kit.scoring.scorers import ScoreValueError
 
     prompts = frame["prompt"].to_list()
     responses = frame["response"].to_list()
@@ -91,7 +91,7 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
 
 def score_cache(config: Any) -> Any:
     """The score cache shared by every run under ``run.root`` (None when ``score.cache`` is off)."""
-    from paretohqd.stages.score.cache import ScoreCache
+    from paretohqd.stages.kit.scoring.cache import ScoreCache
 
     if not config.score.cache:
         return None
@@ -100,8 +100,8 @@ def score_cache(config: Any) -> Any:
 
 def build_scorers(ctx: StageContext) -> list[Any]:
     """Instantiate every objective's scorer (one-line errors for bad kinds, options, models)."""
+    from paretohqd.stages.kit.scoring.scorers import ScorerError, build_scorer
     from paretohqd.stages.score import resolve_model
-    from paretohqd.stages.score.scorers import ScorerError, build_scorer
 
     scorers = []
     for obj in ctx.config.objectives:

