@@ -21,8 +21,8 @@ EVAL_METHODS = Artifact("eval_methods", "eval/methods.parquet")
 
 
 def _inputs(config: Config) -> tuple[str, ...]:
-    from paretohqd.stages.methods import METHODS
-    from paretohqd.stages.models import uses_init
+    from paretohqd.stages.kit.policy.identity import uses_init
+    from paretohqd.stages.kit.training.recipes import ONLINE_METHODS, PAIRWISE_METHODS
 
     names = ["samples", "layers", "shards", "adapters"]
     if config.converts_policy:
@@ -33,16 +33,20 @@ def _inputs(config: Config) -> tuple[str, ...]:
         names += ["adapters_linear", "shards_linear"]
     if config.regenerate is not None:
         names += ["adapters_round2", "shards_round2", "regen_prompts"]
-    if any(getattr(config, m) is not None for m in METHODS):
+    if any(getattr(config, m) is not None for m in PAIRWISE_METHODS):
         names.append("pairs")
-    names += [f"adapters_{m}" for m in (*METHODS, "pama") if getattr(config, m) is not None]
+    names += [
+        f"adapters_{m}"
+        for m in (*PAIRWISE_METHODS, *ONLINE_METHODS)
+        if getattr(config, m) is not None
+    ]
     if uses_init(config):
         names.append("init_model")
     return tuple(names)
 
 
 def _params(config: Config) -> Any:
-    from paretohqd.stages.score import _score_params
+    from paretohqd.stages.kit.scoring.run import score_params
 
     return {
         "evaluate": config.evaluate.model_dump(mode="json") if config.evaluate else None,
@@ -51,7 +55,7 @@ def _params(config: Config) -> Any:
         "objectives": config.pareto_objectives,
         "select": {"grid": config.select.grid, "step": config.select.step},
         "run": {"seed": config.run.seed},
-        **_score_params(config),
+        **score_params(config),
     }
 
 
@@ -60,8 +64,8 @@ def stages(config: Config) -> list[Stage]:
     if config.evaluate is None or config.policy is None or not config.objectives:
         return []
     from paretohqd.stages.evaluate.stage import run_evaluate
-    from paretohqd.stages.models import _policy_external
-    from paretohqd.stages.score import _score_external
+    from paretohqd.stages.kit.policy.identity import policy_external
+    from paretohqd.stages.kit.scoring.run import score_external
 
     return [
         Stage(
@@ -72,7 +76,7 @@ def stages(config: Config) -> list[Stage]:
             section="evaluate",
             version="2",
             params=_params,
-            external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
+            external=lambda c, h: {**policy_external(c, h), **score_external(c, h)},
             sql=("sample_prompts.sql", "heldout_leaks.sql", "layer_bounds.sql"),
             description="held-out generation, metrics, fronts and the comparison report",
         )

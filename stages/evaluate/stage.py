@@ -16,7 +16,7 @@ from typing import Any
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError, StageError
 from paretohqd.stage import StageContext
-from paretohqd.stages.pareto.stage import layer_bounds
+from paretohqd.stages.kit.pareto.bounds import layer_bounds
 
 #: Adapter artifacts and the method name they are reported under, in report order.
 ADAPTER_METHODS = (
@@ -38,7 +38,7 @@ Model = tuple[str, str, Path | None, str]
 def models_to_evaluate(ctx: StageContext) -> list[Model]:
     """The base model, the shared SFT start (when a method uses it) and every adapter present,
     each with the model it starts from (grouped by that model, so each is loaded once)."""
-    from paretohqd.stages.models import policy_model, start_model
+    from paretohqd.stages.kit.policy.identity import policy_model, start_model
 
     base = policy_model(ctx.config)
     out: list[Model] = [("base", "base", None, base)]
@@ -98,9 +98,8 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.kit.policy.generate import make_generator
-    from paretohqd.stages.models.regenerate import generation_settings
-    from paretohqd.stages.score.stage import build_scorers, score_cache, score_part
+    from paretohqd.stages.kit.policy.generate import generation_settings, make_generator
+    from paretohqd.stages.kit.scoring.run import build_scorers, score_cache, score_part
 
     cfg, gen_cfg, policy = ctx.config.evaluate, ctx.config.generation, ctx.config.policy
     assert cfg is not None and policy is not None
@@ -124,7 +123,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
 
     models = models_to_evaluate(ctx)
     settings = generation_settings(ctx.config)
-    scorers = build_scorers(ctx)
+    scorers = build_scorers(ctx.config, ctx.hasher)
     cache = score_cache(ctx.config)
     parts = ctx.parts()
     parts.drop_stale()

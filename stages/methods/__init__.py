@@ -14,9 +14,10 @@ from typing import Any
 
 from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.training.recipes import PAIRWISE_METHODS
 
 PAIRS = Artifact("pairs", "pairs.parquet")
-METHODS = ("modpo", "raco")
+METHODS = PAIRWISE_METHODS
 PAMA = Artifact("adapters_pama", "adapters/pama", kind="dir")
 
 
@@ -40,9 +41,9 @@ def _method_params(name: str) -> Any:
 
 def stages(config: Config) -> list[Stage]:
     """``pairs`` plus one stage per configured pairwise method."""
+    from paretohqd.stages.kit.policy.identity import policy_external, start_inputs
+    from paretohqd.stages.kit.scoring.run import score_external, score_params
     from paretohqd.stages.methods.train import run_method, run_pairs, run_pama
-    from paretohqd.stages.models import _policy_external, _start_inputs
-    from paretohqd.stages.score import _score_external, _score_params
 
     if config.policy is None or not config.objectives:
         return []
@@ -55,7 +56,7 @@ def stages(config: Config) -> list[Stage]:
                 fn=partial(run_pama, output=PAMA.name),
                 inputs=(
                     "shards",
-                    *_start_inputs(config, config.pama.init),
+                    *start_inputs(config, config.pama.init),
                     *(("reward_heads",) if uses_heads else ()),
                 ),
                 outputs=(PAMA,),
@@ -63,10 +64,10 @@ def stages(config: Config) -> list[Stage]:
                 version="2",
                 params=lambda c: {
                     **_method_params("pama")(c),
-                    **_score_params(c),
+                    **score_params(c),
                     "objectives_used": c.pareto_objectives,
                 },
-                external=lambda c, h: {**_policy_external(c, h), **_score_external(c, h)},
+                external=lambda c, h: {**policy_external(c, h), **score_external(c, h)},
                 sql=("shard_prompts.sql",),
                 description="PAMA online PPO adapter per preference (Noon + Theorem 1)",
             )
@@ -96,12 +97,12 @@ def stages(config: Config) -> list[Stage]:
             Stage(
                 name=name,
                 fn=partial(run_method, method=name, output=art.name),
-                inputs=("pairs", "samples", *_start_inputs(config, getattr(config, name).init)),
+                inputs=("pairs", "samples", *start_inputs(config, getattr(config, name).init)),
                 outputs=(art,),
                 section=name,
                 version="2",
                 params=_method_params(name),
-                external=_policy_external,
+                external=policy_external,
                 description=f"{name.upper()} LoRA adapter per preference, on the shared pairs",
             )
         )

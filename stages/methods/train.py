@@ -101,12 +101,12 @@ def _pair_rows(ctx: StageContext, objectives: list[str]) -> Any:
 
 def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, Any]:
     """Train one ``method`` adapter per preference of the select grid."""
+    from paretohqd.stages.kit.policy.identity import start_model
     from paretohqd.stages.kit.preferences import build_grid
     from paretohqd.stages.kit.training.loop import PairRows, train_pairwise
     from paretohqd.stages.kit.training.methods import modpo_method, modpo_objective, raco_method
     from paretohqd.stages.kit.training.recipes import method_shape
-    from paretohqd.stages.models import start_model
-    from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
+    from paretohqd.stages.kit.training.settings import adapter_is_current, sft_settings
 
     cfg = getattr(ctx.config, method)
     policy = ctx.config.policy
@@ -189,17 +189,17 @@ def run_method(ctx: StageContext, *, method: str, output: str) -> Mapping[str, A
 def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     """Train one PAMA adapter per preference, on prompts of the round-one shards."""
 
+    from paretohqd.stages.kit.policy.identity import start_model
     from paretohqd.stages.kit.preferences import build_grid
+    from paretohqd.stages.kit.scoring.run import build_scorers
     from paretohqd.stages.kit.training.pama import train_pama
     from paretohqd.stages.kit.training.recipes import method_shape
-    from paretohqd.stages.models import start_model
-    from paretohqd.stages.models.sft_run import adapter_is_current, sft_settings
-    from paretohqd.stages.score.stage import build_scorers
+    from paretohqd.stages.kit.training.settings import adapter_is_current, sft_settings
 
     cfg, policy = ctx.config.pama, ctx.config.policy
     assert cfg is not None and policy is not None
     objectives = ctx.config.pareto_objectives
-    scorers = [s for s in build_scorers(ctx) if s.name in objectives]
+    scorers = [s for s in build_scorers(ctx.config, ctx.hasher) if s.name in objectives]
     scorers.sort(key=lambda s: objectives.index(s.name))
     con = ctx.duckdb()
     try:

@@ -16,59 +16,21 @@ from typing import Any
 from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.policy.identity import (
+    BASE_MODEL_DIR,
+    INIT_MODEL_DIR,
+    policy_external,
+    policy_inputs,
+    uses_init,
+)
 
-BASE_MODEL = Artifact("base_model", "models/base", kind="dir")
+BASE_MODEL = Artifact("base_model", BASE_MODEL_DIR, kind="dir")
 ADAPTERS = Artifact("adapters", "adapters/round1", kind="dir")
 ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
 ADAPTERS_LINEAR = Artifact("adapters_linear", "adapters/linear", kind="dir")
-INIT_MODEL = Artifact("init_model", "models/sft_init", kind="dir")
+INIT_MODEL = Artifact("init_model", INIT_MODEL_DIR, kind="dir")
 GENERATIONS = Artifact("generations", "generations.parquet")
-#: The method tables that may start from the shared SFT model (``init = "sft"``).
-INIT_METHODS = ("modpo", "raco", "pama")
 REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet")
-
-
-def policy_model(config: Config) -> str:
-    """Where the base policy loads from: the converted model, a local directory, or a hub id."""
-    assert config.policy is not None
-    if config.converts_policy:
-        return str(config.run_dir / BASE_MODEL.path)
-    model = config.policy.model or ""
-    path = config.resolve(model)
-    return str(path) if path.exists() else model
-
-
-def uses_init(config: Config) -> list[str]:
-    """The configured methods that start from the shared SFT model."""
-    return [
-        m
-        for m in INIT_METHODS
-        if getattr(config, m) is not None and getattr(config, m).init == "sft"
-    ]
-
-
-def start_model(config: Config, init: str) -> str:
-    """Where a method's policy starts (and its reference lives): the shared SFT model or base."""
-    if init == "sft":
-        return str(config.run_dir / INIT_MODEL.path)
-    return policy_model(config)
-
-
-def _policy_inputs(config: Config) -> tuple[str, ...]:
-    return ("base_model",) if config.converts_policy else ()
-
-
-def _start_inputs(config: Config, init: str) -> tuple[str, ...]:
-    """The artifacts a method starting from ``init`` reads its policy from."""
-    return (*_policy_inputs(config), *(("init_model",) if init == "sft" else ()))
-
-
-def _policy_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
-    assert config.policy is not None
-    if config.converts_policy or config.policy.model is None:
-        return {}
-    path = config.resolve(config.policy.model)
-    return {"policy.model": hasher.path(path) if path.exists() else f"hub:{config.policy.model}"}
 
 
 def _convert_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
@@ -109,7 +71,7 @@ def sft_stage(
         fn=partial(
             run_sft, shards=shards, selection=selection, output=output.name, init=init, steps=steps
         ),
-        inputs=(shards, selection, *_policy_inputs(config), *((init,) if init else ())),
+        inputs=(shards, selection, *policy_inputs(config), *((init,) if init else ())),
         outputs=(output,),
         section="sft",
         version="1",
@@ -119,7 +81,7 @@ def sft_stage(
             "policy": c.policy.model_dump(mode="json") if c.policy else None,
             "run": {"seed": c.run.seed, "train_threads": c.run.train_threads},
         },
-        external=_policy_external,
+        external=policy_external,
         description=f"round-{round_} LoRA SFT, one adapter per preference shard",
     )
 
@@ -176,7 +138,7 @@ def stages(config: Config) -> list[Stage]:
                 inputs=(
                     "samples",
                     "preferences" if data == "chosen" else "layers",
-                    *_policy_inputs(config),
+                    *policy_inputs(config),
                 ),
                 outputs=(INIT_MODEL,),
                 section="init",
@@ -188,7 +150,7 @@ def stages(config: Config) -> list[Stage]:
                     "pareto": {"splits": c.pareto.splits},
                     "run": {"seed": c.run.seed, "train_threads": c.run.train_threads},
                 },
-                external=_policy_external,
+                external=policy_external,
                 sql=(SQL[data],),
                 description="the shared SFT start of MODPO, RACO and PAMA (merged LoRA SFT)",
             )
@@ -198,7 +160,7 @@ def stages(config: Config) -> list[Stage]:
             Stage(
                 name="regenerate",
                 fn=run_regenerate,
-                inputs=("adapters", "selection", "samples", *_policy_inputs(config)),
+                inputs=("adapters", "selection", "samples", *policy_inputs(config)),
                 outputs=(GENERATIONS, REGEN_PROMPTS),
                 section="regenerate",
                 version="1",

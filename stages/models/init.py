@@ -52,10 +52,10 @@ def init_rows(ctx: StageContext) -> list[tuple[str, str]]:
 def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     """Train the shared SFT adapter, merge it into the base weights, save the model."""
     from paretohqd.atomic import atomic_path, write_text
+    from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer
+    from paretohqd.stages.kit.training.settings import sft_settings
     from paretohqd.stages.kit.training.sft import train_lora
-    from paretohqd.stages.models import policy_model
-    from paretohqd.stages.models.sft_run import sft_settings
 
     cfg = ctx.config.init
     rows = init_rows(ctx)

@@ -33,37 +33,14 @@ def representatives(pref_ids: Sequence[str], weights: Mapping[str, Sequence[floa
     return reps
 
 
-def generation_settings(config: Any) -> Any:
-    """``GenerationSettings`` from ``[generation]``, ``[policy]``, the SFT prompt template and the
-    run seed (regeneration and evaluation sample alike)."""
-    from paretohqd.stages.kit.policy.generate import GenerationSettings
-
-    gen, policy = config.generation, config.policy
-    assert policy is not None
-    return GenerationSettings(
-        max_new_tokens=gen.max_new_tokens,
-        do_sample=gen.do_sample,
-        top_p=gen.top_p,
-        top_k=gen.top_k,
-        temperature=gen.temperature,
-        batch_size=gen.batch_size,
-        long_prompt=gen.long_prompt,
-        max_prompt_tokens=gen.max_prompt_tokens,
-        template=config.sft.template,
-        seed=config.run.seed,
-        device=policy.device,
-        dtype=policy.dtype,
-    )
-
-
 def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     """Generate one response per (representative adapter, prompt) into generations.parquet."""
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.kit.policy.generate import make_generator
+    from paretohqd.stages.kit.policy.generate import generation_settings, make_generator
+    from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.records import normalise, sample_id
-    from paretohqd.stages.models import policy_model
     from paretohqd.stages.models.sft_run import shard_index
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation

@@ -10,49 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from paretohqd.atomic import prune_dirs
 from paretohqd.errors import DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
-
-
-def sft_settings(config: Any, **overrides: Any) -> Any:
-    """``SFTSettings`` from ``[sft]`` and ``[policy]``; methods override steps, batch and lr."""
-    from paretohqd.stages.kit.training.sft import SFTSettings
-
-    cfg, policy = config.sft, config.policy
-    assert policy is not None
-    values = {
-        "steps": cfg.steps,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "weight_decay": cfg.weight_decay,
-        "warmup_steps": cfg.warmup_steps,
-        "lora_r": cfg.lora_r,
-        "lora_alpha": cfg.lora_alpha,
-        "lora_dropout": cfg.lora_dropout,
-        "target_modules": tuple(cfg.target_modules),
-        "max_length": cfg.max_length,
-        "grad_accum": cfg.grad_accum,
-        "template": cfg.template,
-        "seed": config.run.seed,
-        "device": policy.device,
-        "dtype": policy.dtype,
-        "threads": config.run.train_threads,
-    }
-    return SFTSettings(**{**values, **overrides})
-
-
-def adapter_is_current(directory: Path, key: str) -> bool:
-    """Whether ``directory`` holds a complete adapter trained with this ``key``."""
-    try:
-        state = json.loads((directory / "train_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return state.get("key") == key and (directory / "adapter_config.json").exists()
+from paretohqd.stages.kit.training.settings import adapter_is_current, sft_settings
 
 
 def shard_index(ctx: StageContext, selection: str) -> dict[str, dict[str, Any]]:
@@ -87,8 +51,8 @@ def run_sft(
     import polars as pl
 
     from paretohqd.stages.kit.cards import DATA
+    from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.training.sft import train_lora
-    from paretohqd.stages.models import policy_model
 
     settings = sft_settings(ctx.config, steps=steps)
     base = policy_model(ctx.config)

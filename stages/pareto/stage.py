@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -84,16 +84,4 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
         "layers": len(counts),
         "layer_sizes_first10": [int(c) for c in counts[:10]],
         "arrow_type": str(pa.list_(pa.float64())),
-    }
-
-
-def layer_bounds(con: Any, objectives: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per-objective raw min/max over a ``layers`` view: the normalisation of its pool, for the
-    shard cards and the default evaluation bounds."""
-    from paretohqd.catalog import run_sql
-
-    rows = {int(pos): (lo, hi) for pos, lo, hi in run_sql(con, "layer_bounds.sql").fetchall()}
-    return {
-        name: {"min": float(rows[i + 1][0]), "max": float(rows[i + 1][1])}
-        for i, name in enumerate(objectives)
     }

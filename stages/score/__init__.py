@@ -9,58 +9,16 @@ float64 column per objective, written as resumable parts.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from paretohqd.config import Config, ObjectiveConfig
+from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.scoring.run import score_external, score_params
 
 SCORES = Artifact("scores", "scores.parquet")
 REWARD_HEADS = Artifact("reward_heads", "reward_heads", kind="dir")
-
-
-def resolve_model(config: Config, obj: ObjectiveConfig) -> str | None:
-    """The model an objective loads: a run artifact, a local path, or a hub id (as given)."""
-    if obj.model is None:
-        return None
-    if obj.model.startswith("run:"):
-        return str(config.run_dir / obj.model.removeprefix("run:"))
-    path = config.resolve(obj.model)
-    return str(path) if path.exists() else obj.model
-
-
-def _plugin_identity(kind: str, hasher: FileHasher) -> str | None:
-    """Content hash of a ``module:callable`` plug-in's source file, so editing it rescores."""
-    if ":" not in kind:
-        return None
-    spec = importlib.util.find_spec(kind.split(":", 1)[0])
-    if spec is None or spec.origin is None or not Path(spec.origin).exists():
-        return f"plugin:{kind}"
-    return hasher.file(Path(spec.origin))
-
-
-def _score_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
-    out: dict[str, Any] = {}
-    for obj in config.objectives:
-        if obj.model and not obj.model.startswith("run:"):
-            path = config.resolve(obj.model)
-            out[f"objectives.{obj.name}.model"] = (
-                hasher.path(path) if path.exists() else f"hub:{obj.model}"
-            )
-        plugin = _plugin_identity(obj.scorer, hasher)
-        if plugin:
-            out[f"objectives.{obj.name}.scorer"] = plugin
-    return out
-
-
-def _score_params(config: Config) -> Any:
-    return {
-        "objectives": [o.model_dump(mode="json") for o in config.objectives],
-        "score": config.score.model_dump(mode="json", exclude={"cache"}),
-    }
 
 
 def _heads_params(config: Config) -> Any:
@@ -95,15 +53,15 @@ def score_stage(name: str, *, samples: str, output: Artifact, config: Config) ->
         outputs=(output,),
         section="score",
         version="1",
-        params=_score_params,
-        external=_score_external,
+        params=score_params,
+        external=score_external,
         description="every objective's scorer over every sample",
     )
 
 
 def stages(config: Config) -> list[Stage]:
     """``reward_heads`` (when configured) and ``score`` (when objectives are configured)."""
-    from paretohqd.stages.kit.scoring.heads import run_reward_heads
+    from paretohqd.stages.score.heads import run_reward_heads
 
     out: list[Stage] = []
     if config.reward_heads:

@@ -37,8 +37,8 @@ from paretohqd.stages.kit.cards import (
     write_card,
     write_shard_data,
 )
+from paretohqd.stages.kit.pareto.bounds import layer_bounds
 from paretohqd.stages.kit.preferences import Preference, adjacent_pairs, build_grid
-from paretohqd.stages.pareto.stage import layer_bounds
 from paretohqd.stages.select import SQL_FILES
 from paretohqd.stages.select.overlap import overlap_summary, shard_overlap
 

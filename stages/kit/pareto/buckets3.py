@@ -27,10 +27,10 @@ import numpy as np
 from numba import njit
 
 from paretohqd.stages.kit.pareto.sweep3 import (
-    _REFRESH,
-    _build_tree,
-    _grow,
-    _layer_tree,
+    REFRESH,
+    build_tree,
+    grow,
+    layer_tree,
     same_as_previous,
 )
 
@@ -77,7 +77,7 @@ def layers_3d_bucketed(  # pragma: no cover - compiled
     arena_b = np.empty(max(64, n), dtype=np.float64)
     used = 0
     count = 0
-    rows_in, tmid, tleft, tright = _layer_tree(max_layers + 1)
+    rows_in, tmid, tleft, tright = layer_tree(max_layers + 1)
     tree_root = -1
     next_refresh = 0
     for i in range(n):
@@ -86,9 +86,9 @@ def layers_3d_bucketed(  # pragma: no cover - compiled
             out[i] = out[i - 1]  # an equal row shares the layer
             continue
         if i >= next_refresh:
-            _build_tree(rows_in, count, tmid, tleft, tright)
+            build_tree(rows_in, count, tmid, tleft, tright)
             tree_root = 0 if count > 0 else -1
-            next_refresh = i + _REFRESH
+            next_refresh = i + REFRESH
         c = min(int((a - lo2) * scale), k_b - 1)  # monotone in a, so buckets keep f2 order
         lo, hi = 0, count
         node = tree_root
@@ -124,8 +124,8 @@ def layers_3d_bucketed(  # pragma: no cover - compiled
         if new_size > bcap[lay, c]:
             new_cap = max(_BUCKET_CAP, 2 * bcap[lay, c])
             if used + new_cap > arena_a.shape[0]:
-                arena_a = _grow(arena_a, used + new_cap)
-                arena_b = _grow(arena_b, used + new_cap)
+                arena_a = grow(arena_a, used + new_cap)
+                arena_b = grow(arena_b, used + new_cap)
             arena_a[used : used + sz] = arena_a[s0 : s0 + sz]
             arena_b[used : used + sz] = arena_b[s0 : s0 + sz]
             s0 = used

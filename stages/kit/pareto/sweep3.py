@@ -6,7 +6,7 @@ the staircase of its (f2, f3) values -- the 2-D Pareto front, f2 ascending and f
 so the query is one search (9-ary on large staircases, see _first_ge): the first point with
 f2 >= a dominates the row iff its f3 >= b. A row's layer is the first layer that does not
 dominate it (layers are nested), found by a search over the layers whose splits are weighted
-by the rows each layer has taken (see _build_tree); the insert reuses that search's last probe.
+by the rows each layer has taken (see build_tree); the insert reuses that search's last probe.
 
 Inserting a point removes the points it covers and puts it in their place. A plain sorted array
 makes that a shift of half the staircase on average, which dominated the run time when layers
@@ -27,7 +27,7 @@ from numba import njit
 _REACH = 16  # how far an insertion looks for a gap before re-spreading the layer
 _FIRST_CAP = 8
 _KARY_MIN = 256  # measured: below this many slots the binary search is faster
-_REFRESH = 1024  # rows between rebuilds of the weighted layer search tree
+REFRESH = 1024  # rows between rebuilds of the weighted layer search tree
 
 
 @njit(cache=True)
@@ -41,8 +41,8 @@ def layers_3d(ys: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - co
     cap = np.empty(n + 1, dtype=np.int64)
     size = np.zeros(n + 1, dtype=np.int64)
     count = 0
-    # Search tree over the layers, weighted by how many rows each has taken (see _build_tree).
-    rows_in, tmid, tleft, tright = _layer_tree(n + 1)
+    # Search tree over the layers, weighted by how many rows each has taken (see build_tree).
+    rows_in, tmid, tleft, tright = layer_tree(n + 1)
     tree_root = -1
     next_refresh = 0
     for i in range(n):
@@ -51,9 +51,9 @@ def layers_3d(ys: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - co
             out[i] = out[i - 1]  # an equal row shares the layer
             continue
         if i >= next_refresh:
-            _build_tree(rows_in, count, tmid, tleft, tright)
+            build_tree(rows_in, count, tmid, tleft, tright)
             tree_root = 0 if count > 0 else -1
-            next_refresh = i + _REFRESH
+            next_refresh = i + REFRESH
         lo, hi = 0, count
         node = tree_root
         j_hi = 0  # first f2 >= a in layer hi, from the probe that set hi
@@ -74,8 +74,8 @@ def layers_3d(ys: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - co
         if lay == count:
             count += 1
             if used + _FIRST_CAP > arena_a.shape[0]:
-                arena_a = _grow(arena_a, used + _FIRST_CAP)
-                arena_b = _grow(arena_b, used + _FIRST_CAP)
+                arena_a = grow(arena_a, used + _FIRST_CAP)
+                arena_b = grow(arena_b, used + _FIRST_CAP)
             start[lay], cap[lay], size[lay] = used, _FIRST_CAP, 0
             used += _FIRST_CAP
         # The layer's last probe already found the first slot with f2 >= a: step over a slot
@@ -112,8 +112,8 @@ def layers_3d(ys: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - co
             if need > cap[lay]:
                 new_cap = max(2 * cap[lay], need)
                 if used + new_cap > arena_a.shape[0]:
-                    arena_a = _grow(arena_a, used + new_cap)
-                    arena_b = _grow(arena_b, used + new_cap)
+                    arena_a = grow(arena_a, used + new_cap)
+                    arena_b = grow(arena_b, used + new_cap)
                 dst = used
                 start[lay], cap[lay] = used, new_cap
                 used += new_cap
@@ -133,10 +133,10 @@ def same_as_previous(ys: np.ndarray, i: int) -> bool:  # pragma: no cover - comp
 
 
 @njit(cache=True)
-def _layer_tree(  # pragma: no cover - compiled
+def layer_tree(  # pragma: no cover - compiled
     size: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows per layer and the arrays of _build_tree's search tree, for up to ``size`` layers."""
+    """Rows per layer and the arrays of build_tree's search tree, for up to ``size`` layers."""
     rows_in = np.zeros(size, dtype=np.int64)
     tmid = np.empty(size, dtype=np.int64)
     tleft = np.empty(size, dtype=np.int64)
@@ -145,7 +145,7 @@ def _layer_tree(  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _build_tree(  # pragma: no cover - compiled
+def build_tree(  # pragma: no cover - compiled
     rows_in: np.ndarray, count: int, tmid: np.ndarray, tleft: np.ndarray, tright: np.ndarray
 ) -> None:
     """Layer search tree that splits each range at its weighted median (node 0 is the root).
@@ -314,7 +314,7 @@ def _spread(  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _grow(arr: np.ndarray, need: int) -> np.ndarray:  # pragma: no cover - compiled
+def grow(arr: np.ndarray, need: int) -> np.ndarray:  # pragma: no cover - compiled
     new = np.empty(max(need, 2 * arr.shape[0]), dtype=arr.dtype)
     new[: arr.shape[0]] = arr
     return new

@@ -361,3 +361,24 @@ def generate_transformers(
 ) -> GenerationResult:
     """One-shot convenience: load the base model, generate, done."""
     return TransformersGenerator(base_model, settings).generate(prompts, adapter=adapter)
+
+
+def generation_settings(config: Any) -> Any:
+    """``GenerationSettings`` from ``[generation]``, ``[policy]``, the SFT prompt template and the
+    run seed (regeneration and evaluation sample alike)."""
+    gen, policy = config.generation, config.policy
+    assert policy is not None
+    return GenerationSettings(
+        max_new_tokens=gen.max_new_tokens,
+        do_sample=gen.do_sample,
+        top_p=gen.top_p,
+        top_k=gen.top_k,
+        temperature=gen.temperature,
+        batch_size=gen.batch_size,
+        long_prompt=gen.long_prompt,
+        max_prompt_tokens=gen.max_prompt_tokens,
+        template=config.sft.template,
+        seed=config.run.seed,
+        device=policy.device,
+        dtype=policy.dtype,
+    )

@@ -108,8 +108,8 @@ def _train_pairwise(
 
     from paretohqd.stages.kit.policy.loading import render_prompt
     from paretohqd.stages.kit.training.sft import (
-        _base_checksum,
-        _batch,
+        base_checksum,
+        collate,
         lora_policy,
     )
     from paretohqd.stages.kit.training.solvers import raco_direction
@@ -129,7 +129,7 @@ def _train_pairwise(
     signs_all = torch.tensor(rows.signs, dtype=torch.float32)
     margins_all = torch.tensor(rows.margins, dtype=torch.float32)
     w = np.asarray(method.weights, dtype=np.float64)
-    base_before = _base_checksum(model)
+    base_before = base_checksum(model)
     order: list[int] = []
     log: list[dict[str, Any]] = []
     tokens = 0
@@ -144,8 +144,8 @@ def _train_pairwise(
             if len(order) < settings.batch_size:
                 order += torch.randperm(len(rows), generator=gen).tolist()
             take, order = order[: settings.batch_size], order[settings.batch_size :]
-            ba = _batch([enc_a[i] for i in take], tok.pad_token_id, device)
-            bb = _batch([enc_b[i] for i in take], tok.pad_token_id, device)
+            ba = collate([enc_a[i] for i in take], tok.pad_token_id, device)
+            bb = collate([enc_b[i] for i in take], tok.pad_token_id, device)
             tokens += int(ba["attention_mask"].sum() + bb["attention_mask"].sum())
             pol_a, pol_b = _logps(model, ba), _logps(model, bb)
             with torch.no_grad(), model.disable_adapter():
@@ -211,7 +211,7 @@ def _train_pairwise(
         entry.update({f"loss_{i}": round(float(x), 6) for i, x in enumerate(per_obj)})
         entry.update(extra)
         log.append(entry)
-    if _base_checksum(model) != base_before:
+    if base_checksum(model) != base_before:
         raise RuntimeError(f"{method.name}: base weights changed; only the adapter may train")
     metrics = {
         "pairs": len(rows),

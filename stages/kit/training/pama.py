@@ -97,7 +97,7 @@ def train_pama(
     from safetensors.torch import save_file
 
     from paretohqd.stages.kit.policy.loading import bos_prefix, render_prompt
-    from paretohqd.stages.kit.training.sft import _base_checksum, lora_policy, save_adapter
+    from paretohqd.stages.kit.training.sft import base_checksum, lora_policy, save_adapter
     from paretohqd.stages.kit.training.solvers import pama_combined_advantage, pama_stream_scales
 
     active, _ = pama_stream_scales(weights)
@@ -112,7 +112,7 @@ def train_pama(
     torch.nn.init.zeros_(heads.bias)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
     vopt = torch.optim.AdamW(heads.parameters(), lr=cfg.value_lr)
-    base_before = _base_checksum(model)
+    base_before = base_checksum(model)
     limit = max(8, settings.max_length - cfg.max_new_tokens)
     rollout_dir = out_dir.parent / f".rollout-{out_dir.name}"
     log: list[dict[str, Any]] = []
@@ -247,7 +247,7 @@ def train_pama(
             }
         )
     shutil.rmtree(rollout_dir, ignore_errors=True)
-    if _base_checksum(model) != base_before:
+    if base_checksum(model) != base_before:
         raise RuntimeError("pama: base weights changed; only the adapter may train")
     metrics = {
         "steps": cfg.steps * cfg.ppo_epochs,

@@ -18,6 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: The pairwise methods (trained on ``pairs.parquet``) and the online one, by config table.
+PAIRWISE_METHODS = ("modpo", "raco")
+ONLINE_METHODS = ("pama",)
+
 #: LoRA learning rate ≈ this × the full fine-tuning rate (LoRA Without Regret), at alpha/r = 1.
 FULL_FT_TO_LORA = 10.0
 

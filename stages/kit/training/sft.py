@@ -85,7 +85,7 @@ def encode_rows(tok: Any, rows: Sequence[tuple[str, str]], max_length: int) -> l
     return out
 
 
-def _batch(rows: Sequence[Encoded], pad_id: int, device: str) -> dict[str, Any]:
+def collate(rows: Sequence[Encoded], pad_id: int, device: str) -> dict[str, Any]:
     import torch
 
     width = max(len(r.ids) for r in rows)
@@ -198,7 +198,7 @@ def _train_lora(
 
     rows = [(render_prompt(tok, p, settings.template), c) for p, c in rows]
     encoded = encode_rows(tok, rows, settings.max_length)
-    base_before = _base_checksum(model)
+    base_before = base_checksum(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -217,7 +217,7 @@ def _train_lora(
             if len(order) < settings.batch_size:
                 order += torch.randperm(len(encoded), generator=gen).tolist()
             take, order = order[: settings.batch_size], order[settings.batch_size :]
-            batch = _batch([encoded[i] for i in take], tok.pad_token_id, device)
+            batch = collate([encoded[i] for i in take], tok.pad_token_id, device)
             tokens += int(batch["attention_mask"].sum())
             loss = completion_nll(model, batch) / settings.grad_accum
             loss.backward()
@@ -241,7 +241,7 @@ def _train_lora(
         "seconds": round(seconds, 3),
         "device": device,
     }
-    if _base_checksum(model) != base_before:
+    if base_checksum(model) != base_before:
         raise RuntimeError("sft: base model weights changed; only the adapter may train")
     state = {
         "settings": asdict(settings),
@@ -275,7 +275,7 @@ def save_adapter(
         write_text(tmp / "README.md", card)
 
 
-def _base_checksum(model: Any) -> float:
+def base_checksum(model: Any) -> float:
     """A cheap fingerprint of the frozen (non-LoRA) weights, checked before and after."""
     import torch
 

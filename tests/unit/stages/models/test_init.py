@@ -12,7 +12,7 @@ import pytest
 
 from paretohqd.config import config_from_dict
 from paretohqd.errors import DataError
-from paretohqd.stages.models import start_model, uses_init
+from paretohqd.stages.kit.policy.identity import start_model, uses_init
 from paretohqd.stages.models.init import init_rows
 
 

@@ -1,0 +1,163 @@
+"""Running the objectives: build the scorers of a config, score one part, the score cache, and
+the identities (parameters, model hashes) that every scoring stage fingerprints.
+
+:func:`score_part` is a pure function of (part, scorers, cache) -> table: the unit an executor
+distributes. The score stage, PAMA's online rewards and the evaluation all score through it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paretohqd.config import Config, ObjectiveConfig
+from paretohqd.errors import DataError, ModelError
+from paretohqd.hashing import FileHasher
+
+
+def resolve_model(config: Config, obj: ObjectiveConfig) -> str | None:
+    """The model an objective loads: a run artifact, a local path, or a hub id (as given)."""
+    if obj.model is None:
+        return None
+    if obj.model.startswith("run:"):
+        return str(config.run_dir / obj.model.removeprefix("run:"))
+    path = config.resolve(obj.model)
+    return str(path) if path.exists() else obj.model
+
+
+def _plugin_identity(kind: str, hasher: FileHasher) -> str | None:
+    """Content hash of a ``module:callable`` plug-in's source file, so editing it rescores."""
+    if ":" not in kind:
+        return None
+    spec = importlib.util.find_spec(kind.split(":", 1)[0])
+    if spec is None or spec.origin is None or not Path(spec.origin).exists():
+        return f"plugin:{kind}"
+    return hasher.file(Path(spec.origin))
+
+
+def score_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+    """Identities of the models and plug-ins the objectives load (content hash or hub id)."""
+    out: dict[str, Any] = {}
+    for obj in config.objectives:
+        if obj.model and not obj.model.startswith("run:"):
+            path = config.resolve(obj.model)
+            out[f"objectives.{obj.name}.model"] = (
+                hasher.path(path) if path.exists() else f"hub:{obj.model}"
+            )
+        plugin = _plugin_identity(obj.scorer, hasher)
+        if plugin:
+            out[f"objectives.{obj.name}.scorer"] = plugin
+    return out
+
+
+def score_params(config: Config) -> Any:
+    """The scoring parameters every stage that scores enters into its fingerprint."""
+    return {
+        "objectives": [o.model_dump(mode="json") for o in config.objectives],
+        "score": config.score.model_dump(mode="json", exclude={"cache"}),
+    }
+
+
+STATS_KEY = b"paretohqd.score.stats"
+
+
+def _extras(frame: Any) -> dict[str, np.ndarray]:
+    """Numeric columns the ingest readers carried through (for ``column`` scorers)."""
+    import polars as pl
+
+    return {
+        name: frame[name].cast(pl.Float64).to_numpy()
+        for name, dtype in frame.schema.items()
+        if dtype.is_numeric()
+    }
+
+
+def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> Any:
+    """Score one part: a table of sample_id + one float64 column per objective.
+
+    ``frame`` has sample_id, prompt, response and any extra numeric columns. Scores found in
+    ``cache`` (keyed by text hash and scorer identity) are not recomputed. Returns an Arrow
+    table whose schema metadata carries the part's counters.
+    """
+    import pyarrow as pa
+
+    from paretohqd.stages.kit.scoring.cache import text_keys
+    from paretohqd.stages.kit.scoring.scorers import ScoreValueError
+
+    prompts = frame["prompt"].to_list()
+    responses = frame["response"].to_list()
+    ids = frame["sample_id"].to_list()
+    extras = _extras(frame)
+    keys = text_keys(prompts, responses) if cache is not None else None
+    columns: dict[str, Any] = {"sample_id": pa.array(ids, pa.string())}
+    stats: dict[str, dict[str, int]] = {}
+    for scorer in scorers:
+        counts: Counter[str] = Counter()
+        values = np.full(len(ids), np.nan)
+        todo = np.ones(len(ids), dtype=bool)
+        if cache is not None and keys is not None:
+            hit, missing = cache.lookup(scorer, keys)
+            values[~missing] = hit[~missing]
+            todo = missing
+            counts["cache_hits"] += int((~missing).sum())
+        idx = np.flatnonzero(todo)
+        if idx.size:
+            try:
+                out = scorer.score(
+                    [prompts[i] for i in idx],
+                    [responses[i] for i in idx],
+                    {k: v[idx] for k, v in extras.items()},
+                )
+            except ScoreValueError as exc:
+                sid = ids[int(idx[exc.row])]
+                raise DataError(
+                    f"score: objective {scorer.name!r} gave {exc.value} for sample {sid} "
+                    f"(`paretohqd sql \"select * from samples where sample_id = '{sid}'\"`); "
+                    "fix the scorer or drop that sample"
+                ) from None
+            values[idx] = out
+            counts.update(scorer.last_stats)
+            if cache is not None and keys is not None:
+                cache.store(scorer, [keys[i] for i in idx], values[idx])
+        columns[scorer.name] = pa.array(values, pa.float64())
+        stats[scorer.name] = dict(counts)
+    table = pa.table(columns)
+    return table.replace_schema_metadata({STATS_KEY: json.dumps(stats).encode()})
+
+
+def score_cache(config: Any) -> Any:
+    """The score cache shared by every run under ``run.root`` (None when ``score.cache`` is off)."""
+    from paretohqd.stages.kit.scoring.cache import ScoreCache
+
+    if not config.score.cache:
+        return None
+    return ScoreCache(config.resolve(config.run.root) / ".cache" / "scores")
+
+
+def build_scorers(config: Any, hasher: Any) -> list[Any]:
+    """Instantiate every objective's scorer (one-line errors for bad kinds, options, models)."""
+    from paretohqd.stages.kit.scoring.scorers import ScorerError, build_scorer
+
+    scorers = []
+    for obj in config.objectives:
+        try:
+            scorers.append(
+                build_scorer(
+                    obj.scorer,
+                    name=obj.name,
+                    model=resolve_model(config, obj),
+                    options=obj.options,
+                    base_dir=config.base_dir,
+                    empty_response=config.score.empty_response,
+                    hasher=hasher,
+                )
+            )
+        except ScorerError as exc:
+            raise ModelError(f"{config.source}: {exc}") from None
+    return scorers
