@@ -19,9 +19,15 @@ STAGE_MODULES: tuple[str, ...] = (
     "paretohqd.stages.score",
     "paretohqd.stages.pareto",
     "paretohqd.stages.select",
-    "paretohqd.stages.models",
+    "paretohqd.stages.base_model",
+    "paretohqd.stages.sft",
+    "paretohqd.stages.sft_init",
+    "paretohqd.stages.regenerate",
     "paretohqd.stages.round2",
-    "paretohqd.stages.methods",
+    "paretohqd.stages.pama",
+    "paretohqd.stages.pairs",
+    "paretohqd.stages.modpo",
+    "paretohqd.stages.raco",
     "paretohqd.stages.evaluate",
 )
 

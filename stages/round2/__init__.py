@@ -16,6 +16,7 @@ SHARDS_ROUND2 = Artifact(
     "shards_round2", "shards/round2", kind="dir", view="shards/round2/*/data.parquet"
 )
 SHARD_OVERLAP_ROUND2 = Artifact("shard_overlap_round2", "round2/shard_overlap.parquet")
+ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
 
 
 def round2_k(config: Config) -> int:
@@ -28,10 +29,10 @@ def stages(config: Config) -> list[Stage]:
     """Round two's stages, when ``[regenerate]`` is configured."""
     if config.regenerate is None or config.policy is None or not config.objectives:
         return []
-    from paretohqd.stages.models import ADAPTERS_ROUND2, sft_stage
     from paretohqd.stages.pareto import LAYERS_ROUND2, pareto_stage
     from paretohqd.stages.score import score_stage
     from paretohqd.stages.select import select_stage
+    from paretohqd.stages.sft import sft_stage
 
     return [
         score_stage("score_round2", samples="generations", output=SCORES_ROUND2, config=config),

@@ -16,26 +16,8 @@ from paretohqd.atomic import prune_dirs
 from paretohqd.errors import DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
+from paretohqd.stages.kit.selection import shard_index
 from paretohqd.stages.kit.training.settings import adapter_is_current, sft_settings
-
-
-def shard_index(ctx: StageContext, selection: str) -> dict[str, dict[str, Any]]:
-    """Per preference of a selection: weights, selection_hash and rows (``shard_index.sql``).
-
-    Selections record the hash that identifies each shard's rows; SFT keys its adapters on it,
-    reading the declared selection table rather than the shards' human-facing cards.
-    """
-    from paretohqd.catalog import run_sql
-
-    con = ctx.duckdb({"selection": selection})
-    try:
-        rows = run_sql(con, "shard_index.sql").fetchall()
-    finally:
-        con.close()
-    return {
-        pref: {"weights": list(weights), "selection_hash": h, "rows": n}
-        for pref, weights, h, n in rows
-    }
 
 
 def run_sft(

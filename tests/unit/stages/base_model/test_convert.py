@@ -8,7 +8,7 @@ import pytest
 
 from paretohqd.config import config_from_dict
 from paretohqd.errors import ModelError
-from paretohqd.stages.models.policy import gguf_directory, package_directory
+from paretohqd.stages.base_model.convert import gguf_directory, package_directory
 
 
 def _config(tmp_path: Path, path: str) -> object:

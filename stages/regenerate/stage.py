@@ -41,7 +41,7 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     from paretohqd.stages.kit.policy.generate import generation_settings, make_generator
     from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.records import normalise, sample_id
-    from paretohqd.stages.models.sft_run import shard_index
+    from paretohqd.stages.kit.selection import shard_index
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
     policy = ctx.config.policy

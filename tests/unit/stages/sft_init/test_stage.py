@@ -13,7 +13,7 @@ import pytest
 from paretohqd.config import config_from_dict
 from paretohqd.errors import DataError
 from paretohqd.stages.kit.policy.identity import start_model, uses_init
-from paretohqd.stages.models.init import init_rows
+from paretohqd.stages.sft_init.stage import init_rows
 
 
 def _config(tmp_path: Path, **extra: Any) -> Any:

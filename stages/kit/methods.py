@@ -1,0 +1,69 @@
+"""Declaring a method's training stage: the parameters every method stage fingerprints.
+
+A method package (``stages/modpo``, ``stages/raco``, ``stages/pama``) declares its stage with
+these, so the fingerprint of every method covers the same things: its own table, the SFT
+settings it inherits, the preference grid, the policy, the seed and the resolved LoRA shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from paretohqd.config import Config
+from paretohqd.stage import Artifact, Stage
+
+
+def method_params(name: str, *, threads: bool = True) -> Callable[[Config], Any]:
+    """The fingerprint parameters of method ``name`` (its config table is ``config.<name>``).
+
+    ``threads``: whether ``run.train_threads`` applies (PAMA generates inside its loop and
+    trains with the run's threads, so it does not).
+    """
+
+    def params(config: Config) -> Any:
+        from paretohqd.stages.kit.training.recipes import method_shape
+
+        cfg = getattr(config, name)
+        return {
+            name: cfg.model_dump(mode="json") if cfg else None,
+            "sft": config.sft.model_dump(mode="json"),
+            "select": {"grid": config.select.grid, "step": config.select.step},
+            "policy": config.policy.model_dump(mode="json") if config.policy else None,
+            "run": {"seed": config.run.seed}
+            | ({"train_threads": config.run.train_threads} if threads else {}),
+            "resolved": method_shape(config, name) if cfg else None,
+        }
+
+    return params
+
+
+def pairwise_stage(name: str, config: Config) -> list[Stage]:
+    """The stage of pairwise method ``name`` (its table ``config.<name>``; none when unset).
+
+    Every pairwise method trains one adapter per preference of the select grid on ``pairs``,
+    from the start its table names; what differs between them is the objective.
+    """
+    from functools import partial
+
+    from paretohqd.stages.kit.policy.identity import policy_external, start_inputs
+
+    cfg = getattr(config, name)
+    if config.policy is None or not config.objectives or cfg is None:
+        return []
+    from paretohqd.stages.kit.training.pairwise import run_pairwise_method
+
+    output = Artifact(f"adapters_{name}", f"adapters/{name}", kind="dir")
+    return [
+        Stage(
+            name=name,
+            fn=partial(run_pairwise_method, method=name, output=output.name),
+            inputs=("pairs", "samples", *start_inputs(config, cfg.init)),
+            outputs=(output,),
+            section=name,
+            version="2",
+            params=method_params(name),
+            external=policy_external,
+            description=f"{name.upper()} LoRA adapter per preference, on the shared pairs",
+        )
+    ]

@@ -1,0 +1,16 @@
+"""The ``modpo`` stage: one MODPO LoRA adapter per preference of the select grid, on ``pairs``.
+
+It exists when the config has a ``[modpo]`` table; it starts from the shared SFT model
+(``sft_init``) unless the table says ``init = "base"``.
+"""
+
+from __future__ import annotations
+
+from paretohqd.config import Config
+from paretohqd.stage import Stage
+from paretohqd.stages.kit.methods import pairwise_stage
+
+
+def stages(config: Config) -> list[Stage]:
+    """``modpo`` when ``[modpo]`` is configured."""
+    return pairwise_stage("modpo", config)

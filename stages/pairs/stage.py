@@ -1,0 +1,71 @@
+"""The pairs stage function: preference pairs with per-objective margins and signs.
+
+``run_pairs`` writes ``pairs.parquet`` from ``sql/pairs.sql``: for every prompt with two
+scored train responses, the margin of each objective (a minus b), normalised, and its sign
+(0 within ``pairs.tie_epsilon``). MODPO and RACO train on this one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from paretohqd.catalog import query_arrow
+from paretohqd.errors import DataError
+from paretohqd.stage import StageContext
+
+
+def run_pairs(ctx: StageContext) -> Mapping[str, Any]:
+    """Write the pairs table with per-objective margins and signs."""
+    import polars as pl
+
+    from paretohqd.atomic import write_parquet
+
+    objectives = ctx.config.pareto_objectives
+    cfg = ctx.config.pairs
+    con = ctx.duckdb()
+    try:
+        table = query_arrow(con, "pairs.sql", {"scope": cfg.scope})
+    finally:
+        con.close()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.height == 0:
+        raise DataError(
+            f"pairs: no prompt has two scored train responses (scope {cfg.scope!r}); "
+            "use pairs.scope = 'all' or ingest paired data"
+        )
+    cols = []
+    for i, name in enumerate(objectives):
+        margin = pl.col("norm_margin").list.get(i)
+        cols += [
+            pl.col("margin").list.get(i).alias(f"margin_{name}"),
+            margin.alias(f"norm_margin_{name}"),
+            pl.when(margin > cfg.tie_epsilon)
+            .then(1)
+            .when(margin < -cfg.tie_epsilon)
+            .then(-1)
+            .otherwise(0)
+            .cast(pl.Int8)
+            .alias(f"sign_{name}"),
+        ]
+    frame = frame.with_columns(cols)
+    write_parquet(ctx.path("pairs"), frame)
+    signs = {n: frame[f"sign_{n}"].value_counts().sort(f"sign_{n}").rows() for n in objectives}
+    agree = None
+    human = frame.filter(pl.col("human") != 0)
+    if human.height and objectives:
+        agree = {
+            n: float(np.mean(human[f"sign_{n}"].to_numpy() == human["human"].to_numpy()))
+            for n in objectives
+        }
+    return {
+        "pairs": frame.height,
+        "prompts": frame["prompt_id"].n_unique(),
+        "human_labelled": human.height,
+        "signs": {n: {int(k): int(v) for k, v in rows} for n, rows in signs.items()},
+        "agreement_with_human": agree,
+        "scope": cfg.scope,
+    }

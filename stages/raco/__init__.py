@@ -1,0 +1,16 @@
+"""The ``raco`` stage: one RACO LoRA adapter per preference of the select grid, on ``pairs``.
+
+It exists when the config has a ``[raco]`` table; it starts from the shared SFT model
+(``sft_init``) unless the table says ``init = "base"``.
+"""
+
+from __future__ import annotations
+
+from paretohqd.config import Config
+from paretohqd.stage import Stage
+from paretohqd.stages.kit.methods import pairwise_stage
+
+
+def stages(config: Config) -> list[Stage]:
+    """``raco`` when ``[raco]`` is configured."""
+    return pairwise_stage("raco", config)
