@@ -297,6 +297,7 @@ class Runner:
             fingerprint=fp,
             artifacts=self.artifacts,
             hasher=self.hasher,
+            external=comps.get("external", {}),
         )
         wall0, cpu0 = time.perf_counter(), time.process_time()
         children0 = os.times()

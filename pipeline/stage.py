@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
     from paretohqd.config import Config
+    from paretohqd.executor import Item, ItemsRun, ItemWorker, PartsRun, PartWorker
     from paretohqd.hashing import FileHasher
     from paretohqd.parts import PartStore
 
@@ -106,6 +108,8 @@ class StageContext:
     artifacts: Mapping[str, Artifact]
     hasher: FileHasher
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The stage's external identities as fingerprinted (model and data content hashes).
+    external: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def params(self) -> Any:
@@ -124,6 +128,35 @@ class StageContext:
         from paretohqd.parts import PartStore
 
         return PartStore(self.run_dir / ".parts" / self.stage.name / name, self.fingerprint)
+
+    def map_parts(
+        self,
+        worker: PartWorker,
+        spec: Any,
+        n_parts: int,
+        *,
+        store: PartStore | None = None,
+        sizes: list[int] | None = None,
+        unit: str = "part",
+    ) -> PartsRun:
+        """Run ``worker(spec, i)`` for each part not yet written (:mod:`paretohqd.executor`)."""
+        from paretohqd.executor import executor_for
+
+        return executor_for(self).map_parts(
+            self, worker, spec, n_parts, store=store, sizes=sizes, unit=unit
+        )
+
+    def map_items(
+        self, worker: ItemWorker, spec: Any, items: list[Item], root: Path, *, unit: str = "item"
+    ) -> ItemsRun:
+        """Make every item whose key changed under ``root`` (see :mod:`paretohqd.executor`)."""
+        from paretohqd.executor import executor_for
+
+        return executor_for(self).map_items(self, worker, spec, items, root, unit=unit)
+
+    def read_parts(self, store: PartStore | None = None) -> list[pa.Table]:
+        """The part tables written so far, in order."""
+        return list((store or self.parts()).iter_tables())
 
     def duckdb(self, roles: Mapping[str, str] | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with this stage's inputs as views.

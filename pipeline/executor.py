@@ -1,0 +1,259 @@
+"""The executor seam: how a stage's independent units of work run.
+
+Stages have two shapes of independent work, and each goes through one function here:
+
+- **parts** (:meth:`Executor.map_parts`): numbered chunks of a table-producing loop (score,
+  regenerate, evaluate). Part ``i`` is ``worker(spec, i)``, a table, written atomically into the
+  stage's :class:`~paretohqd.parts.PartStore` (keyed by the stage fingerprint), so a rerun after
+  a kill does only the parts that are missing, and parts made under other parameters are never
+  reused.
+- **items** (:meth:`Executor.map_items`): named products in their own directories, one per
+  preference (adapters). The engine computes each item's key once — the stage's name, version
+  and external identities (the policy's content hash, for example) plus what the stage says
+  defines the item — and keeps an item whose directory exists under the same key. Keys live in
+  ``<root>/.items.json``, the engine's record, so the products themselves stay standard
+  (a peft adapter directory and nothing else).
+
+A worker is a plain module-level function of ``(spec, index)`` or ``(spec, item, key, target)``
+with a picklable ``spec``: what the :class:`LocalExecutor` calls in this process is what a
+distributed executor (Ray, #15) ships to its workers. Expensive state (a loaded model) is kept
+per process by :func:`worker_state`, so a worker loads its model once however many parts it
+runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from paretohqd.atomic import prune_dirs, write_text
+from paretohqd.hashing import sha256_json
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+    from paretohqd.parts import PartStore
+    from paretohqd.stage import StageContext
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+#: A part worker: ``worker(spec, index) -> table``.
+PartWorker = Callable[[Any, int], "pl.DataFrame | pa.Table"]
+#: An item worker: ``worker(spec, item, key, target) -> metrics`` writes ``target`` atomically.
+ItemWorker = Callable[[Any, "Item", str, Path], Mapping[str, Any]]
+
+ITEMS_FILE = ".items.json"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One named product of a stage: its directory name and what defines it.
+
+    ``key`` holds what the stage knows defines the product (its data's hash, training settings,
+    weights); the engine adds the stage's identity. ``payload`` is handed to the worker and
+    does not enter the key.
+    """
+
+    id: str
+    key: Mapping[str, Any]
+    payload: Any = None
+
+
+@dataclass
+class PartsRun:
+    """What :meth:`Executor.map_parts` did: parts in all, resumed from an earlier attempt."""
+
+    parts: int
+    resumed: int
+
+
+@dataclass
+class ItemsRun:
+    """What :meth:`Executor.map_items` did: items made, items kept, removed, their metrics."""
+
+    made: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    """Runs a stage's parts and items. Implementations: :class:`LocalExecutor`."""
+
+    def map_parts(
+        self,
+        ctx: StageContext,
+        worker: PartWorker,
+        spec: Any,
+        n_parts: int,
+        *,
+        store: PartStore | None = None,
+        sizes: Sequence[int] | None = None,
+        unit: str = "part",
+    ) -> PartsRun: ...
+
+    def map_items(
+        self,
+        ctx: StageContext,
+        worker: ItemWorker,
+        spec: Any,
+        items: Sequence[Item],
+        root: Path,
+        *,
+        unit: str = "item",
+    ) -> ItemsRun: ...
+
+
+def item_key(ctx: StageContext, item: Item) -> str:
+    """The key of ``item`` in stage ``ctx.stage``: the stage's name, version and external
+    identities (model and data content hashes) and the item's own definition."""
+    return str(
+        sha256_json(
+            {
+                "stage": ctx.stage.name,
+                "version": ctx.stage.version,
+                "external": dict(ctx.external),
+                "item": dict(item.key),
+            }
+        )
+    )
+
+
+def read_item_keys(root: Path) -> dict[str, str]:
+    """The keys recorded for the items under ``root`` (empty when none are)."""
+    path = root / ITEMS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_item_keys(root: Path, keys: Mapping[str, str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    write_text(root / ITEMS_FILE, json.dumps(dict(sorted(keys.items())), indent=1))
+
+
+def _bar(total: int, initial: int, desc: str, unit: str) -> Any:
+    """A tqdm bar on a terminal; silent otherwise (CI, logs)."""
+    from tqdm.auto import tqdm
+
+    disable = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, leave=False)
+
+
+class LocalExecutor:
+    """Everything in this process, in order: today's behaviour, and the reference the other
+    executors must match."""
+
+    def map_parts(
+        self,
+        ctx: StageContext,
+        worker: PartWorker,
+        spec: Any,
+        n_parts: int,
+        *,
+        store: PartStore | None = None,
+        sizes: Sequence[int] | None = None,
+        unit: str = "part",
+    ) -> PartsRun:
+        """Write every missing part ``i < n_parts`` as ``worker(spec, i)``.
+
+        ``sizes`` (one per part, e.g. rows) drives the progress bar; parts already written by
+        an earlier attempt under the same fingerprint are skipped.
+        """
+        parts = store if store is not None else ctx.parts()
+        parts.drop_stale()
+        todo = [i for i in range(n_parts) if not parts.done(i)]
+        weight = list(sizes) if sizes is not None else [1] * n_parts
+        bar = _bar(sum(weight), sum(weight) - sum(weight[i] for i in todo), ctx.stage.name, unit)
+        try:
+            for i in todo:
+                parts.write(i, worker(spec, i))
+                bar.update(weight[i])
+        finally:
+            bar.close()
+        return PartsRun(parts=n_parts, resumed=n_parts - len(todo))
+
+    def map_items(
+        self,
+        ctx: StageContext,
+        worker: ItemWorker,
+        spec: Any,
+        items: Sequence[Item],
+        root: Path,
+        *,
+        unit: str = "item",
+    ) -> ItemsRun:
+        """Make every item of ``items`` under ``root/<id>`` whose recorded key differs, keep the
+        others, and remove directories of items no longer listed."""
+        ids = [item.id for item in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{ctx.stage.name}: item ids repeat: {ids}")
+        recorded = read_item_keys(root)
+        result = ItemsRun()
+        keys = {item.id: item_key(ctx, item) for item in items}
+        result.keys = dict(keys)
+        todo = [
+            item
+            for item in items
+            if not (recorded.get(item.id) == keys[item.id] and (root / item.id).is_dir())
+        ]
+        result.kept = [item.id for item in items if item not in todo]
+        current = {i: k for i, k in recorded.items() if i in keys and i in result.kept}
+        bar = _bar(len(items), len(result.kept), ctx.stage.name, unit)
+        try:
+            for item in todo:
+                current.pop(item.id, None)
+                _write_item_keys(root, current)  # a half-made item is never "current"
+                result.metrics[item.id] = dict(worker(spec, item, keys[item.id], root / item.id))
+                current[item.id] = keys[item.id]
+                _write_item_keys(root, current)
+                result.made.append(item.id)
+                bar.update(1)
+        finally:
+            bar.close()
+        result.removed = prune_dirs(root, set(ids))
+        _write_item_keys(root, {i: current[i] for i in ids if i in current})
+        return result
+
+
+_STATE: dict[str, tuple[str, Any]] = {}
+
+
+def worker_state(slot: str, key: Any, factory: Callable[[], T]) -> T:
+    """This process's ``slot`` object for ``key``: made by ``factory`` on first use, and made
+    again (after dropping the old one) when ``key`` changes.
+
+    Workers keep their loaded models here, so a model is loaded once per process and two models
+    of one slot are never in memory together.
+    """
+    token = sha256_json(key)
+    held = _STATE.get(slot)
+    if held is not None and held[0] == token:
+        return held[1]  # type: ignore[no-any-return]
+    _STATE.pop(slot, None)
+    value = factory()
+    _STATE[slot] = (token, value)
+    return value
+
+
+def release_worker_state(slot: str | None = None) -> None:
+    """Drop ``slot`` (every slot when None), freeing what it holds."""
+    if slot is None:
+        _STATE.clear()
+    else:
+        _STATE.pop(slot, None)
+
+
+def executor_for(ctx: StageContext) -> Executor:
+    """The executor a stage runs on (local; ``[executor]`` will choose another, #15)."""
+    return LocalExecutor()

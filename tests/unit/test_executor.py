@@ -1,0 +1,139 @@
+"""The executor seam: resumable parts and keyed items, run by the local executor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from paretohqd.config import config_from_dict
+from paretohqd.executor import ITEMS_FILE, Item, read_item_keys, worker_state
+from paretohqd.hashing import FileHasher
+from paretohqd.stage import Artifact, Stage, StageContext
+
+
+def _ctx(tmp_path: Path, *, version: str = "1", external: dict[str, Any] | None = None) -> Any:
+    config = config_from_dict(
+        {"run": {"name": "r"}, "ingest": {"sources": [{"kind": "table", "path": "x"}]}},
+        base_dir=tmp_path,
+        source="test",
+    )
+    stage = Stage(name="toy", fn=lambda ctx: None, version=version)
+    return StageContext(
+        stage=stage,
+        config=config,
+        run_dir=tmp_path / "run",
+        fingerprint="f" * 64,
+        artifacts={"a": Artifact("a", "a.parquet")},
+        hasher=FileHasher(tmp_path / "hashes.json"),
+        external=external or {},
+    )
+
+
+CALLS: list[Any] = []
+
+
+def square_part(spec: dict[str, int], index: int) -> pl.DataFrame:
+    """A part worker: a plain module-level function of (spec, index)."""
+    CALLS.append(index)
+    if index == spec.get("fail_at"):
+        raise KeyboardInterrupt
+    return pl.DataFrame({"i": [index], "y": [index * index * spec["scale"]]})
+
+
+def test_parts_resume_after_a_kill_without_loss_or_duplicates(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    CALLS.clear()
+    with pytest.raises(KeyboardInterrupt):
+        ctx.map_parts(square_part, {"scale": 2, "fail_at": 3}, 6)
+    assert CALLS == [0, 1, 2, 3]
+    CALLS.clear()
+    run = ctx.map_parts(square_part, {"scale": 2}, 6)
+    assert CALLS == [3, 4, 5] and (run.parts, run.resumed) == (6, 3)
+    frame = pl.concat([pl.DataFrame(pl.from_arrow(t)) for t in ctx.read_parts()])
+    assert frame["i"].to_list() == list(range(6))
+    assert frame["y"].to_list() == [2 * i * i for i in range(6)]
+
+
+def test_parts_of_another_fingerprint_are_never_reused(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    ctx.map_parts(square_part, {"scale": 1}, 3)
+    other = _ctx(tmp_path)
+    other.fingerprint = "e" * 64
+    CALLS.clear()
+    run = other.map_parts(square_part, {"scale": 5}, 3)
+    assert CALLS == [0, 1, 2] and run.resumed == 0
+    assert not ctx.parts().dir.exists()  # the stale directory was dropped
+
+
+def make_item(spec: dict[str, Any], item: Item, key: str, target: Path) -> dict[str, Any]:
+    """An item worker: writes ``target`` and returns metrics."""
+    CALLS.append(item.id)
+    if item.id == spec.get("fail_at"):
+        raise RuntimeError("boom")
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    (target / "value.json").write_text(json.dumps({"payload": item.payload, "key": key}))
+    return {"payload": item.payload}
+
+
+def test_items_keep_what_did_not_change_and_prune_what_left(tmp_path: Path) -> None:
+    ctx, root = _ctx(tmp_path), tmp_path / "run" / "adapters"
+    items = [Item(p, {"data": p, "lr": 1}, payload=p.upper()) for p in ("a", "b", "c")]
+    CALLS.clear()
+    run = ctx.map_items(make_item, {}, items, root)
+    assert run.made == ["a", "b", "c"] and run.kept == [] and CALLS == ["a", "b", "c"]
+    assert set(read_item_keys(root)) == {"a", "b", "c"}
+
+    changed = [items[0], Item("b", {"data": "b", "lr": 2}, "B"), Item("d", {"data": "d"}, "D")]
+    CALLS.clear()
+    run = ctx.map_items(make_item, {}, changed, root)
+    assert (run.made, run.kept, run.removed) == (["b", "d"], ["a"], ["c"])
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["a", "b", "d"]
+    assert sorted(read_item_keys(root)) == ["a", "b", "d"]
+
+
+def test_item_keys_carry_the_stage_version_and_external_identities(tmp_path: Path) -> None:
+    root = tmp_path / "run" / "adapters"
+    items = [Item("a", {"data": 1})]
+    _ctx(tmp_path).map_items(make_item, {}, items, root)
+    CALLS.clear()
+    assert _ctx(tmp_path).map_items(make_item, {}, items, root).kept == ["a"]
+    assert _ctx(tmp_path, version="2").map_items(make_item, {}, items, root).made == ["a"]
+    new_base = _ctx(tmp_path, version="2", external={"policy": "sha256:other"})
+    assert new_base.map_items(make_item, {}, items, root).made == ["a"]
+    assert CALLS == ["a", "a"]
+
+
+def test_a_failed_item_is_not_current_and_is_redone(tmp_path: Path) -> None:
+    ctx, root = _ctx(tmp_path), tmp_path / "run" / "adapters"
+    items = [Item("a", {"v": 1}), Item("b", {"v": 1})]
+    with pytest.raises(RuntimeError):
+        ctx.map_items(make_item, {"fail_at": "b"}, items, root)
+    assert read_item_keys(root) == {"a": read_item_keys(root)["a"]}
+    CALLS.clear()
+    run = ctx.map_items(make_item, {}, items, root)
+    assert run.kept == ["a"] and run.made == ["b"] and CALLS == ["b"]
+    (root / ITEMS_FILE).write_text("not json")  # a damaged record means: redo everything
+    assert ctx.map_items(make_item, {}, items, root).made == ["a", "b"]
+
+
+def test_item_ids_must_be_unique(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="repeat"):
+        _ctx(tmp_path).map_items(make_item, {}, [Item("a", {}), Item("a", {})], tmp_path / "x")
+
+
+def test_worker_state_loads_once_per_key() -> None:
+    made: list[int] = []
+
+    def factory(n: int) -> Any:
+        return lambda: made.append(n) or n
+
+    assert worker_state("test", 1, factory(1)) == 1
+    assert worker_state("test", 1, factory(1)) == 1
+    assert worker_state("test", 2, factory(2)) == 2
+    assert made == [1, 2]
