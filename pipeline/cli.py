@@ -118,8 +118,12 @@ def run(
     only: Annotated[
         list[str] | None, typer.Option("--only", help="run only these stages (comma-separated)")
     ] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="start at this stage")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="stop after this stage")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="this stage and everything downstream of it")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="this stage and everything it needs")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="rerun selected stages")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would run")] = False,
 ) -> None:

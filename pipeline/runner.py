@@ -198,13 +198,19 @@ class Runner:
         from_: str | None = None,
         until: str | None = None,
     ) -> list[str]:
-        """Names of the stages a run should consider, in order."""
-        names = [s.name for s in self.stages]
+        """Names of the stages a run should consider, in order: ``from_`` and everything
+        downstream of it, ``until`` and everything it needs, ``only`` these."""
+        from paretohqd.registry import ancestors, descendants
+
         for name in [*(only or []), *(x for x in (from_, until) if x)]:
             self.stage(name)
-        start = names.index(from_) if from_ else 0
-        stop = names.index(until) + 1 if until else len(names)
-        chosen = names[start:stop]
+        chosen = [s.name for s in self.stages]
+        if from_:
+            below = descendants(self.stages, from_)
+            chosen = [n for n in chosen if n in below]
+        if until:
+            above = ancestors(self.stages, until)
+            chosen = [n for n in chosen if n in above]
         if only:
             chosen = [n for n in chosen if n in set(only)]
         return chosen

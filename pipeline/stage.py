@@ -27,18 +27,34 @@ if TYPE_CHECKING:
 ArtifactKind = Literal["parquet", "dir"]
 
 
+#: What an artifact is for, so consumers ask the graph instead of listing names:
+#: ``adapters`` (per-preference LoRA adapters of one method; tags ``method``, ``start``,
+#: ``order``), ``model`` (a full model evaluated as a method of its own; tags ``method``),
+#: ``shards`` (per-preference training rows; a table of samples), ``training_prompts`` (a
+#: table with the ``prompt_id`` of every prompt some model trained on), ``selection`` (which
+#: samples each preference selected; tags ``round``, ``layers``, ``overlap``).
+ROLES = ("adapters", "model", "shards", "training_prompts", "selection")
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A named output under the run directory.
 
     ``view`` is a glob (relative to the run dir) of Parquet files that ``paretohqd sql`` exposes
-    as a view named after the artifact; ``None`` means the artifact is not a table.
+    as a view named after the artifact; ``None`` means the artifact is not a table. ``role``
+    (one of :data:`ROLES`) and ``tags`` say what it is for (see :data:`ROLES`).
     """
 
     name: str
     path: str
     kind: ArtifactKind = "parquet"
     view: str | None = None
+    role: str | None = None
+    tags: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"artifact {self.name!r}: unknown role {self.role!r} ({ROLES})")
 
     @property
     def view_glob(self) -> str | None:
@@ -73,6 +89,9 @@ class Stage:
         SQL files under ``sql/`` the stage runs (their hashes enter the fingerprint).
     checks
         Files under ``sql/checks/`` that must return zero rows after the stage.
+    reads_roles
+        Also read every artifact of these roles that another stage writes (the registry adds
+        them to ``inputs`` in graph order): evaluate reads every method's adapters this way.
     """
 
     name: str
@@ -86,6 +105,7 @@ class Stage:
     sql: tuple[str, ...] = ()
     checks: tuple[str, ...] = ()
     description: str = ""
+    reads_roles: tuple[str, ...] = ()
 
     def resolved_params(self, config: Config) -> Any:
         """The parameters that enter the fingerprint."""
@@ -128,6 +148,10 @@ class StageContext:
         from paretohqd.parts import PartStore
 
         return PartStore(self.run_dir / ".parts" / self.stage.name / name, self.fingerprint)
+
+    def inputs_with_role(self, role: str) -> list[Artifact]:
+        """The stage's input artifacts of ``role``, in input order (see :data:`ROLES`)."""
+        return [a for n in self.stage.inputs if (a := self.artifacts[n]).role == role]
 
     def map_parts(
         self,

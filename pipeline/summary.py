@@ -13,20 +13,30 @@ from typing import Any
 from paretohqd.config import Config
 
 
+def _round(art: Any) -> Any:
+    return art.tags.get("round", 0)
+
+
+def _order(art: Any) -> Any:
+    return art.tags.get("order", 0)
+
+
 def print_summary(config: Config, console: Any) -> None:
     """Print the summary tables for the run of ``config``."""
     from rich.table import Table
 
     from paretohqd.inspect import Session
     from paretohqd.manifest import Manifest
+    from paretohqd.registry import artifacts_with_role
     from paretohqd.runner import Runner
 
     manifest = Manifest(config.run_dir)
+    runner = Runner(config)
     stages = Table(title=f"run {config.run.name}: stages")
     for col in ("stage", "state", "rows", "seconds", "cpu s"):
         stages.add_column(col, justify="right" if col in ("rows", "seconds", "cpu s") else "left")
     total = 0.0
-    for item in Runner(config).plan(manifest):
+    for item in runner.plan(manifest):
         entry = manifest.get(item.stage.name) or {}
         rows = sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
         total += entry.get("seconds", 0.0)
@@ -42,15 +52,20 @@ def print_summary(config: Config, console: Any) -> None:
 
     session = Session.open(config)
     objectives = config.pareto_objectives
-    view = next((v for v in ("shards_round2", "shards") if v in session.views), None)
-    if view and objectives:
+    # The shards of the latest selection round (the comparison arms aside): what the final
+    # adapters were trained toward.
+    shards = artifacts_with_role(runner.stages, "shards")
+    latest = sorted(
+        (a for a in shards if "arm" not in a.tags and a.name in session.views),
+        key=lambda a: a.tags.get("round", 0),
+    )
+    view = latest[-1].name if latest else None
+    if latest and objectives:
         from dataclasses import replace
 
         from paretohqd.catalog import connect, run_sql
-        from paretohqd.registry import artifacts_of, build_graph
 
-        shown = artifacts_of(build_graph(config))[view]
-        con = connect(config.run_dir, [replace(shown, name="shards")])
+        con = connect(config.run_dir, [replace(latest[-1], name="shards")])
         try:
             rows = run_sql(con, "shard_means.sql").fetchall()
         finally:
@@ -86,12 +101,11 @@ def print_summary(config: Config, console: Any) -> None:
         console.print(overlap)
     run = config.run_dir
     places = [
-        ("shards", "shards/round1", "shards/round2"),
-        ("adapters", "adapters/round1", "adapters/round2"),
-        ("plots", "plots", None),
+        (role, [a.path for a in sorted(artifacts_with_role(runner.stages, role), key=key)])
+        for role, key in (("shards", _round), ("adapters", _order))
     ]
-    for label, first, second in places:
-        found = [p for p in (first, second) if p and (run / p).exists()]
+    for label, paths in [*places, ("plots", ["plots"])]:
+        found = [p for p in paths if (run / p).exists()]
         if found:
             console.print(f"{label:9} " + "  ".join(os.path.relpath(run / p) for p in found))
     console.print(f"inspect   paretohqd sql --schema   (run directory {os.path.relpath(run)})")

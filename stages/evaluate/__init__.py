@@ -21,28 +21,18 @@ EVAL_METHODS = Artifact("eval_methods", "eval/methods.parquet")
 
 
 def _inputs(config: Config) -> tuple[str, ...]:
-    from paretohqd.stages.kit.policy.identity import uses_init
-    from paretohqd.stages.kit.training.recipes import ONLINE_METHODS, PAIRWISE_METHODS
+    """What evaluate reads besides the roles: samples, layers, the policy, reward heads."""
+    from paretohqd.stages.kit.policy.identity import policy_inputs
 
-    names = ["samples", "layers", "shards", "adapters"]
-    if config.converts_policy:
-        names.append("base_model")
+    names = ["samples", "layers", *policy_inputs(config)]
     if any((o.model or "").startswith("run:") for o in config.objectives):
         names.append("reward_heads")
-    if config.select.compare_linear:
-        names += ["adapters_linear", "shards_linear"]
-    if config.regenerate is not None:
-        names += ["adapters_round2", "shards_round2", "regen_prompts"]
-    if any(getattr(config, m) is not None for m in PAIRWISE_METHODS):
-        names.append("pairs")
-    names += [
-        f"adapters_{m}"
-        for m in (*PAIRWISE_METHODS, *ONLINE_METHODS)
-        if getattr(config, m) is not None
-    ]
-    if uses_init(config):
-        names.append("init_model")
     return tuple(names)
+
+
+#: Every model the run trains (adapters, full models) and every table of training data (the
+#: held-out check), whichever stages write them.
+ROLES_READ = ("adapters", "model", "shards", "training_prompts")
 
 
 def _params(config: Config) -> Any:
@@ -72,6 +62,7 @@ def stages(config: Config) -> list[Stage]:
             name="evaluate",
             fn=run_evaluate,
             inputs=_inputs(config),
+            reads_roles=ROLES_READ,
             outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
             version="2",

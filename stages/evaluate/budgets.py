@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-#: Methods whose models continue another method's adapters: their budget includes it.
-CONTINUES = {"paretohqd": ("paretohqd_round1",)}
-#: Stages a method needed besides training its adapters (their wall/CPU time counts).
-EXTRA_STAGES = {"paretohqd": ("regenerate", "score_round2", "pareto_round2", "select_round2")}
-#: Of those, the stages that score generations (reported as scoring time too).
-SCORING_STAGES = {"paretohqd": ("score_round2",)}
+#: What a method's adapters artifact may declare in its tags about its budget:
+#: ``continues`` (methods whose adapters it continues: their budget is included),
+#: ``extra_stages`` (stages it needed besides training: their wall/CPU time counts),
+#: ``scoring_stages`` (of those, the ones that score generations: reported as scoring time).
+#: The method whose tags name ``extra_stages`` with a ``regenerate`` entry reports its
+#: generations; the first method with ``continues`` is the reference of the flags.
 #: Budgets whose ratio to the reference method's lies outside [1/FLAG_RATIO, FLAG_RATIO].
 FLAG_RATIO = 2.0
 SUMMED = ("steps", "examples", "tokens", "seconds", "cpu_seconds", "scoring_seconds")
@@ -45,6 +45,7 @@ def method_budgets(
     manifest: Any,
     *,
     init_adapter: Path | None = None,
+    accounting: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per trained method (and the shared SFT start): what its models cost to train.
 
@@ -56,7 +57,11 @@ def method_budgets(
         The run's :class:`~paretohqd.manifest.Manifest` (for stage timings and row counts).
     init_adapter
         The shared SFT start's adapter directory, when a method starts from it.
+    accounting
+        Per method, the tags of its adapters artifact (``continues``, ``extra_stages``,
+        ``scoring_stages``): what else its budget includes.
     """
+    accounting = accounting or {}
     states: dict[str, list[dict[str, Any]]] = {}
     for method, _, adapter, _ in models:
         if adapter is not None:
@@ -69,19 +74,20 @@ def method_budgets(
     for method, own in states.items():
         if method in out:
             continue
-        every = [*own, *(s for m in CONTINUES.get(method, ()) for s in states.get(m, []))]
-        budget = _budget(
-            every, EXTRA_STAGES.get(method, ()), SCORING_STAGES.get(method, ()), manifest
-        )
+        tags = accounting.get(method, {})
+        every = [*own, *(s for m in tags.get("continues", ()) for s in states.get(m, []))]
+        extra = tags.get("extra_stages", ())
+        budget = _budget(every, extra, tags.get("scoring_stages", ()), manifest)
         budget["adapters"] = len(own)
         budget["start"] = own[0].get("start", "base") if own else "base"
         budget |= _shape(own[0] if own else {})
-        if method == "paretohqd":
+        if "regenerate" in extra:
             entry = manifest.get("regenerate") or {}
             rows = (entry.get("outputs") or {}).get("generations", {}).get("rows")
             budget["generations"] = rows
         out[method] = budget
-    flag_budgets(out)
+    reference = next((m for m in out if accounting.get(m, {}).get("continues")), None)
+    flag_budgets(out, reference)
     return out
 
 
@@ -115,12 +121,12 @@ def flag_budgets(budgets: dict[str, dict[str, Any]], reference: str | None = Non
     """Add ``flag``: which budgets differ from the reference method's by more than 2×.
 
     The reference is ParetoHqD's final round when present (the method the comparison is
-    about), else the first method listed.
+    about: the caller names it), else the first method listed.
     """
     trained = [m for m in budgets if m != "sft_init"]
     if not trained:
         return
-    ref = reference or ("paretohqd" if "paretohqd" in budgets else trained[0])
+    ref = reference if reference in budgets else trained[0]
     base = budgets[ref]
     for method in trained:
         notes = []

@@ -18,19 +18,6 @@ from paretohqd.errors import DataError, StageError
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.pareto.bounds import layer_bounds
 
-#: Adapter artifacts and the method name they are reported under, in report order.
-ADAPTER_METHODS = (
-    ("adapters", "paretohqd_round1"),
-    ("adapters_round2", "paretohqd"),
-    ("adapters_linear", "linear_round1"),
-    ("adapters_modpo", "modpo"),
-    ("adapters_raco", "raco"),
-    ("adapters_pama", "pama"),
-)
-#: Views that hold training data, checked against the held-out prompts.
-TRAINING_VIEWS = ("shards", "shards_round2", "shards_linear", "pairs", "regen_prompts")
-
-
 #: (method, pref_id, adapter dir or None, the model the adapter sits on)
 Model = tuple[str, str, Path | None, str]
 
@@ -42,35 +29,33 @@ def models_to_evaluate(ctx: StageContext) -> list[Model]:
 
     base = policy_model(ctx.config)
     out: list[Model] = [("base", "base", None, base)]
-    if "init_model" in ctx.stage.inputs:
-        out.append(("sft_init", "sft_init", None, start_model(ctx.config, "sft")))
-    for artifact, method in ADAPTER_METHODS:
-        if artifact not in ctx.stage.inputs:
-            continue
-        table = getattr(ctx.config, method, None)
-        start = start_model(ctx.config, table.init) if table is not None else base
-        root = ctx.path(artifact)
+    out += [
+        (a.tags["method"], a.tags["method"], None, str(ctx.path(a.name)))
+        for a in ctx.inputs_with_role("model")
+    ]
+    for art in sorted(ctx.inputs_with_role("adapters"), key=lambda a: a.tags["order"]):
+        start = start_model(ctx.config, art.tags["start"])
+        root = ctx.path(art.name)
         for adapter in sorted(root.iterdir()) if root.exists() else []:
             if (adapter / "adapter_config.json").exists():
-                out.append((method, adapter.name, adapter, start))
+                out.append((art.tags["method"], adapter.name, adapter, start))
     return sorted(out, key=lambda m: m[3] != base)  # stable: base-model adapters first
 
 
-#: The prompt-id column of each training table (shards are keyed by sample_id).
-_PROMPT_IDS = {"regen_prompts": "prompt_id", "pairs": "prompt_id"}
-
-
-def check_heldout(con: Any, views: Sequence[str], prompt_ids: Sequence[str]) -> None:
-    """Fail if any evaluation prompt appears in a shard, a pair or the regeneration prompts."""
+def check_heldout(
+    con: Any, shards: Sequence[str], prompt_tables: Sequence[str], prompt_ids: Sequence[str]
+) -> None:
+    """Fail if any evaluation prompt appears in training data: a shard (rows are samples) or a
+    table of training prompts (a ``prompt_id`` column: pairs, regeneration prompts)."""
     import pyarrow as pa
 
     from paretohqd.catalog import run_sql
 
     ids, sources = [], []
-    for view in views:
-        if view in _PROMPT_IDS:
-            rel = con.table(view).select(_PROMPT_IDS[view])
-        else:  # a shard view: its rows are samples
+    for view in [*shards, *prompt_tables]:
+        if view in prompt_tables:
+            rel = con.table(view).select("prompt_id")
+        else:
             rel = (
                 con.table(view)
                 .select("sample_id")
@@ -116,7 +101,10 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
             )
         # The training tables among this stage's inputs are already views on ``con``.
         check_heldout(
-            con, [n for n in TRAINING_VIEWS if n in ctx.stage.inputs], [p for p, _ in prompts]
+            con,
+            [a.name for a in ctx.inputs_with_role("shards")],
+            [a.name for a in ctx.inputs_with_role("training_prompts")],
+            [p for p, _ in prompts],
         )
     finally:
         con.close()
@@ -209,9 +197,9 @@ def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict
     losses = plot_losses(models, out_dir / "losses.png")
     links = {
         p.name: str(Path("..") / p.relative_to(ctx.run_dir) / "README.md")
-        for root in ("shards/round1", "shards/round2")
-        if (ctx.run_dir / root).exists()
-        for p in sorted((ctx.run_dir / root).iterdir())
+        for art in sorted(ctx.inputs_with_role("shards"), key=lambda a: a.tags["round"])
+        if "arm" not in art.tags and (root := ctx.path(art.name)).exists()
+        for p in sorted(root.iterdir())
         if (p / "README.md").exists()
     }
     images = {"fronts": fronts} | ({"losses": losses} if losses else {})
@@ -315,7 +303,10 @@ def methods_table(
         interval=cfg.interval,
     )
     init = ctx.path("init_model") / "adapter" if "init_model" in ctx.stage.inputs else None
-    budgets = method_budgets(models, Manifest(ctx.run_dir), init_adapter=init)
+    accounting = {a.tags["method"]: a.tags for a in ctx.inputs_with_role("adapters")}
+    budgets = method_budgets(
+        models, Manifest(ctx.run_dir), init_adapter=init, accounting=accounting
+    )
     collapse = summary.group_by("method").agg(
         ((pl.col("collapse_rate") * pl.col("n")).sum() / pl.col("n").sum()).alias("collapse_rate")
     )

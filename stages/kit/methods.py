@@ -14,6 +14,15 @@ from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
 
 
+def adapters_artifact(
+    name: str, path: str, *, method: str, order: int, start: str = "base", **tags: Any
+) -> Artifact:
+    """Per-preference adapters, reported as ``method`` (at ``order`` in the report), trained
+    from ``start``; more tags: ``continues``, ``extra_stages``, ``scoring_stages``."""
+    tags |= {"method": method, "order": order, "start": start}
+    return Artifact(name, path, kind="dir", role="adapters", tags=tags)
+
+
 def method_params(name: str, *, threads: bool = True) -> Callable[[Config], Any]:
     """The fingerprint parameters of method ``name`` (its config table is ``config.<name>``).
 
@@ -38,11 +47,12 @@ def method_params(name: str, *, threads: bool = True) -> Callable[[Config], Any]
     return params
 
 
-def pairwise_stage(name: str, config: Config) -> list[Stage]:
+def pairwise_stage(name: str, config: Config, *, order: int) -> list[Stage]:
     """The stage of pairwise method ``name`` (its table ``config.<name>``; none when unset).
 
     Every pairwise method trains one adapter per preference of the select grid on ``pairs``,
-    from the start its table names; what differs between them is the objective.
+    from the start its table names; what differs between them is the objective. ``order``
+    places the method in the report.
     """
     from functools import partial
 
@@ -53,7 +63,9 @@ def pairwise_stage(name: str, config: Config) -> list[Stage]:
         return []
     from paretohqd.stages.kit.training.pairwise import run_pairwise_method
 
-    output = Artifact(f"adapters_{name}", f"adapters/{name}", kind="dir")
+    output = adapters_artifact(
+        f"adapters_{name}", f"adapters/{name}", method=name, order=order, start=cfg.init
+    )
     return [
         Stage(
             name=name,

@@ -13,4 +13,4 @@ from paretohqd.stages.kit.methods import pairwise_stage
 
 def stages(config: Config) -> list[Stage]:
     """``modpo`` when ``[modpo]`` is configured."""
-    return pairwise_stage("modpo", config)
+    return pairwise_stage("modpo", config, order=40)

@@ -10,7 +10,7 @@ from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
 from paretohqd.stages.kit.training.recipes import PAIRWISE_METHODS
 
-PAIRS = Artifact("pairs", "pairs.parquet")
+PAIRS = Artifact("pairs", "pairs.parquet", role="training_prompts")
 
 
 def stages(config: Config) -> list[Stage]:

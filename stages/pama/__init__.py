@@ -9,12 +9,10 @@ from __future__ import annotations
 from functools import partial
 
 from paretohqd.config import Config
-from paretohqd.stage import Artifact, Stage
-from paretohqd.stages.kit.methods import method_params
+from paretohqd.stage import Stage
+from paretohqd.stages.kit.methods import adapters_artifact, method_params
 from paretohqd.stages.kit.policy.identity import policy_external, start_inputs
 from paretohqd.stages.kit.scoring.run import score_external, score_params
-
-ADAPTERS_PAMA = Artifact("adapters_pama", "adapters/pama", kind="dir")
 
 
 def stages(config: Config) -> list[Stage]:
@@ -24,17 +22,20 @@ def stages(config: Config) -> list[Stage]:
         return []
     from paretohqd.stages.pama.stage import run_pama
 
+    output = adapters_artifact(
+        "adapters_pama", "adapters/pama", method="pama", order=60, start=cfg.init
+    )
     uses_heads = any((o.model or "").startswith("run:") for o in config.objectives)
     return [
         Stage(
             name="pama",
-            fn=partial(run_pama, output=ADAPTERS_PAMA.name),
+            fn=partial(run_pama, output=output.name),
             inputs=(
                 "shards",
                 *start_inputs(config, cfg.init),
                 *(("reward_heads",) if uses_heads else ()),
             ),
-            outputs=(ADAPTERS_PAMA,),
+            outputs=(output,),
             section="pama",
             version="2",
             params=lambda c: {

@@ -13,4 +13,4 @@ from paretohqd.stages.kit.methods import pairwise_stage
 
 def stages(config: Config) -> list[Stage]:
     """``raco`` when ``[raco]`` is configured."""
-    return pairwise_stage("raco", config)
+    return pairwise_stage("raco", config, order=50)

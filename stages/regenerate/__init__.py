@@ -11,7 +11,7 @@ from paretohqd.stage import Artifact, Stage
 from paretohqd.stages.kit.policy.identity import policy_inputs
 
 GENERATIONS = Artifact("generations", "generations.parquet")
-REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet")
+REGEN_PROMPTS = Artifact("regen_prompts", "regenerate/prompts.parquet", role="training_prompts")
 
 
 def stages(config: Config) -> list[Stage]:

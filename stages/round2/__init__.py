@@ -9,14 +9,33 @@ from __future__ import annotations
 
 from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.methods import adapters_artifact
+from paretohqd.stages.pareto import LAYERS_ROUND2, pareto_stage
+from paretohqd.stages.score import score_stage
+from paretohqd.stages.select import select_stage, selection_artifact, shards_artifact
+from paretohqd.stages.sft import sft_stage
 
 SCORES_ROUND2 = Artifact("scores_round2", "round2/scores.parquet")
-SELECTION_ROUND2 = Artifact("selection_round2", "round2/selection.parquet")
-SHARDS_ROUND2 = Artifact(
-    "shards_round2", "shards/round2", kind="dir", view="shards/round2/*/data.parquet"
+SELECTION_ROUND2 = selection_artifact(
+    "selection_round2",
+    "round2/selection.parquet",
+    round=2,
+    layers="layers_round2",
+    overlap="shard_overlap_round2",
 )
+SHARDS_ROUND2 = shards_artifact("shards_round2", "shards/round2", round=2)
 SHARD_OVERLAP_ROUND2 = Artifact("shard_overlap_round2", "round2/shard_overlap.parquet")
-ADAPTERS_ROUND2 = Artifact("adapters_round2", "adapters/round2", kind="dir")
+#: ParetoHqD's final models: they continue round one's adapters, and regeneration and round
+#: two's scoring, layering and selection count toward their budget.
+ADAPTERS_ROUND2 = adapters_artifact(
+    "adapters_round2",
+    "adapters/round2",
+    method="paretohqd",
+    order=20,
+    continues=("paretohqd_round1",),
+    extra_stages=("regenerate", "score_round2", "pareto_round2", "select_round2"),
+    scoring_stages=("score_round2",),
+)
 
 
 def round2_k(config: Config) -> int:
@@ -29,10 +48,6 @@ def stages(config: Config) -> list[Stage]:
     """Round two's stages, when ``[regenerate]`` is configured."""
     if config.regenerate is None or config.policy is None or not config.objectives:
         return []
-    from paretohqd.stages.pareto import LAYERS_ROUND2, pareto_stage
-    from paretohqd.stages.score import score_stage
-    from paretohqd.stages.select import select_stage
-    from paretohqd.stages.sft import sft_stage
 
     return [
         score_stage("score_round2", samples="generations", output=SCORES_ROUND2, config=config),

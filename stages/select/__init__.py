@@ -16,12 +16,30 @@ from typing import Any
 from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
 
-SELECTION = Artifact("selection", "selection.parquet")
-SHARDS = Artifact("shards", "shards/round1", kind="dir", view="shards/round1/*/data.parquet")
-SELECTION_LINEAR = Artifact("selection_linear", "linear/selection.parquet")
-SHARDS_LINEAR = Artifact(
-    "shards_linear", "shards/linear", kind="dir", view="shards/linear/*/data.parquet"
+
+def selection_artifact(name: str, path: str, **tags: Any) -> Artifact:
+    """A selection table (tags: ``round``, ``layers`` and ``overlap`` artifacts, ``arm``)."""
+    return Artifact(name, path, role="selection", tags=tags)
+
+
+def shards_artifact(name: str, path: str, **tags: Any) -> Artifact:
+    """A directory of per-preference shards, one ``<pref_id>/data.parquet`` each."""
+    return Artifact(name, path, kind="dir", view=f"{path}/*/data.parquet", role="shards", tags=tags)
+
+
+SELECTION = selection_artifact(
+    "selection", "selection.parquet", round=1, layers="layers", overlap="shard_overlap"
 )
+SHARDS = shards_artifact("shards", "shards/round1", round=1)
+SELECTION_LINEAR = selection_artifact(
+    "selection_linear",
+    "linear/selection.parquet",
+    round=1,
+    arm="linear",
+    layers="layers",
+    overlap="shard_overlap_linear",
+)
+SHARDS_LINEAR = shards_artifact("shards_linear", "shards/linear", round=1, arm="linear")
 SHARD_OVERLAP = Artifact("shard_overlap", "shard_overlap.parquet")
 SHARD_OVERLAP_LINEAR = Artifact("shard_overlap_linear", "linear/shard_overlap.parquet")
 SQL_FILES = (

@@ -11,10 +11,13 @@ from functools import partial
 
 from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.methods import adapters_artifact
 from paretohqd.stages.kit.policy.identity import policy_external, policy_inputs
 
-ADAPTERS = Artifact("adapters", "adapters/round1", kind="dir")
-ADAPTERS_LINEAR = Artifact("adapters_linear", "adapters/linear", kind="dir")
+ADAPTERS = adapters_artifact("adapters", "adapters/round1", method="paretohqd_round1", order=10)
+ADAPTERS_LINEAR = adapters_artifact(
+    "adapters_linear", "adapters/linear", method="linear_round1", order=30
+)
 
 
 def sft_stage(

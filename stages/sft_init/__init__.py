@@ -16,7 +16,9 @@ from paretohqd.stages.kit.policy.identity import (
     uses_init,
 )
 
-INIT_MODEL = Artifact("init_model", INIT_MODEL_DIR, kind="dir")
+INIT_MODEL = Artifact(
+    "init_model", INIT_MODEL_DIR, kind="dir", role="model", tags={"method": "sft_init"}
+)
 
 
 def stages(config: Config) -> list[Stage]:

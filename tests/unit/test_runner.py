@@ -105,8 +105,11 @@ def test_selection_flags(tmp_path: Path) -> None:
     runner.run(only=["d"])
     assert toy.calls == ["d"]
     toy.calls.clear()
-    runner.run(from_="c", force=True)
-    assert toy.calls == ["c", "d"]
+    runner.run(from_="b", force=True)  # b and what depends on it, not d (a sibling)
+    assert toy.calls == ["b", "c"]
+    toy.calls.clear()
+    runner.run(until="d", force=True)  # d and what it needs, not b or c
+    assert toy.calls == ["a", "d"]
     toy.calls.clear()
     rows = runner.run(dry_run=True, force=True)
     assert toy.calls == [] and {r[1] for r in rows} == {"would run"}

@@ -22,11 +22,10 @@ def _con() -> duckdb.DuckDBPyConnection:
 
 
 def test_clean_split_passes() -> None:
-    check_heldout(_con(), ["shards", "pairs", "regen_prompts"], ["p3"])
+    check_heldout(_con(), ["shards"], ["pairs", "regen_prompts"], ["p3"])
 
 
 @pytest.mark.parametrize(("prompt", "view"), [("p1", "shards"), ("p2", "pairs")])
 def test_leak_is_named(prompt: str, view: str) -> None:
-    views = ["shards", "pairs"]
     with pytest.raises(StageError, match=rf"appear in `{view}` \(e\.g\. {prompt}\)"):
-        check_heldout(_con(), views, [prompt, "p3"])
+        check_heldout(_con(), ["shards"], ["pairs"], [prompt, "p3"])

@@ -530,7 +530,14 @@ def test_method_budgets_sum_adapters_and_flag_differences(tmp_path: Path) -> Non
     manifest = Manifest(tmp_path)
     manifest.set("score_round2", {"seconds": 3.0, "cpu_seconds": 5.0})
     manifest.set("regenerate", {"seconds": 4.0, "outputs": {"generations": {"rows": 60}}})
-    budgets = method_budgets(models, manifest)
+    accounting = {
+        "paretohqd": {
+            "continues": ("paretohqd_round1",),
+            "extra_stages": ("regenerate", "score_round2"),
+            "scoring_stages": ("score_round2",),
+        }
+    }
+    budgets = method_budgets(models, manifest, accounting=accounting)
     final = budgets["paretohqd"]
     assert final["steps"] == 30 and final["tokens"] == 3000 and final["adapters"] == 2
     assert final["wall_s"] == pytest.approx(6.0 + 3.0 + 4.0)
