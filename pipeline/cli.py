@@ -73,8 +73,7 @@ def friendly(fn: F) -> F:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
 ) -> None:
-    if debug:
-        _state["debug"] = True
+    _state["debug"] = debug  # per invocation: an earlier --debug must not stick
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> Any:
@@ -222,10 +221,10 @@ def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Rebuild the evaluation report from eval/generations.parquet and print the comparison."""
     from rich.table import Table
 
-    from paretohqd.stages.evaluate.stage import rebuild_report
+    from paretohqd.runner import Runner
 
     cfg = _load(config, set_)
-    meta = rebuild_report(cfg)
+    meta = Runner(cfg).tool("report")
     table = Table(title="methods on held-out prompts (intervals: 95% bootstrap over prompts)")
     table.add_column("method", no_wrap=True)
     table.add_column("start")
@@ -269,34 +268,22 @@ def train_reward(
     seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
 ) -> None:
     """Fit a Bradley-Terry reward head on a frozen encoder from chosen/rejected pairs."""
-    from paretohqd.config import config_from_dict
-    from paretohqd.errors import DataError
-    from paretohqd.stages.ingest.stage import read_source
-    from paretohqd.stages.kit.scoring.embedding import load_encoder, save_head, train_bt_head
+    from paretohqd.registry import package_tool
 
-    mapping = dict(c.split("=", 1) for c in column or [])
-    src = {"kind": kind, "path": str(data.resolve()), "columns": mapping, "limit": limit}
-    cfg = config_from_dict({"ingest": {"sources": [src]}}, base_dir=Path.cwd(), source="cli")
-    pairs = [
-        (p.chosen.prompt, p.chosen.response, p.rejected.response)
-        for p in read_source(cfg, 0, cfg.ingest.sources[0]).preferences
-        if p.chosen.response != p.rejected.response
-    ]
-    if len(pairs) < 10:
-        raise DataError(f"{data}: only {len(pairs)} chosen/rejected pairs; need at least 10")
-    enc = load_encoder(encoder)
-    head, metrics = train_bt_head(pairs, encoder=enc, val_fraction=val_fraction, seed=seed)
-    save_head(
-        out,
-        head,
-        encoder_identity=enc.identity(),
-        metrics=metrics,
-        training_data_description=f"{len(pairs)} pairs from {data.name} ({kind} reader)",
+    result = package_tool("train-reward").fn(
+        data=data,
+        out=out,
+        kind=kind,
+        columns=dict(c.split("=", 1) for c in column or []),
+        limit=limit,
+        encoder=encoder,
+        val_fraction=val_fraction,
+        seed=seed,
     )
     _console().print(
-        f"wrote {out}: {len(pairs)} pairs, held-out pairwise accuracy "
-        f"{metrics.get('val_accuracy', float('nan')):.3f} "
-        f"(train {metrics.get('train_accuracy', float('nan')):.3f})"
+        f"wrote {out}: {result['pairs']} pairs, held-out pairwise accuracy "
+        f"{result.get('val_accuracy', float('nan')):.3f} "
+        f"(train {result.get('train_accuracy', float('nan')):.3f})"
     )
 
 
@@ -309,9 +296,10 @@ def convert_llama2c_cmd(
     overwrite: Annotated[bool, typer.Option(help="replace an existing directory")] = False,
 ) -> None:
     """Convert a llama2.c checkpoint into a Hugging Face Llama directory with a fast tokenizer."""
-    from paretohqd.stages.kit.policy.llama2c import convert_llama2c
+    from paretohqd.registry import package_tool
 
-    path = convert_llama2c(checkpoint, tokenizer, out, overwrite=overwrite)
+    convert = package_tool("convert-llama2c").fn
+    path = convert(checkpoint=checkpoint, tokenizer=tokenizer, out=out, overwrite=overwrite)
     _console().print(f"wrote {path}")
 
 
@@ -325,35 +313,19 @@ def plot_selection_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     round_: Annotated[int, typer.Option("--round", help="selection round: 1 or 2")] = 1,
+    stage: Annotated[
+        str | None, typer.Option("--arm", help="a comparison arm instead of a round: linear")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="PNG path (default: RUN/plots/)")
     ] = None,
 ) -> None:
     """Normalised scores coloured by Pareto layer, the preference rays and the selected points."""
-    from paretohqd.errors import ConfigError
-    from paretohqd.stages.select.plot import plot_selection
+    from paretohqd.runner import Runner
 
-    cfg = _load(config, set_)
-    if round_ not in (1, 2):
-        raise ConfigError(f"--round {round_}: choose 1 or 2")
-    from paretohqd.manifest import Manifest
-
-    prefix = "" if round_ == 1 else "round2/"
-    layers = cfg.run_dir / f"{prefix}layers.parquet"
-    selection = cfg.run_dir / f"{prefix}selection.parquet"
-    entry = Manifest(cfg.run_dir).get("select" if round_ == 1 else "select_round2") or {}
-    pool = (entry.get("metadata") or {}).get("pool") or {}
-    out = output or cfg.run_dir / "plots" / f"selection_round{round_}.png"
-    plot_selection(
-        layers,
-        selection,
-        cfg.pareto_objectives,
-        out,
-        seed=cfg.run.seed,
-        max_layer=pool.get("max_layer"),
-        overlap=cfg.run_dir / f"{prefix}shard_overlap.parquet",
-    )
-    _console().print(f"wrote {out}")
+    variant = stage or f"round{round_}"
+    path = Runner(_load(config, set_)).tool("plot-selection", variant=variant, output=output)
+    _console().print(f"wrote {path}")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from functools import cache
 
 from paretohqd.config import Config
 from paretohqd.errors import StageError
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, Tool
 
 #: Packages under ``stages/`` that declare no stages.
 NOT_STAGES = frozenset({"kit"})
@@ -135,3 +135,22 @@ def ancestors(stages: Sequence[Stage], name: str) -> set[str]:
 def descendants(stages: Sequence[Stage], name: str) -> set[str]:
     """``name`` and every stage that depends on it, directly or not."""
     return {s.name for s in stages if name in ancestors(stages, s.name)}
+
+
+def package_tool(name: str, modules: Sequence[str] | None = None) -> Tool:
+    """The package-level tool ``name`` (a stage package's ``TOOLS``): no config, no run."""
+    names = modules if modules is not None else stage_modules()
+    found = [
+        tool
+        for module_name in names
+        for tool in getattr(importlib.import_module(module_name), "TOOLS", ())
+        if tool.name == name
+    ]
+    if len(found) != 1:
+        raise StageError(f"{len(found)} stage packages offer the tool {name!r}; expected one")
+    return found[0]
+
+
+def stage_tools(stages: Sequence[Stage], name: str) -> list[tuple[Stage, Tool]]:
+    """The stages that offer tool ``name``, in graph order, with their tool."""
+    return [(s, t) for s in stages for t in s.tools if t.name == name]

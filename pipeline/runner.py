@@ -215,6 +215,38 @@ class Runner:
             chosen = [n for n in chosen if n in set(only)]
         return chosen
 
+    def context(self, name: str) -> StageContext:
+        """The context stage ``name`` would run with, for tools that work on its outputs
+        (rebuilding a report, drawing a plot); its fingerprint is the planned one."""
+        stage = self.stage(name)
+        item = next(i for i in self.plan() if i.stage.name == name)
+        return StageContext(
+            stage=stage,
+            config=self.config,
+            run_dir=self.run_dir,
+            fingerprint=item.fingerprint,
+            artifacts=self.artifacts,
+            hasher=self.hasher,
+            external=item.components.get("external", {}),
+        )
+
+    def tool(self, name: str, *, variant: str | None = None, **options: Any) -> Any:
+        """Run tool ``name`` of the stage offering it (the one of ``variant`` when several
+        do) in that stage's context, and return what it returns."""
+        from paretohqd.registry import stage_tools
+
+        offered = stage_tools(self.stages, name)
+        chosen = [(s, t) for s, t in offered if variant is None or t.variant == variant]
+        if not chosen:
+            have = ", ".join(t.variant or s.name for s, t in offered)
+            which = f"`{name}` for {variant!r}" if variant else f"`{name}`"
+            raise StageError(
+                f"no stage of this config offers {which} "
+                + (f"(offered for: {have})" if have else "(the stage that offers it is off)")
+            )
+        stage, tool = chosen[0]
+        return tool.fn(self.context(stage.name), **options)
+
     # ------------------------------------------------------------------ running
     def run(
         self,

@@ -65,6 +65,22 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A named command a stage package offers the CLI (``report``, ``plot-selection``, ...).
+
+    A tool declared on a :class:`Stage` is called as ``fn(ctx, **options)`` with that stage's
+    context; a package-level tool (``TOOLS`` in the package, no run needed) as
+    ``fn(**options)``. ``variant`` tells tools of one name apart (``round1``, ``round2``).
+    The CLI parses options and renders what ``fn`` returns; the work happens here.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    description: str = ""
+    variant: str = ""
+
+
+@dataclass(frozen=True)
 class Stage:
     """Declaration of one pipeline stage.
 
@@ -92,6 +108,8 @@ class Stage:
     reads_roles
         Also read every artifact of these roles that another stage writes (the registry adds
         them to ``inputs`` in graph order): evaluate reads every method's adapters this way.
+    tools
+        Commands run in this stage's context (:class:`Tool`).
     """
 
     name: str
@@ -106,6 +124,7 @@ class Stage:
     checks: tuple[str, ...] = ()
     description: str = ""
     reads_roles: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
 
     def resolved_params(self, config: Config) -> Any:
         """The parameters that enter the fingerprint."""

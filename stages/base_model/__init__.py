@@ -8,11 +8,12 @@ so every later stage loads the policy the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, Tool
 from paretohqd.stages.kit.policy.identity import BASE_MODEL_DIR
 
 BASE_MODEL = Artifact("base_model", BASE_MODEL_DIR, kind="dir")
@@ -56,3 +57,13 @@ def stages(config: Config) -> list[Stage]:
             description="convert the llama2.c / GGUF checkpoint to a Hugging Face model",
         )
     ]
+
+
+def _convert_llama2c(*, checkpoint: Path, tokenizer: Path, out: Path, overwrite: bool) -> Path:
+    from paretohqd.stages.kit.policy.llama2c import convert_llama2c
+
+    return convert_llama2c(checkpoint, tokenizer, out, overwrite=overwrite)
+
+
+#: Tools that need no run: ``paretohqd convert-llama2c``.
+TOOLS = (Tool("convert-llama2c", _convert_llama2c, "llama2.c checkpoint → Hugging Face Llama"),)

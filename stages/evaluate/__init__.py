@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from paretohqd.config import Config
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, Tool
 
 EVAL_GENERATIONS = Artifact("eval_generations", "eval/generations.parquet")
 EVAL_SUMMARY = Artifact("eval_summary", "eval/summary.parquet")
@@ -49,6 +49,12 @@ def _params(config: Config) -> Any:
     }
 
 
+def _report(ctx: Any) -> Any:
+    from paretohqd.stages.evaluate.stage import rebuild_report
+
+    return rebuild_report(ctx)
+
+
 def stages(config: Config) -> list[Stage]:
     """The evaluate stage, when ``[evaluate]`` is configured and there is a policy."""
     if config.evaluate is None or config.policy is None or not config.objectives:
@@ -63,6 +69,7 @@ def stages(config: Config) -> list[Stage]:
             fn=run_evaluate,
             inputs=_inputs(config),
             reads_roles=ROLES_READ,
+            tools=(Tool("report", _report, "rebuild summary, plots and report from generations"),),
             outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
             version="2",

@@ -354,25 +354,11 @@ def plot_losses(models: Sequence[Model], out: Path) -> Path | None:
     return out
 
 
-def rebuild_report(config: Any) -> dict[str, Any]:
-    """Recompute summary, plots and report from ``eval/generations.parquet`` (no generation)."""
+def rebuild_report(ctx: StageContext) -> dict[str, Any]:
+    """Recompute summary, plots and report from ``eval/generations.parquet`` (no generation):
+    the ``report`` tool, run in the evaluate stage's context."""
     import polars as pl
 
-    from paretohqd.runner import Runner
-    from paretohqd.stage import StageContext
-
-    runner = Runner(config)
-    if "evaluate" not in {s.name for s in runner.stages}:
-        raise StageError("report: the config has no [evaluate] table (or no policy)")
-    stage = runner.stage("evaluate")
-    ctx = StageContext(
-        stage=stage,
-        config=config,
-        run_dir=runner.run_dir,
-        fingerprint="",
-        artifacts=runner.artifacts,
-        hasher=runner.hasher,
-    )
     path = ctx.path("eval_generations")
     if not path.exists():
         raise StageError(f"report: {path} does not exist; run `paretohqd run --until evaluate`")

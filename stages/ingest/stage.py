@@ -9,25 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from paretohqd.atomic import write_parquet
-from paretohqd.config import Config, IngestConfig, SourceConfig
+from paretohqd.config import Config, IngestConfig
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
-from paretohqd.stages.ingest.readers import READERS, ReaderOutput
+from paretohqd.stages.kit.readers import read_source
 from paretohqd.stages.kit.records import Record, Rejected, normalise, prompt_id, sample_id
 
 SAMPLE_COLUMNS = ("sample_id", "prompt_id", "prompt", "response", "source", "split")
-
-
-def read_source(config: Config, index: int, src: SourceConfig) -> ReaderOutput:
-    """Read one configured source, with errors that name its config key."""
-    path = config.resolve(src.path)
-    label = src.name or src.kind
-    if not path.exists() and src.kind != "hf-datasets":
-        raise DataError(
-            f"ingest.sources[{index}].path: {path} does not exist (source {label!r}); "
-            "paths are relative to the config file"
-        )
-    return READERS[src.kind](src, path, label)
 
 
 def _heldout(pid: str, seed: int, fraction: float) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, Tool
 from paretohqd.stages.kit.scoring.run import score_external, score_params
 
 SCORES = Artifact("scores", "scores.parquet")
@@ -82,3 +82,13 @@ def stages(config: Config) -> list[Stage]:
     if config.objectives:
         out.append(score_stage("score", samples="samples", output=SCORES, config=config))
     return out
+
+
+def _train_reward(**options: Any) -> Any:
+    from paretohqd.stages.score.train_reward import train_reward
+
+    return train_reward(**options)
+
+
+#: Tools that need no run: ``paretohqd train-reward``.
+TOOLS = (Tool("train-reward", _train_reward, "fit a Bradley-Terry head on pairwise data"),)

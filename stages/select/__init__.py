@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from paretohqd.config import Config
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, StageContext, Tool
 
 
 def selection_artifact(name: str, path: str, **tags: Any) -> Artifact:
@@ -59,6 +59,16 @@ def _params(config: Config) -> Any:
     }
 
 
+def _plot(
+    ctx: StageContext, *, layers: str, selection: str, overlap: str, label: str, output: Any = None
+) -> Any:
+    from paretohqd.stages.select.plot import plot_stage_selection
+
+    return plot_stage_selection(
+        ctx, layers=layers, selection=selection, overlap=overlap, label=label, output=output
+    )
+
+
 def select_stage(
     name: str,
     *,
@@ -77,6 +87,7 @@ def select_stage(
     """
     from paretohqd.stages.select.stage import run_select
 
+    variant = mode or f"round{round_}"
     return Stage(
         name=name,
         fn=partial(
@@ -96,6 +107,20 @@ def select_stage(
         params=lambda config: {**_params(config), "round": {"k": k, "mode": mode}},
         sql=SQL_FILES,
         description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",
+        tools=(
+            Tool(
+                "plot-selection",
+                partial(
+                    _plot,
+                    layers=layers,
+                    selection=selection.name,
+                    overlap=overlap.name,
+                    label=variant,
+                ),
+                "scores by Pareto layer, preference rays, selected points, shard overlap",
+                variant=variant,
+            ),
+        ),
     )
 
 

@@ -21,6 +21,33 @@ from paretohqd.errors import DataError
 MAX_POINTS = 200_000
 
 
+def plot_stage_selection(
+    ctx: Any,
+    *,
+    layers: str,
+    selection: str,
+    overlap: str,
+    label: str,
+    output: Path | None = None,
+) -> Path:
+    """The ``plot-selection`` tool: draw what select stage ``ctx.stage`` picked, with its
+    pool's last layer from the manifest, to ``output`` (default ``plots/selection_<label>.png``
+    in the run)."""
+    from paretohqd.manifest import Manifest
+
+    entry = Manifest(ctx.run_dir).get(ctx.stage.name) or {}
+    pool = (entry.get("metadata") or {}).get("pool") or {}
+    return plot_selection(
+        ctx.path(layers),
+        ctx.path(selection),
+        ctx.config.pareto_objectives,
+        output or ctx.run_dir / "plots" / f"selection_{label}.png",
+        seed=ctx.config.run.seed,
+        max_layer=pool.get("max_layer"),
+        overlap=ctx.path(overlap),
+    )
+
+
 def plot_selection(
     layers: Path,
     selection: Path,

@@ -102,3 +102,48 @@ def test_sql_accepts_reading_statements(tiny_config: Path, query: str) -> None:
     _invoke("run", "-c", str(tiny_config))
     code, out = _invoke("sql", query, "-c", str(tiny_config))
     assert code == 0, out
+
+
+def test_train_reward_runs_the_declared_tool(tmp_path: Path) -> None:
+    from testpaths import DATA
+
+    out = tmp_path / "head"
+    code, text = _invoke(
+        "train-reward",
+        str(DATA / "hh-rlhf/harmless-base/test.jsonl.gz"),
+        "-o",
+        str(out),
+        "--limit",
+        "60",
+    )
+    assert code == 0, text
+    assert "held-out pairwise accuracy" in text and (out / "README.md").exists()
+    code, text = _invoke("train-reward", str(tmp_path / "nope.jsonl"), "-o", str(out))
+    assert code != 0 and "does not exist" in text
+
+
+def test_convert_llama2c_runs_the_declared_tool(tmp_path: Path) -> None:
+    from testpaths import DATA
+
+    src = DATA / "stories260K"
+    out = tmp_path / "m"
+    code, text = _invoke(
+        "convert-llama2c", str(src / "stories260K.bin"), str(src / "tok512.bin"), str(out)
+    )
+    assert code == 0, text
+    assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"not a conversion")
+    code, text = _invoke(
+        "convert-llama2c", str(src / "stories260K.bin"), str(src / "tok512.bin"), str(other)
+    )
+    assert code != 0 and "overwrite" in text
+
+
+def test_tools_are_declared_by_stage_packages() -> None:
+    from paretohqd.registry import package_tool
+
+    assert package_tool("train-reward").description
+    with pytest.raises(Exception, match="offer the tool 'nope'"):
+        package_tool("nope")

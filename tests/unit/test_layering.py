@@ -79,3 +79,23 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("from paretohqd.stages.score.stage import run_score\n")
     assert [m for m, _ in _imports(sample)] == ["paretohqd.stages.score.stage"]
+
+
+def test_the_cli_reaches_stages_only_through_the_engine() -> None:
+    """Commands load the config, ask the engine (runner, registry tools) and render."""
+    bad = [
+        module
+        for module, _ in _imports(REPO / "pipeline" / "cli.py")
+        if module.startswith("paretohqd.stages")
+    ]
+    assert not bad, bad
+
+
+def test_no_stage_builds_a_runner() -> None:
+    bad = [
+        str(path.relative_to(REPO))
+        for path in STAGES.rglob("*.py")
+        for module, names in _imports(path)
+        if module == "paretohqd.runner" and "Runner" in names
+    ]
+    assert not bad, bad

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretohqd.config import SourceConfig
+from paretohqd.config import Config, SourceConfig
 from paretohqd.errors import DataError
 from paretohqd.stages.kit.records import (
     Preference,
@@ -510,3 +510,15 @@ READERS: dict[str, Reader] = {
     "pandalm": read_pandalm,
     "hf-datasets": read_hf_datasets,
 }
+
+
+def read_source(config: Config, index: int, src: SourceConfig) -> ReaderOutput:
+    """Read one configured source, with errors that name its config key."""
+    path = config.resolve(src.path)
+    label = src.name or src.kind
+    if not path.exists() and src.kind != "hf-datasets":
+        raise DataError(
+            f"ingest.sources[{index}].path: {path} does not exist (source {label!r}); "
+            "paths are relative to the config file"
+        )
+    return READERS[src.kind](src, path, label)

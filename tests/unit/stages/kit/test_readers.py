@@ -12,7 +12,7 @@ from testpaths import DATA
 
 from paretohqd.config import SourceConfig
 from paretohqd.errors import DataError
-from paretohqd.stages.ingest.readers import READERS, read_hh_rlhf, read_pandalm, read_table
+from paretohqd.stages.kit.readers import READERS, read_hh_rlhf, read_pandalm, read_table
 from paretohqd.stages.kit.records import sample_id, split_transcript, to_messages
 
 
