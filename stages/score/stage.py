@@ -71,7 +71,8 @@ def run_score(ctx: StageContext, *, samples: str, output: str) -> Mapping[str, A
     if rows.height == 0:
         raise DataError(f"score: {ctx.artifacts[samples].path} is empty; check its stage")
     spec = ScoreSpec(samples=ctx.path(samples), part_size=cfg.part_size, scoring=scoring_spec(ctx))
-    # Held by this frame past the map (the executor then drops its own reference): identities.
+    # Loaded through the workers' state, so the local map reuses them rather than loading them
+    # twice; this reference outlives the map (which drops worker state) for the identities.
     scorers, _ = worker_scorers(spec.scoring, ctx.hasher)
     n_parts = math.ceil(rows.height / cfg.part_size)
     sizes = [min(cfg.part_size, rows.height - i * cfg.part_size) for i in range(n_parts)]
