@@ -18,7 +18,8 @@ A worker is a plain module-level function of ``(spec, index)`` or ``(spec, item,
 with a picklable ``spec``: what the :class:`LocalExecutor` calls in this process is what a
 distributed executor (Ray, #15) ships to its workers. Expensive state (a loaded model) is kept
 per process by :func:`worker_state`, so a worker loads its model once however many parts it
-runs.
+runs; it lives as long as one map call (the local executor drops it when the call returns, as a
+distributed executor's workers end with theirs), so no model outlives its stage.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ class LocalExecutor:
                 bar.update(weight[i])
         finally:
             bar.close()
+            release_worker_state()
         return PartsRun(parts=n_parts, resumed=n_parts - len(todo))
 
     def map_items(
@@ -221,6 +223,7 @@ class LocalExecutor:
                 bar.update(1)
         finally:
             bar.close()
+            release_worker_state()
         result.removed = prune_dirs(root, set(ids))
         _write_item_keys(root, {i: current[i] for i in ids if i in current})
         return result

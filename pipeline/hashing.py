@@ -49,6 +49,11 @@ class FileHasher:
             except (OSError, json.JSONDecodeError):
                 self._cache = {}
 
+    @property
+    def cache_file(self) -> Path | None:
+        """Where the cache persists, so a worker process can read the hashes already known."""
+        return self._cache_file
+
     def file(self, path: Path) -> str:
         """sha256 of one file's bytes."""
         path = Path(path).resolve()

@@ -2,7 +2,8 @@
 
 Models are the base policy and every adapter the run trained (ParetoHqD rounds one and two,
 MODPO, RACO, ...). Each (model, chunk of prompts) is one resumable part that is generated and
-scored in one go, so a killed evaluation resumes without regenerating. Sampling is seeded per
+scored in one go (:func:`evaluate_part` of (:class:`EvaluateSpec`, index), run by the engine's
+executor), so a killed evaluation resumes without regenerating. Sampling is seeded per
 part, so ``paretohqd run --only evaluate --force`` reproduces the numbers.
 """
 
@@ -10,13 +11,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError, StageError
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.pareto.bounds import layer_bounds
+from paretohqd.stages.kit.policy.generate import GenerationSettings
+from paretohqd.stages.kit.scoring.run import ScoringSpec
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: (method, pref_id, adapter dir or None, the model the adapter sits on)
 Model = tuple[str, str, Path | None, str]
@@ -78,16 +85,63 @@ def check_heldout(
         )
 
 
-def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
-    """Generate, score, summarise and report."""
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """Everything an evaluation part needs, picklable: part ``m * chunks + c`` is model ``m``
+    answering held-out prompt chunk ``c`` (``part_size`` prompts), then scored."""
+
+    models: tuple[Model, ...]
+    prompts: tuple[tuple[str, str], ...]
+    part_size: int
+    seed: int
+    settings: GenerationSettings
+    backend: Literal["transformers", "vllm"]
+    scoring: ScoringSpec
+
+    @property
+    def chunks(self) -> int:
+        """Prompt chunks per model."""
+        return math.ceil(len(self.prompts) / self.part_size)
+
+
+def evaluate_part(spec: EvaluateSpec, index: int) -> pl.DataFrame:
+    """Part ``index``: one model's responses to one chunk of held-out prompts (seed
+    ``run.seed + index``) with every objective's score.
+
+    The model's start is loaded once per process and replaced when a part needs another start
+    (models come grouped by start), so one policy is in memory at a time.
+    """
     import polars as pl
 
-    from paretohqd.atomic import write_parquet
-    from paretohqd.stages.kit.policy.generate import generation_settings, make_generator
-    from paretohqd.stages.kit.scoring.run import build_scorers, score_cache, score_part
+    from paretohqd.stages.kit.policy.generate import worker_generator
+    from paretohqd.stages.kit.scoring.run import score_part, worker_scorers
 
-    cfg, gen_cfg, policy = ctx.config.evaluate, ctx.config.generation, ctx.config.policy
-    assert cfg is not None and policy is not None
+    method, pref_id, adapter, start = spec.models[index // spec.chunks]
+    c = index % spec.chunks
+    chunk = spec.prompts[c * spec.part_size : (c + 1) * spec.part_size]
+    generator = worker_generator(start, spec.settings, spec.backend, key=spec.scoring.key)
+    result = generator.generate([p for _, p in chunk], adapter=adapter, seed=spec.seed + index)
+    kept = [(pid, p, t) for (pid, p), t in zip(chunk, result.texts, strict=True) if t is not None]
+    frame = pl.DataFrame(
+        {
+            "sample_id": [f"{method}/{pref_id}/{pid}" for pid, _, _ in kept],
+            "method": method,
+            "pref_id": pref_id,
+            "prompt_id": [pid for pid, _, _ in kept],
+            "prompt": [p for _, p, _ in kept],
+            "response": [t for _, _, t in kept],
+        }
+    )
+    scorers, cache = worker_scorers(spec.scoring)
+    scored = pl.from_arrow(score_part(frame, scorers, cache))
+    assert isinstance(scored, pl.DataFrame)
+    return frame.join(scored, on="sample_id").drop("sample_id")
+
+
+def _heldout_prompts(ctx: StageContext) -> list[tuple[str, str]]:
+    """The held-out (prompt_id, prompt) pairs, checked absent from every training table."""
+    cfg = ctx.config.evaluate
+    assert cfg is not None
     con = ctx.duckdb()
     try:
         prompts = run_sql(
@@ -108,52 +162,40 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
         )
     finally:
         con.close()
+    return [(pid, p) for pid, p in prompts]
 
+
+def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
+    """Generate, score, summarise and report."""
+    import polars as pl
+
+    from paretohqd.atomic import write_parquet
+    from paretohqd.hashing import sha256_json
+    from paretohqd.stages.kit.policy.generate import generation_settings
+    from paretohqd.stages.kit.scoring.run import scoring_spec
+
+    cfg, policy = ctx.config.evaluate, ctx.config.policy
+    assert cfg is not None and policy is not None
+    prompts = _heldout_prompts(ctx)
     models = models_to_evaluate(ctx)
-    settings = generation_settings(ctx.config)
-    scorers = build_scorers(ctx.config, ctx.hasher)
-    cache = score_cache(ctx.config)
+    spec = EvaluateSpec(
+        models=tuple(models),
+        prompts=tuple(prompts),
+        part_size=cfg.part_size,
+        seed=ctx.config.run.seed,
+        settings=generation_settings(ctx.config),
+        backend=ctx.config.generation.backend,
+        scoring=scoring_spec(ctx),
+    )
     parts = ctx.parts()
-    parts.drop_stale()
-    chunks = math.ceil(len(prompts) / cfg.part_size)
-    generator, loaded = None, None
-    for mi, (method, pref_id, adapter, start) in enumerate(models):
-        for c in range(chunks):
-            index = mi * chunks + c
-            if parts.done(index):
-                continue
-            if loaded != start:  # one model at a time: free the last before loading the next
-                generator = None
-                generator = make_generator(start, settings, gen_cfg.backend)
-                loaded = start
-            assert generator is not None
-            chunk = prompts[c * cfg.part_size : (c + 1) * cfg.part_size]
-            result = generator.generate(
-                [p for _, p in chunk], adapter=adapter, seed=ctx.config.run.seed + index
-            )
-            kept = [
-                (pid, p, t)
-                for (pid, p), t in zip(chunk, result.texts, strict=True)
-                if t is not None
-            ]
-            frame = pl.DataFrame(
-                {
-                    "sample_id": [f"{method}/{pref_id}/{pid}" for pid, _, _ in kept],
-                    "method": method,
-                    "pref_id": pref_id,
-                    "prompt_id": [pid for pid, _, _ in kept],
-                    "prompt": [p for _, p, _ in kept],
-                    "response": [t for _, _, t in kept],
-                }
-            )
-            scored = pl.from_arrow(score_part(frame, scorers, cache))
-            assert isinstance(scored, pl.DataFrame)
-            parts.write(index, frame.join(scored, on="sample_id").drop("sample_id"))
+    sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
+    n_parts = len(models) * spec.chunks
+    ctx.map_parts(
+        evaluate_part, spec, n_parts, store=parts, sizes=sizes * len(models), unit="prompt"
+    )
     rows = pl.concat([pl.read_parquet(p) for p in parts.paths()])
     write_parquet(ctx.path("eval_generations"), rows)
     parts.clear()
-    from paretohqd.hashing import sha256_json
-
     heldout = {
         "prompts": len(prompts),
         "prompt_ids_sha256": sha256_json(sorted(pid for pid, _ in prompts)),

@@ -2,7 +2,9 @@
 
 Representatives (docs/algorithms.md §6): the adapter of each one-hot preference plus the
 most balanced preference of the grid. Each (adapter, chunk of prompts) is one resumable part,
-so a killed run continues where it stopped. Output rows follow the samples schema, with
+:func:`regenerate_part` of (:class:`RegenerateSpec`, index), run by the engine's executor, so a
+killed run continues where it stopped; the policy is loaded once per process, only when some
+part is left to do. Output rows follow the samples schema, with
 ``source = "regen:<pref_id>"``, so round two reuses the score/pareto/select stages unchanged.
 """
 
@@ -10,14 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
+from paretohqd.stages.kit.policy.generate import GenerationSettings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def representatives(pref_ids: Sequence[str], weights: Mapping[str, Sequence[float]]) -> list[str]:
@@ -33,19 +40,70 @@ def representatives(pref_ids: Sequence[str], weights: Mapping[str, Sequence[floa
     return reps
 
 
-def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
-    """Generate one response per (representative adapter, prompt) into generations.parquet."""
+@dataclass(frozen=True)
+class RegenerateSpec:
+    """Everything a regenerate part needs, picklable: part ``r * chunks + c`` is representative
+    ``r`` answering prompt chunk ``c`` (``part_size`` prompts)."""
+
+    base: str
+    settings: GenerationSettings
+    backend: Literal["transformers", "vllm"]
+    adapters: Path
+    representatives: tuple[str, ...]
+    prompts: tuple[tuple[str, str], ...]
+    part_size: int
+    key: str
+
+    @property
+    def chunks(self) -> int:
+        """Prompt chunks per representative."""
+        return math.ceil(len(self.prompts) / self.part_size)
+
+
+def regenerate_part(spec: RegenerateSpec, index: int) -> pl.DataFrame:
+    """Part ``index``: one representative's responses to one chunk of prompts, sampled with
+    seed ``settings.seed + index``, with the part's generation counters on every row."""
     import polars as pl
 
-    from paretohqd.atomic import write_parquet
-    from paretohqd.stages.kit.policy.generate import generation_settings, make_generator
-    from paretohqd.stages.kit.policy.identity import policy_model
+    from paretohqd.stages.kit.policy.generate import worker_generator
     from paretohqd.stages.kit.records import normalise, sample_id
+
+    pref = spec.representatives[index // spec.chunks]
+    c = index % spec.chunks
+    chunk = spec.prompts[c * spec.part_size : (c + 1) * spec.part_size]
+    generator = worker_generator(spec.base, spec.settings, spec.backend, key=spec.key)
+    result = generator.generate(
+        [p for _, p in chunk], adapter=spec.adapters / pref, seed=spec.settings.seed + index
+    )
+    rows = [
+        (pid, prompt, normalise(text))
+        for (pid, prompt), text in zip(chunk, result.texts, strict=True)
+        if text is not None
+    ]
+    return pl.DataFrame(
+        {
+            "sample_id": [sample_id(p, t) for _, p, t in rows],
+            "prompt_id": [pid for pid, _, _ in rows],
+            "prompt": [p for _, p, _ in rows],
+            "response": [t for _, _, t in rows],
+            "source": f"regen:{pref}",
+            "split": "train",
+            "truncated_prompts": result.truncated,
+            "skipped_prompts": result.skipped,
+            "new_tokens": result.new_tokens,
+        },
+        schema_overrides={
+            "truncated_prompts": pl.Int32,
+            "skipped_prompts": pl.Int32,
+            "new_tokens": pl.Int64,
+        },
+    )
+
+
+def _representatives_of(ctx: StageContext) -> list[str]:
+    """The representative adapters among those sft trained for the selection's preferences."""
     from paretohqd.stages.kit.selection import shard_index
 
-    cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
-    policy = ctx.config.policy
-    assert cfg is not None and policy is not None
     adapters: Path = ctx.path("adapters")
     pref_ids = sorted(p.name for p in adapters.iterdir() if (p / "adapter_config.json").exists())
     if not pref_ids:
@@ -54,7 +112,20 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     pref_ids = [p for p in pref_ids if p in index]  # sft keeps exactly the selection's
     if not pref_ids:
         raise DataError("regenerate: no adapter matches a preference of the selection")
-    reps = representatives(pref_ids, {p: index[p]["weights"] for p in pref_ids})
+    return representatives(pref_ids, {p: index[p]["weights"] for p in pref_ids})
+
+
+def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
+    """Generate one response per (representative adapter, prompt) into generations.parquet."""
+    import polars as pl
+
+    from paretohqd.atomic import write_parquet
+    from paretohqd.stages.kit.policy.generate import generation_settings
+    from paretohqd.stages.kit.policy.identity import policy_model
+
+    cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
+    assert cfg is not None and ctx.config.policy is not None
+    reps = _representatives_of(ctx)
     con = ctx.duckdb()
     try:
         prompts = run_sql(
@@ -66,57 +137,49 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
         con.close()
     if not prompts:
         raise DataError("regenerate: samples has no train prompts")
-    settings = generation_settings(ctx.config)
-    base = policy_model(ctx.config)
     # The frozen prompt list: an artifact, so round two's inputs are inspectable in SQL.
     write_parquet(
         ctx.path("regen_prompts"),
         pl.DataFrame({"prompt_id": [pid for pid, _ in prompts], "prompt": [p for _, p in prompts]}),
     )
-    generator = None
+    spec = RegenerateSpec(
+        base=policy_model(ctx.config),
+        settings=generation_settings(ctx.config),
+        backend=gen_cfg.backend,
+        adapters=ctx.path("adapters"),
+        representatives=tuple(reps),
+        prompts=tuple((pid, p) for pid, p in prompts),
+        part_size=cfg.part_size,
+        key=ctx.fingerprint,
+    )
     parts = ctx.parts()
-    parts.drop_stale()
-    chunks = math.ceil(len(prompts) / cfg.part_size)
-    counts = {"truncated": 0, "skipped": 0, "new_tokens": 0}
-    for r, pref in enumerate(reps):
-        for c in range(chunks):
-            index = r * chunks + c
-            if parts.done(index):
-                continue
-            chunk = prompts[c * cfg.part_size : (c + 1) * cfg.part_size]
-            if generator is None:  # loaded once, only when some part is left to do
-                generator = make_generator(base, settings, gen_cfg.backend)
-            result = generator.generate(
-                [p for _, p in chunk], adapter=adapters / pref, seed=settings.seed + index
-            )
-            rows = [
-                (pid, prompt, normalise(text))
-                for (pid, prompt), text in zip(chunk, result.texts, strict=True)
-                if text is not None
-            ]
-            parts.write(
-                index,
-                pl.DataFrame(
-                    {
-                        "sample_id": [sample_id(p, t) for _, p, t in rows],
-                        "prompt_id": [pid for pid, _, _ in rows],
-                        "prompt": [p for _, p, _ in rows],
-                        "response": [t for _, _, t in rows],
-                        "source": f"regen:{pref}",
-                        "split": "train",
-                        "truncated_prompts": result.truncated,
-                        "skipped_prompts": result.skipped,
-                        "new_tokens": result.new_tokens,
-                    },
-                    schema_overrides={
-                        "truncated_prompts": pl.Int32,
-                        "skipped_prompts": pl.Int32,
-                        "new_tokens": pl.Int64,
-                    },
-                ),
-            )
-    frames = [pl.read_parquet(p) for p in parts.paths()]
+    sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
+    ctx.map_parts(
+        regenerate_part,
+        spec,
+        len(reps) * spec.chunks,
+        store=parts,
+        sizes=sizes * len(reps),
+        unit="prompt",
+    )
+    table, counts = _assemble([pl.read_parquet(p) for p in parts.paths()])
+    write_parquet(ctx.path("generations"), table)
+    parts.clear()
+    return {
+        "representatives": reps,
+        "prompts": len(prompts),
+        **counts,
+        "backend": gen_cfg.backend,
+    }
+
+
+def _assemble(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The generations table from the parts (first of each repeated sample_id) and the
+    counters: rows generated, duplicates dropped, truncated and skipped prompts, new tokens."""
+    import polars as pl
+
     table = pl.concat(frames) if frames else pl.DataFrame()
+    counts: dict[str, int] = {}
     for key, col in (
         ("truncated", "truncated_prompts"),
         ("skipped", "skipped_prompts"),
@@ -130,13 +193,4 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     )
     if table.height == 0:
         raise DataError("regenerate: every prompt was skipped; see generation.long_prompt")
-    write_parquet(ctx.path("generations"), table)
-    parts.clear()
-    return {
-        "representatives": reps,
-        "prompts": len(prompts),
-        "generated": generated,
-        "duplicates_dropped": generated - table.height,
-        **counts,
-        "backend": gen_cfg.backend,
-    }
+    return table, {"generated": generated, "duplicates_dropped": generated - table.height, **counts}

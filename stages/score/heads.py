@@ -1,69 +1,126 @@
 """The reward_heads stage function: fit one Bradley-Terry head per ``[[reward_heads]]`` entry.
 
 Pairs come from the human preference relation (train split only), so held-out prompts never
-leak into a reward that later scores them. Each head lands in ``reward_heads/<name>/`` with its
-model card and held-out pairwise accuracy.
+leak into a reward that later scores them. Each head is one item of the engine's executor
+(:meth:`~paretohqd.stage.StageContext.map_items`): :func:`train_head` fits it into
+``reward_heads/<name>/`` with its model card and held-out pairwise accuracy. A head's key is
+what defines it (its table, the run seed, the exact training pairs; the engine adds the
+encoders' identities), so when one head's table changes only that head is trained again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from paretohqd.atomic import prune_dirs
 from paretohqd.catalog import run_sql
+from paretohqd.config import RewardHeadConfig
 from paretohqd.errors import DataError
+from paretohqd.executor import Item
+from paretohqd.hashing import FileHasher, sha256_json
 from paretohqd.stage import StageContext
 
 
-def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
-    """Train and save every configured head; return their metrics for the manifest."""
-    from paretohqd.errors import ConfigError
-    from paretohqd.stages.kit.scoring.embedding import (
-        BTTrainOptions,
-        load_encoder,
-        save_head,
-        train_bt_head,
+@dataclass(frozen=True)
+class HeadsSpec:
+    """What every head worker shares, picklable: the run seed and name, and where the run's
+    file hashes are cached (so the encoder's hash is not recomputed)."""
+
+    seed: int
+    run_name: str
+    hashes: Path | None
+
+
+@dataclass(frozen=True)
+class HeadData:
+    """One head's training input (the item's payload): its pairs and their sources, the
+    encoder to load (None: the default), and the validated training options."""
+
+    pairs: tuple[tuple[str, str, str], ...]
+    sources: tuple[str, ...]
+    encoder: str | None
+    options: Mapping[str, Any]
+
+
+def train_head(spec: HeadsSpec, item: Item, key: str, target: Path) -> dict[str, Any]:
+    """Item worker: fit head ``item.id`` on its pairs and save it into ``target`` atomically
+    (the encoder is loaded once per process and shared by the heads on it)."""
+    from paretohqd.stages.kit.scoring.embedding import load_encoder, save_head, train_bt_head
+
+    data: HeadData = item.payload
+    encoder = load_encoder(data.encoder)
+    head, result = train_bt_head(
+        list(data.pairs), encoder=encoder, seed=spec.seed, **dict(data.options)
     )
+    save_head(
+        target,
+        head,
+        encoder_identity=encoder.identity(FileHasher(spec.hashes)),
+        metrics=result,
+        training_data_description=(
+            f"{len(data.pairs)} human preference pairs (train split) from "
+            f"{', '.join(data.sources)}, ingested by paretohqd run {spec.run_name!r}"
+        ),
+    )
+    return result
+
+
+def _head_item(ctx: StageContext, con: Any, head_cfg: RewardHeadConfig) -> Item:
+    """A head as an item: its pairs (at least 10), encoder and options validated here, at the
+    edge, before any head trains."""
+    from paretohqd.errors import ConfigError
+    from paretohqd.stages.kit.scoring.embedding import BTTrainOptions
     from paretohqd.stages.kit.scoring.scorers import ScorerError, parse_options
 
+    rows = run_sql(con, "reward_head_pairs.sql", {"sources": head_cfg.sources}).fetchall()
+    if len(rows) < 10:
+        raise DataError(
+            f"reward_heads.{head_cfg.name}: only {len(rows)} training pairs from sources "
+            f"{head_cfg.sources or 'all'}; the preferences table has the sources "
+            '(`paretohqd sql "select source, count(*) from preferences group by 1"`)'
+        )
+    encoder_path = str(ctx.config.resolve(head_cfg.encoder)) if head_cfg.encoder else None
+    if encoder_path and not ctx.config.resolve(head_cfg.encoder or "").exists():
+        encoder_path = head_cfg.encoder
+    try:
+        opts = parse_options(BTTrainOptions, head_cfg.options, name=head_cfg.name)
+    except ScorerError as exc:
+        raise ConfigError(f"{ctx.config.source}: reward_heads: {exc}") from None
+    data = HeadData(
+        pairs=tuple((p, c, r) for _, p, c, r, _ in rows),
+        sources=tuple(sorted({row[4] for row in rows})),
+        encoder=encoder_path,
+        options=opts.model_dump(),
+    )
+    key = {
+        "head": head_cfg.model_dump(mode="json"),
+        "seed": ctx.config.run.seed,
+        "pairs": sha256_json([list(row) for row in rows]),
+    }
+    return Item(head_cfg.name, key, payload=data)
+
+
+def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
+    """Train every configured head whose key changed (keep the others, remove the heads no
+    longer configured); return every head's metrics for the manifest."""
+    from paretohqd.stages.kit.scoring.embedding import load_head
+
+    con = ctx.duckdb()
+    try:
+        items = [_head_item(ctx, con, head_cfg) for head_cfg in ctx.config.reward_heads]
+    finally:
+        con.close()
     root = ctx.path("reward_heads")
-    prune_dirs(root, {h.name for h in ctx.config.reward_heads})
+    spec = HeadsSpec(
+        seed=ctx.config.run.seed, run_name=ctx.config.run.name, hashes=ctx.hasher.cache_file
+    )
+    run = ctx.map_items(train_head, spec, items, root, unit="head")
     metrics: dict[str, Any] = {}
-    for head_cfg in ctx.config.reward_heads:
-        con = ctx.duckdb()
-        try:
-            rows = run_sql(con, "reward_head_pairs.sql", {"sources": head_cfg.sources}).fetchall()
-        finally:
-            con.close()
-        if len(rows) < 10:
-            raise DataError(
-                f"reward_heads.{head_cfg.name}: only {len(rows)} training pairs from sources "
-                f"{head_cfg.sources or 'all'}; the preferences table has the sources "
-                '(`paretohqd sql "select source, count(*) from preferences group by 1"`)'
-            )
-        encoder_path = str(ctx.config.resolve(head_cfg.encoder)) if head_cfg.encoder else None
-        if encoder_path and not ctx.config.resolve(head_cfg.encoder or "").exists():
-            encoder_path = head_cfg.encoder
-        encoder = load_encoder(encoder_path)
-        pairs = [(p, c, r) for _, p, c, r, _ in rows]
-        try:
-            opts = parse_options(BTTrainOptions, head_cfg.options, name=head_cfg.name)
-        except ScorerError as exc:
-            raise ConfigError(f"{ctx.config.source}: reward_heads: {exc}") from None
-        head, result = train_bt_head(
-            pairs, encoder=encoder, seed=ctx.config.run.seed, **opts.model_dump()
-        )
-        sources = sorted({row[4] for row in rows})
-        save_head(
-            root / head_cfg.name,
-            head,
-            encoder_identity=encoder.identity(ctx.hasher),
-            metrics=result,
-            training_data_description=(
-                f"{len(pairs)} human preference pairs (train split) from "
-                f"{', '.join(sources)}, ingested by paretohqd run {ctx.config.run.name!r}"
-            ),
-        )
-        metrics[head_cfg.name] = {"pairs": len(pairs), "sources": sources, **result}
-    return {"heads": metrics}
+    for item in items:
+        # A kept head's metrics are the ones saved with it when it was trained.
+        result = run.metrics.get(item.id) or load_head(root / item.id).metrics
+        data: HeadData = item.payload
+        metrics[item.id] = {"pairs": len(data.pairs), "sources": list(data.sources), **result}
+    return {"heads": metrics, "trained": run.made, "kept": run.kept}

@@ -70,6 +70,22 @@ def test_parts_of_another_fingerprint_are_never_reused(tmp_path: Path) -> None:
     assert not ctx.parts().dir.exists()  # the stale directory was dropped
 
 
+def load_once(spec: dict[str, Any], index: int) -> pl.DataFrame:
+    """A part worker holding a "model" in this process's worker state."""
+    model = worker_state("toy.model", spec, lambda: CALLS.append("load") or "model")
+    return pl.DataFrame({"i": [index], "model": [model]})
+
+
+def test_worker_state_is_loaded_once_per_map_and_dropped_after(tmp_path: Path) -> None:
+    CALLS.clear()
+    _ctx(tmp_path).map_parts(load_once, {"m": 1}, 3)
+    assert CALLS == ["load"]  # one load for every part of the map
+    other = _ctx(tmp_path)
+    other.fingerprint = "e" * 64
+    other.map_parts(load_once, {"m": 1}, 2)
+    assert CALLS == ["load", "load"]  # the first map's model did not outlive it
+
+
 def make_item(spec: dict[str, Any], item: Item, key: str, target: Path) -> dict[str, Any]:
     """An item worker: writes ``target`` and returns metrics."""
     CALLS.append(item.id)

@@ -352,6 +352,28 @@ def make_generator(
     return TransformersGenerator(base_model, settings)
 
 
+def worker_generator(
+    model: str,
+    settings: GenerationSettings,
+    backend: Literal["transformers", "vllm"],
+    *,
+    key: str,
+) -> Any:
+    """This process's generator for ``model``: loaded on first use and kept for the parts that
+    follow; asking for another model drops this one first, so one policy is in memory at a time
+    (:func:`paretohqd.executor.worker_state`). ``key`` (the stage's fingerprint) keeps a process
+    from reusing a model whose files a later stage rewrote under the same path."""
+    from dataclasses import asdict
+
+    from paretohqd.executor import worker_state
+
+    return worker_state(
+        "generator",
+        {"model": model, "settings": asdict(settings), "backend": backend, "key": key},
+        lambda: make_generator(model, settings, backend),
+    )
+
+
 def generate_transformers(
     base_model: str,
     prompts: Sequence[str],

@@ -3,6 +3,8 @@ the identities (parameters, model hashes) that every scoring stage fingerprints.
 
 :func:`score_part` is a pure function of (part, scorers, cache) -> table: the unit an executor
 distributes. The score stage, PAMA's online rewards and the evaluation all score through it.
+A part worker rebuilds the scorers from a :class:`ScoringSpec` with :func:`worker_scorers`,
+once per process.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import importlib.util
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from paretohqd.config import Config, ObjectiveConfig
 from paretohqd.errors import DataError, ModelError
 from paretohqd.hashing import FileHasher
+
+if TYPE_CHECKING:
+    from paretohqd.stage import StageContext
 
 
 def resolve_model(config: Config, obj: ObjectiveConfig) -> str | None:
@@ -161,3 +167,40 @@ def build_scorers(config: Any, hasher: Any) -> list[Any]:
         except ScorerError as exc:
             raise ModelError(f"{config.source}: {exc}") from None
     return scorers
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    """What a part worker needs to rebuild a stage's scorers and score cache in any process.
+
+    The config travels whole: it is a pydantic model that pickles with its base directory, and
+    :func:`build_scorers` and :func:`score_cache` read objectives, paths and ``[score]`` from it.
+    ``hashes`` is the run's file-hash cache, so a worker does not re-read model weights to hash
+    them; ``key`` (the stage's fingerprint) is what the loaded scorers are kept under, so a
+    process never reuses scorers whose models may have changed since.
+    """
+
+    config: Config
+    hashes: Path | None
+    key: str
+
+
+def scoring_spec(ctx: StageContext) -> ScoringSpec:
+    """The :class:`ScoringSpec` of a stage that scores (score, score_round2, evaluate)."""
+    return ScoringSpec(config=ctx.config, hashes=ctx.hasher.cache_file, key=ctx.fingerprint)
+
+
+def worker_scorers(spec: ScoringSpec, hasher: FileHasher | None = None) -> tuple[list[Any], Any]:
+    """This process's scorers and score cache for ``spec``: built on first use, then kept for
+    every later part of the map (:func:`paretohqd.executor.worker_state`).
+
+    ``hasher`` lets the stage's own process share the runner's in-memory hashes; a worker
+    elsewhere reads ``spec.hashes``.
+    """
+    from paretohqd.executor import worker_state
+
+    def build() -> tuple[list[Any], Any]:
+        files = hasher if hasher is not None else FileHasher(spec.hashes)
+        return build_scorers(spec.config, files), score_cache(spec.config)
+
+    return worker_state("scorers", spec.key, build)

@@ -40,3 +40,38 @@ def test_unknown_training_option_is_a_one_line_error(tiny_config: Path) -> None:
     tiny_config.write_text(tiny_config.read_text() + HEAD.format(extra=", epoch = 3"))
     with pytest.raises(ConfigError, match=r"unknown option 'epoch' \(accepted: .*epochs"):
         Runner(load_config(tiny_config)).run(until="reward_heads")
+
+
+TWO_HEADS = """
+[[reward_heads]]
+name = "harmless"
+sources = ["hh"]
+options = {{ epochs = {epochs} }}
+{helpful}"""
+HELPFUL = """
+[[reward_heads]]
+name = "helpful"
+options = { epochs = 5 }
+"""
+
+
+def test_only_the_head_whose_table_changed_trains_again(tiny_config: Path) -> None:
+    base = tiny_config.read_text()
+    tiny_config.write_text(base + TWO_HEADS.format(epochs=5, helpful=HELPFUL))
+    config = load_config(tiny_config)
+    Runner(config).run(until="reward_heads")
+    root = config.run_dir / "reward_heads"
+    kept = (root / "helpful/head.safetensors").stat().st_mtime_ns
+
+    tiny_config.write_text(base + TWO_HEADS.format(epochs=6, helpful=HELPFUL))
+    Runner(load_config(tiny_config)).run(until="reward_heads")
+    meta = Manifest(config.run_dir).stages["reward_heads"]["metadata"]
+    assert (meta["trained"], meta["kept"]) == (["harmless"], ["helpful"])
+    assert (root / "helpful/head.safetensors").stat().st_mtime_ns == kept
+    assert meta["heads"]["helpful"]["pairs"] >= 10  # a kept head still reports its metrics
+    assert 0.0 <= meta["heads"]["helpful"]["val_accuracy"] <= 1.0
+
+    tiny_config.write_text(base + TWO_HEADS.format(epochs=6, helpful=""))
+    Runner(load_config(tiny_config)).run(until="reward_heads")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["harmless"]
+    assert Manifest(config.run_dir).stages["reward_heads"]["metadata"]["kept"] == ["harmless"]

@@ -57,21 +57,10 @@ def _config(tmp_path: Path, tiny_config: Path, objectives: str, part_size: int =
     return tiny_config
 
 
-HEURISTICS = """
-[[objectives]]
-name = "concise"
-scorer = "heuristic"
-options = { metric = "conciseness", target = 30 }
-
-[[objectives]]
-name = "varied"
-scorer = "heuristic"
-options = { metric = "repetition", n = 2 }
-"""
-
-
-def test_scores_every_sample_with_counters(tmp_path: Path, tiny_config: Path) -> None:
-    config = load_config(_config(tmp_path, tiny_config, HEURISTICS, part_size=16))
+def test_scores_every_sample_with_counters(
+    tmp_path: Path, tiny_config: Path, heuristics: str
+) -> None:
+    config = load_config(_config(tmp_path, tiny_config, heuristics, part_size=16))
     Runner(config).run(until="score")
     samples = pl.read_parquet(config.run_dir / "samples.parquet")
     scores = pl.read_parquet(config.run_dir / "scores.parquet")
