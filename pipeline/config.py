@@ -9,11 +9,20 @@ can move together.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from paretohqd.errors import ConfigError
 
@@ -288,71 +297,6 @@ class InitConfig(Section):
     lr: float | None = Field(None, gt=0, description="None: [sft].lr")
 
 
-class MethodLoraMixin(Section):
-    """A method's own start, LoRA shape and learning rate (default: rescaled published)."""
-
-    init: Literal["sft", "base"] = Field(
-        "sft",
-        description="start from (and refer to) the shared SFT model of the sft_init stage, as "
-        "the method's paper does, or from the base policy",
-    )
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank (None: [sft].lora_r)")
-    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha (None: [sft].lora_alpha)")
-    lr: float | None = Field(
-        None,
-        gt=0,
-        description="AdamW learning rate (None: the published recipe's, rescaled so that "
-        "lr × lora_alpha / lora_r matches it; see the README)",
-    )
-
-
-class PairwiseMethodConfig(MethodLoraMixin):
-    """Training settings shared by the pairwise methods."""
-
-    steps: int = Field(100, ge=1, description="optimiser steps per preference")
-    batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
-    grad_accum: int = Field(1, ge=1)
-    beta: float = Field(0.1, gt=0, description="DPO temperature")
-    max_pairs: int | None = Field(None, ge=1, description="cap on training pairs (seeded)")
-
-
-class ModpoConfig(PairwiseMethodConfig):
-    """MODPO (docs/algorithms.md): DPO on one objective with the others as a fixed margin."""
-
-    margin_scale: float = Field(
-        1.0, gt=0, description="scale of the other objectives' normalised score margins vs β"
-    )
-    loss: Literal["sigmoid", "hinge"] = "sigmoid"
-
-
-class RacoConfig(PairwiseMethodConfig):
-    """RACO (docs/algorithms.md): per-objective DPO losses combined by clipped CAGrad."""
-
-    beta: float = Field(0.2, gt=0, description="DPO temperature (RACO's README: 0.2)")
-    c: float = Field(0.4, ge=0, description="conflict-averse radius; 0 = weighted DPO")
-    clip: bool = Field(True, description="p̃ = min(p*, w); off = plain CAGrad with weighted g0")
-
-
-class PamaConfig(MethodLoraMixin):
-    """PAMA (docs/algorithms.md): online PPO with Noon clipping and Theorem 1's combination."""
-
-    steps: int = Field(20, ge=1, description="PPO iterations (rollout + update) per preference")
-    batch_size: int = Field(8, ge=1, description="prompts per rollout")
-    ppo_epochs: int = Field(1, ge=1, description="updates per rollout")
-    value_lr: float = Field(1e-3, gt=0, description="value heads learning rate")
-    kl_coef: float = Field(0.2, ge=0, description="per-token KL penalty to the reference")
-    cliprange: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip ε")
-    lam: float = Field(0.95, gt=0, le=1, description="GAE λ (γ = 1)")
-    granularity: Literal["token", "batch"] = Field("token", description="Theorem 1 per token")
-    whiten: bool = Field(
-        True,
-        description="divide each objective's rewards by their running std before weighting, "
-        "so w compares objectives in units of their spread",
-    )
-    max_new_tokens: int = Field(32, ge=1)
-    top_p: float = Field(0.9, gt=0, le=1)
-
-
 class EvaluateConfig(Section):
     """Held-out evaluation of the base model and every adapter the run trained."""
 
@@ -378,7 +322,12 @@ class EvaluateConfig(Section):
 
 
 class Config(Section):
-    """The whole run configuration (one table per stage)."""
+    """The whole run configuration (one table per stage).
+
+    The engine's own tables are declared here; tables a stage package declares (a method's
+    ``[modpo]``, ``[raco]``, ``[pama]``: its ``CONFIG_TABLES``) are added by
+    :func:`config_model`, with the same validation.
+    """
 
     run: RunConfig = Field(default_factory=RunConfig)
     ingest: IngestConfig
@@ -393,9 +342,6 @@ class Config(Section):
     regenerate: RegenerateConfig | None = None
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     init: InitConfig = Field(default_factory=InitConfig)
-    modpo: ModpoConfig | None = None
-    raco: RacoConfig | None = None
-    pama: PamaConfig | None = None
     evaluate: EvaluateConfig | None = None
 
     @model_validator(mode="after")
@@ -578,12 +524,48 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(data, base_dir=cfg_path.resolve().parent, source=source)
 
 
+def declared_tables() -> dict[str, type[Section]]:
+    """Config tables declared by stage packages (their ``CONFIG_TABLES``), by table name."""
+    import importlib
+
+    from paretohqd.registry import stage_modules
+
+    tables: dict[str, type[Section]] = {}
+    for module_name in stage_modules():
+        module = importlib.import_module(module_name)
+        for key, model in getattr(module, "CONFIG_TABLES", {}).items():
+            if key in Config.model_fields or key in tables:
+                raise ConfigError(f"{module_name} declares the [{key}] table a second time")
+            tables[key] = model
+    return tables
+
+
+@functools.cache
+def config_model() -> type[Config]:
+    """The config model: :class:`Config` plus every table the stage packages declare, each
+    optional (a method runs when its table is present).
+
+    Named ``FullConfig`` in this module (see ``__getattr__``), so a config pickles and
+    unpickles in a fresh worker process.
+    """
+    fields: dict[str, Any] = {key: (model | None, None) for key, model in declared_tables().items()}
+    model = create_model("FullConfig", __base__=Config, __module__=__name__, **fields)
+    return model
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FullConfig":
+        return config_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def config_from_dict(data: dict[str, Any], *, base_dir: Path, source: str) -> Config:
     """Validate a config dictionary (as parsed from TOML)."""
+    model = config_model()
     try:
-        config = Config.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, Config, source)) from None
+        raise ConfigError(format_validation_error(exc, model, source)) from None
     config._base_dir = Path(base_dir)
     config._source = source
     return config

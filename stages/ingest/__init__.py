@@ -14,6 +14,7 @@ from typing import Any
 from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.identity import source_identity
 
 SAMPLES = Artifact("samples", "samples.parquet")
 PREFERENCES = Artifact("preferences", "preferences.parquet")
@@ -23,11 +24,9 @@ QUARANTINE = Artifact("quarantine", "quarantine.parquet")
 def _external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for i, src in enumerate(config.ingest.sources):
-        path = config.resolve(src.path)
-        out[f"sources[{i}]"] = hasher.path(path) if path.exists() else f"hub:{src.path}"
+        out[f"sources[{i}]"] = source_identity(config, src.path, hasher, kind="dataset")
     if config.ingest.tokenizer:
-        tok = config.resolve(config.ingest.tokenizer)
-        out["tokenizer"] = hasher.path(tok) if tok.exists() else f"hub:{config.ingest.tokenizer}"
+        out["tokenizer"] = source_identity(config, config.ingest.tokenizer, hasher)
     return out
 
 

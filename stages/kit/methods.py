@@ -8,10 +8,56 @@ settings it inherits, the preference grid, the policy, the seed and the resolved
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from paretohqd.config import Config
+from pydantic import Field
+
+from paretohqd.config import Config, Section
 from paretohqd.stage import Artifact, Stage
+from paretohqd.stages.kit.training.recipes import Recipe
+
+
+class MethodTable(Section):
+    """A method's config table: its start, LoRA shape and learning rate.
+
+    A method package subclasses it (``stages/modpo/config.py``) and lists it in the package's
+    ``CONFIG_TABLES``; ``published`` is the recipe its default learning rate is rescaled from.
+    """
+
+    published: ClassVar[Recipe | None] = None
+
+    init: Literal["sft", "base"] = Field(
+        "sft",
+        description="start from (and refer to) the shared SFT model of the sft_init stage, as "
+        "the method's paper does, or from the base policy",
+    )
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank (None: [sft].lora_r)")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha (None: [sft].lora_alpha)")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="AdamW learning rate (None: the published recipe's, rescaled so that "
+        "lr × lora_alpha / lora_r matches it; see the README)",
+    )
+
+
+class PairwiseMethodTable(MethodTable):
+    """Training settings shared by the pairwise methods (trained on ``pairs``)."""
+
+    steps: int = Field(100, ge=1, description="optimiser steps per preference")
+    batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
+    grad_accum: int = Field(1, ge=1)
+    beta: float = Field(0.1, gt=0, description="DPO temperature")
+    max_pairs: int | None = Field(None, ge=1, description="cap on training pairs (seeded)")
+
+
+def method_tables(config: Config, kind: type[MethodTable] = MethodTable) -> dict[str, Any]:
+    """The configured tables of ``kind`` (every method by default), by name, in config order."""
+    return {
+        name: table
+        for name in type(config).model_fields
+        if isinstance(table := getattr(config, name), kind)
+    }
 
 
 def adapters_artifact(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from paretohqd.config import Config
 from paretohqd.stage import Artifact, Stage
-from paretohqd.stages.kit.training.recipes import PAIRWISE_METHODS
+from paretohqd.stages.kit.methods import PairwiseMethodTable, method_tables
 
 PAIRS = Artifact("pairs", "pairs.parquet", role="training_prompts")
 
@@ -17,7 +17,7 @@ def stages(config: Config) -> list[Stage]:
     """``pairs`` when a pairwise method is configured."""
     if config.policy is None or not config.objectives:
         return []
-    if not any(getattr(config, m) is not None for m in PAIRWISE_METHODS):
+    if not method_tables(config, PairwiseMethodTable):
         return []
     from paretohqd.stages.pairs.stage import run_pairs
 

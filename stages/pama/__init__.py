@@ -13,6 +13,10 @@ from paretohqd.stage import Stage
 from paretohqd.stages.kit.methods import adapters_artifact, method_params
 from paretohqd.stages.kit.policy.identity import policy_external, start_inputs
 from paretohqd.stages.kit.scoring.run import score_external, score_params
+from paretohqd.stages.pama.config import PamaConfig
+
+#: The ``[pama]`` table: the stage exists when the config has it.
+CONFIG_TABLES = {"pama": PamaConfig}
 
 
 def stages(config: Config) -> list[Stage]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 from paretohqd.config import Config
 from paretohqd.stage import Stage
 from paretohqd.stages.kit.methods import pairwise_stage
+from paretohqd.stages.raco.config import RacoConfig
+
+#: The ``[raco]`` table: the stage exists when the config has it.
+CONFIG_TABLES = {"raco": RacoConfig}
 
 
 def stages(config: Config) -> list[Stage]:

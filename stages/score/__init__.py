@@ -15,6 +15,7 @@ from typing import Any
 from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
 from paretohqd.stage import Artifact, Stage, Tool
+from paretohqd.stages.kit.identity import source_identity
 from paretohqd.stages.kit.scoring.run import score_external, score_params
 
 SCORES = Artifact("scores", "scores.parquet")
@@ -32,10 +33,7 @@ def _heads_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for head in config.reward_heads:
         if head.encoder:
-            path = config.resolve(head.encoder)
-            out[f"reward_heads.{head.name}.encoder"] = (
-                hasher.path(path) if path.exists() else f"hub:{head.encoder}"
-            )
+            out[f"reward_heads.{head.name}.encoder"] = source_identity(config, head.encoder, hasher)
     return out
 
 

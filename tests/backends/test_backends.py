@@ -229,10 +229,10 @@ def test_pama_rollouts_through_vllm(
     engine: VllmGenerator, wide_model: Path, tmp_path: Path
 ) -> None:
     """PAMA with vLLM rollouts: each iteration's adapter snapshot is served as a LoRARequest."""
-    from paretohqd.config import PamaConfig
     from paretohqd.stages.kit.scoring.scorers import build_scorer
     from paretohqd.stages.kit.training.pama import train_pama
     from paretohqd.stages.kit.training.sft import SFTSettings
+    from paretohqd.stages.pama.config import PamaConfig
 
     scorers = [
         build_scorer("heuristic", name="long", options={"metric": "verbosity"}),

@@ -98,3 +98,36 @@ def test_starter_template_is_valid(tmp_path: Path) -> None:
     text = (resources.files("paretohqd") / "templates" / "starter.toml").read_text()
     cfg = load_config(_write(tmp_path, text))
     assert cfg.ingest.sources[0].kind == "hh-rlhf"
+
+
+def test_method_tables_come_from_their_packages_and_validate_as_strictly(tmp_path: Path) -> None:
+    from paretohqd.config import declared_tables
+
+    assert {"modpo", "raco", "pama"} <= set(declared_tables())
+    cfg = load_config(_write(tmp_path, BASE + "[modpo]\nbeta = 0.3\n[pama]\n"))
+    assert cfg.modpo.beta == 0.3 and cfg.pama.steps == 20 and cfg.raco is None  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"unknown key `modpo\.bta`.*beta"):
+        load_config(_write(tmp_path, BASE + "[modpo]\nbta = 0.3\n"))
+    with pytest.raises(ConfigError, match=r"`raco\.c`"):
+        load_config(_write(tmp_path, BASE + "[raco]\nc = -1\n"))
+    with pytest.raises(ConfigError, match=r"unknown key `mopdo`.*modpo"):
+        load_config(_write(tmp_path, BASE + "[mopdo]\n"))
+
+
+def test_a_config_pickles_into_a_fresh_process(tmp_path: Path) -> None:
+    """Workers (a Ray executor's, a spawned process) get the config by pickling."""
+    import pickle
+    import subprocess
+    import sys
+
+    cfg = load_config(_write(tmp_path, BASE + "[raco]\nbeta = 0.5\n"))
+    blob = tmp_path / "cfg.pkl"
+    blob.write_bytes(pickle.dumps(cfg))
+    code = (
+        "import pickle, sys; c = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(c.raco.beta, c.run_dir.name, type(c).__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["0.5", "x", "FullConfig"]

@@ -12,13 +12,12 @@ from typing import Any
 
 from paretohqd.config import Config
 from paretohqd.hashing import FileHasher
+from paretohqd.stages.kit.identity import source_identity
 
 #: Where ``base_model`` writes the converted policy (llama2.c or GGUF), under the run.
 BASE_MODEL_DIR = "models/base"
 #: Where ``sft_init`` writes the shared SFT start of the baselines, under the run.
 INIT_MODEL_DIR = "models/sft_init"
-#: The method tables that may start from the shared SFT model (``init = "sft"``).
-INIT_METHODS = ("modpo", "raco", "pama")
 
 
 def policy_model(config: Config) -> str:
@@ -32,12 +31,10 @@ def policy_model(config: Config) -> str:
 
 
 def uses_init(config: Config) -> list[str]:
-    """The configured methods that start from the shared SFT model."""
-    return [
-        m
-        for m in INIT_METHODS
-        if getattr(config, m) is not None and getattr(config, m).init == "sft"
-    ]
+    """The configured methods that start from the shared SFT model (``init = "sft"``)."""
+    from paretohqd.stages.kit.methods import method_tables
+
+    return [name for name, table in method_tables(config).items() if table.init == "sft"]
 
 
 def start_model(config: Config, init: str) -> str:
@@ -62,5 +59,4 @@ def policy_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     assert config.policy is not None
     if config.converts_policy or config.policy.model is None:
         return {}
-    path = config.resolve(config.policy.model)
-    return {"policy.model": hasher.path(path) if path.exists() else f"hub:{config.policy.model}"}
+    return {"policy.model": source_identity(config, config.policy.model, hasher)}

@@ -22,6 +22,7 @@ import numpy as np
 from paretohqd.config import Config, ObjectiveConfig
 from paretohqd.errors import DataError, ModelError
 from paretohqd.hashing import FileHasher
+from paretohqd.stages.kit.identity import source_identity
 
 if TYPE_CHECKING:
     from paretohqd.stage import StageContext
@@ -52,9 +53,9 @@ def score_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for obj in config.objectives:
         if obj.model and not obj.model.startswith("run:"):
-            path = config.resolve(obj.model)
-            out[f"objectives.{obj.name}.model"] = (
-                hasher.path(path) if path.exists() else f"hub:{obj.model}"
+            revision = (obj.options or {}).get("revision")
+            out[f"objectives.{obj.name}.model"] = source_identity(
+                config, obj.model, hasher, revision=revision
             )
         plugin = _plugin_identity(obj.scorer, hasher)
         if plugin:

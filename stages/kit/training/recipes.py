@@ -18,10 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: The pairwise methods (trained on ``pairs.parquet``) and the online one, by config table.
-PAIRWISE_METHODS = ("modpo", "raco")
-ONLINE_METHODS = ("pama",)
-
 #: LoRA learning rate ≈ this × the full fine-tuning rate (LoRA Without Regret), at alpha/r = 1.
 FULL_FT_TO_LORA = 10.0
 
@@ -43,34 +39,34 @@ class Recipe:
         return self.lr * self.lora_alpha / self.lora_r
 
 
-PUBLISHED: dict[str, Recipe] = {
-    "sft": Recipe(1.414e-4, 64, 128, "RiC offline SFT, Llama-2-7B, LoRA r 64 / alpha 128"),
-    "modpo": Recipe(5e-4, 64, 1, "MODPO scripts, LoRA r 64 / alpha 1"),
-    "raco": Recipe(2e-5, None, None, "RACO, Qwen3-4B-Instruct, full fine-tuning"),
-    "pama": Recipe(1e-5, 64, 128, "PAMA, Llama-2-7B, LoRA r 64 / alpha 128"),
-}
+#: SFT's published recipe; each method's is the ``published`` of its config table.
+SFT_RECIPE = Recipe(1.414e-4, 64, 128, "RiC offline SFT, Llama-2-7B, LoRA r 64 / alpha 128")
 
 
-def default_lr(method: str, *, lora_r: int, lora_alpha: int) -> float:
-    """The published rate of ``method`` rescaled to the LoRA shape ``(lora_r, lora_alpha)``.
+def default_lr(recipe: Recipe, *, lora_r: int, lora_alpha: int) -> float:
+    """The published rate of ``recipe`` rescaled to the LoRA shape ``(lora_r, lora_alpha)``.
 
     Examples
     --------
-    >>> round(default_lr("modpo", lora_r=8, lora_alpha=16), 10)  # 5e-4 × (1/64) / 2
+    >>> modpo = Recipe(5e-4, 64, 1, "MODPO")
+    >>> round(default_lr(modpo, lora_r=8, lora_alpha=16), 10)  # 5e-4 × (1/64) / 2
     3.90625e-06
-    >>> default_lr("raco", lora_r=8, lora_alpha=16)  # 10 × 2e-5 / 2
+    >>> default_lr(Recipe(2e-5, None, None, "RACO"), lora_r=8, lora_alpha=16)  # 10 × 2e-5 / 2
     0.0001
     """
-    return PUBLISHED[method].effective_step / (lora_alpha / lora_r)
+    return recipe.effective_step / (lora_alpha / lora_r)
 
 
 def method_shape(config: Any, method: str) -> dict[str, Any]:
     """The LoRA shape and learning rate a method trains with: its own table, else ``[sft]``'s
-    shape and the rescaled published rate."""
+    shape and its published rate (``published`` of its table) rescaled."""
     cfg = getattr(config, method)
     r = cfg.lora_r or config.sft.lora_r
     alpha = cfg.lora_alpha or config.sft.lora_alpha
-    lr = cfg.lr if cfg.lr is not None else default_lr(method, lora_r=r, lora_alpha=alpha)
+    if cfg.lr is not None:
+        lr = cfg.lr
+    else:
+        lr = default_lr(type(cfg).published, lora_r=r, lora_alpha=alpha)
     return {"lora_r": r, "lora_alpha": alpha, "lr": lr}
 
 

@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 import torch
 
-from paretohqd.config import PamaConfig
 from paretohqd.stages.kit.preferences import simplex_lattice
 from paretohqd.stages.kit.scoring.scorers import build_scorer
 from paretohqd.stages.kit.training.pama import RewardMoments, _gae, train_pama
@@ -21,6 +20,7 @@ from paretohqd.stages.kit.training.solvers import (
     pama_combined_advantage,
     pama_stream_scales,
 )
+from paretohqd.stages.pama.config import PamaConfig
 
 
 def test_gae_matches_hand_computation() -> None:
