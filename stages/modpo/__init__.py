@@ -13,4 +13,6 @@ from paretohqd.stages.kit.methods import pairwise_stage
 
 def stages(config: Config) -> list[Stage]:
     """``modpo`` when ``[modpo]`` is configured."""
-    return pairwise_stage("modpo", config)
+    from paretohqd.stages.modpo.objective import ModpoObjective, modpo_pairs
+
+    return pairwise_stage("modpo", config, objective=ModpoObjective, keep=modpo_pairs)

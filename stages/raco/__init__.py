@@ -13,4 +13,6 @@ from paretohqd.stages.kit.methods import pairwise_stage
 
 def stages(config: Config) -> list[Stage]:
     """``raco`` when ``[raco]`` is configured."""
-    return pairwise_stage("raco", config)
+    from paretohqd.stages.raco.objective import RacoObjective, raco_pairs
+
+    return pairwise_stage("raco", config, objective=RacoObjective, keep=raco_pairs)

@@ -160,6 +160,15 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     again = Runner(load_config(tiny_config)).run()
     assert {outcome for _, outcome, _ in again} == {"skipped"}
 
+    # Forced, the per-preference stages keep every adapter whose item key is unchanged (the
+    # engine's <root>/.items.json; round two keys on round one's record).
+    trainers = ["sft", "sft_round2", "pama", "modpo", "raco"]
+    Runner(load_config(tiny_config)).run(only=trainers, force=True)
+    stages = Manifest(run).stages
+    for name in trainers:
+        meta = stages[name]["metadata"]
+        assert meta["trained"] == [] and sorted(meta["kept"]) == prefs, name
+
     # Evaluation is seeded: forcing it again reproduces the numbers exactly.
     Runner(load_config(tiny_config)).run(only=["evaluate"], force=True)
     assert pl.read_parquet(run / "eval/summary.parquet").equals(summary)
