@@ -106,7 +106,8 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     run = config.run_dir
     prefs = ["pref-000-100", "pref-050-050", "pref-100-000"]
     for root in ("round1", "round2", "linear", "modpo", "raco", "pama"):
-        assert sorted(p.name for p in (run / "adapters" / root).iterdir()) == prefs, root
+        adapters = (run / "adapters" / root).iterdir()
+        assert sorted(p.name for p in adapters if p.is_dir()) == prefs, root
     con = connect(run, artifacts_of(build_graph(config)).values())
     shards = con.execute("select pref_id, count(*) from shards group by 1 order by 1").fetchall()
     assert shards == [(p, 4) for p in prefs]
