@@ -1,14 +1,18 @@
-"""Declaring a method's training stage: the parameters every method stage fingerprints.
+"""Declaring a method's training stage: the parameters every method stage fingerprints, and
+what every method's per-preference worker shares.
 
 A method package (``stages/modpo``, ``stages/raco``, ``stages/pama``) declares its stage with
 these, so the fingerprint of every method covers the same things: its own table, the SFT
-settings it inherits, the preference grid, the policy, the seed and the resolved LoRA shape.
+settings it inherits, the preference grid, the policy, the seed and the resolved LoRA shape;
+and its adapters record the same things in ``train_state.json`` (:class:`MethodSpec`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -69,6 +73,42 @@ def adapters_artifact(
     return Artifact(name, path, kind="dir", role="adapters", tags=tags)
 
 
+if TYPE_CHECKING:
+    from paretohqd.executor import Item
+    from paretohqd.stages.kit.training.loop import Objective
+    from paretohqd.stages.kit.training.pairwise import KeepPairs, ObjectiveFactory
+    from paretohqd.stages.kit.training.sft import SFTSettings
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What every method's per-preference worker shares (picklable): the start model, the
+    training settings, the objectives' names and which start the method's table chose."""
+
+    start_model: str
+    settings: SFTSettings
+    objectives: list[str]
+    start: str
+
+    def train(self, objective: Objective, item: Item, key: str, target: Path) -> Mapping[str, Any]:
+        """Train preference ``item`` with ``objective`` into ``target``; its state records the
+        item's key, the preference, the objectives and the start."""
+        from paretohqd.stages.kit.training.loop import train_adapter
+
+        return train_adapter(
+            self.start_model,
+            objective,
+            self.settings,
+            target,
+            extra_state={
+                "key": key,
+                "pref_id": item.id,
+                "objectives": self.objectives,
+                "start": self.start,
+            },
+        )
+
+
 def method_params(name: str, *, threads: bool = True) -> Callable[[Config], Any]:
     """The fingerprint parameters of method ``name`` (its config table is ``config.<name>``).
 
@@ -93,12 +133,15 @@ def method_params(name: str, *, threads: bool = True) -> Callable[[Config], Any]
     return params
 
 
-def pairwise_stage(name: str, config: Config, *, order: int) -> list[Stage]:
+def pairwise_stage(
+    name: str, config: Config, *, objective: ObjectiveFactory, keep: KeepPairs, order: int
+) -> list[Stage]:
     """The stage of pairwise method ``name`` (its table ``config.<name>``; none when unset).
 
     Every pairwise method trains one adapter per preference of the select grid on ``pairs``,
-    from the start its table names; what differs between them is the objective. ``order``
-    places the method in the report.
+    from the start its table names; what differs between them is the method package's
+    ``objective`` (its objective class, built per preference) and the pairs it ``keep``s.
+    ``order`` places the method in the report.
     """
     from functools import partial
 
@@ -115,7 +158,13 @@ def pairwise_stage(name: str, config: Config, *, order: int) -> list[Stage]:
     return [
         Stage(
             name=name,
-            fn=partial(run_pairwise_method, method=name, output=output.name),
+            fn=partial(
+                run_pairwise_method,
+                method=name,
+                output=output.name,
+                objective=objective,
+                keep=keep,
+            ),
             inputs=("pairs", "samples", *start_inputs(config, cfg.init)),
             outputs=(output,),
             section=name,

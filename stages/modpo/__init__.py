@@ -17,4 +17,6 @@ CONFIG_TABLES = {"modpo": ModpoConfig}
 
 def stages(config: Config) -> list[Stage]:
     """``modpo`` when ``[modpo]`` is configured."""
-    return pairwise_stage("modpo", config, order=40)
+    from paretohqd.stages.modpo.objective import ModpoObjective, modpo_pairs
+
+    return pairwise_stage("modpo", config, objective=ModpoObjective, keep=modpo_pairs, order=40)

@@ -2,36 +2,88 @@
 
 Prompts come from the round-one shards (``sql/shard_prompts.sql``); rewards from the run's
 scorers; rollouts from the transformers policy or, with ``generation.backend = "vllm"``, one
-vLLM engine shared by all preferences.
+vLLM engine per process shared by all preferences. Each preference is an item of the engine's
+:meth:`~paretohqd.stage.StageContext.map_items`, so a preference whose prompts, settings and
+scorers did not change keeps its adapter; :func:`train_pama_item` is the worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from paretohqd.atomic import prune_dirs
 from paretohqd.catalog import run_sql
-from paretohqd.hashing import sha256_json
+from paretohqd.config import Config, PamaConfig
+from paretohqd.executor import Item, release_worker_state, worker_state
+from paretohqd.hashing import FileHasher, sha256_json
 from paretohqd.stage import StageContext
+from paretohqd.stages.kit.methods import MethodSpec
+
+
+@dataclass(frozen=True)
+class PamaSpec(MethodSpec):
+    """What every preference's worker needs (picklable): the method's start and settings, the
+    prompts, the ``[pama]`` table; ``config`` builds the scorers and ``generation`` (vLLM
+    rollouts, or None) the generator in the worker's process."""
+
+    prompts: list[str]
+    pama: PamaConfig
+    config: Config
+    generation: Any | None
+
+
+def pama_scorers(config: Config, hasher: FileHasher) -> list[Any]:
+    """The run's scorers of the Pareto objectives, in their order; built once per process."""
+    from paretohqd.stages.kit.scoring.run import build_scorers
+
+    objectives = config.pareto_objectives
+
+    def build() -> list[Any]:
+        scorers = [s for s in build_scorers(config, hasher) if s.name in objectives]
+        return sorted(scorers, key=lambda s: objectives.index(s.name))
+
+    key = [o.model_dump(mode="json") for o in config.objectives], str(config.run_dir)
+    return worker_state("pama.scorers", key, build)
+
+
+def train_pama_item(spec: PamaSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
+    """The item worker: train preference ``item`` (its weights are the payload) into ``target``."""
+    from paretohqd.stages.pama.objective import PamaObjective
+
+    generator = None
+    if spec.generation is not None:  # rollouts from vLLM: one engine per process
+        from paretohqd.stages.kit.policy.generate import make_generator
+
+        generator = worker_state(
+            "pama.generator",
+            (spec.start_model, asdict(spec.generation)),
+            lambda: make_generator(spec.start_model, spec.generation, "vllm"),
+        )
+    objective = PamaObjective(
+        spec.prompts,
+        pama_scorers(spec.config, FileHasher()),
+        item.payload,
+        spec.pama,
+        snapshots=target.parent / f".rollout-{target.name}",
+        generator=generator,
+    )
+    return spec.train(objective, item, key, target)
 
 
 def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     """Train one PAMA adapter per preference, on prompts of the round-one shards."""
-
+    from paretohqd.stages.kit.policy.generate import GenerationSettings
     from paretohqd.stages.kit.policy.identity import start_model
     from paretohqd.stages.kit.preferences import build_grid
-    from paretohqd.stages.kit.scoring.run import build_scorers
-    from paretohqd.stages.kit.training.pama import train_pama
     from paretohqd.stages.kit.training.recipes import method_shape
-    from paretohqd.stages.kit.training.settings import adapter_is_current, sft_settings
+    from paretohqd.stages.kit.training.settings import sft_settings
 
     cfg, policy = ctx.config.pama, ctx.config.policy
     assert cfg is not None and policy is not None
     objectives = ctx.config.pareto_objectives
-    scorers = [s for s in build_scorers(ctx.config, ctx.hasher) if s.name in objectives]
-    scorers.sort(key=lambda s: objectives.index(s.name))
+    scorers = pama_scorers(ctx.config, ctx.hasher)
     con = ctx.duckdb()
     try:
         prompts = [p for (p,) in run_sql(con, "shard_prompts.sql").fetchall()]
@@ -46,63 +98,35 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     )
     start = start_model(ctx.config, cfg.init)
     prefs = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
-    out_root = ctx.path(output)
-    trained, kept, metrics = [], [], {}
-    generator = None
-    if ctx.config.generation.backend == "vllm":  # rollouts from vLLM, one engine for all prefs
-        from paretohqd.stages.kit.policy.generate import GenerationSettings, make_generator
-
-        generator = make_generator(
-            start,
-            GenerationSettings(
-                max_new_tokens=cfg.max_new_tokens,
-                top_p=cfg.top_p,
-                top_k=0,
-                template=settings.template,
-                seed=settings.seed,
-                device=policy.device,
-                dtype=policy.dtype,
-            ),
-            "vllm",
+    generation = None
+    if ctx.config.generation.backend == "vllm":
+        generation = GenerationSettings(
+            max_new_tokens=cfg.max_new_tokens,
+            top_p=cfg.top_p,
+            top_k=0,
+            template=settings.template,
+            seed=settings.seed,
+            device=policy.device,
+            dtype=policy.dtype,
         )
-    for pref in prefs:
-        key = sha256_json(
-            {
-                "prompts": sha256_json(prompts),
-                "settings": asdict(settings),
-                "pama": cfg.model_dump(mode="json"),
-                "weights": pref.weights,
-                "scorers": [s.identity() for s in scorers],
-                "version": ctx.stage.version,
-                "start": cfg.init,
-            }
-        )
-        target = out_root / pref.pref_id
-        if adapter_is_current(target, key):
-            kept.append(pref.pref_id)
-            continue
-        metrics[pref.pref_id] = train_pama(
-            start,
-            prompts,
-            scorers,
-            pref.weights,
-            target,
-            settings=settings,
-            cfg=cfg,
-            extra_state={
-                "key": key,
-                "pref_id": pref.pref_id,
-                "objectives": objectives,
-                "start": cfg.init,
-            },
-            generator=generator,
-        )
-        trained.append(pref.pref_id)
-    prune_dirs(out_root, {p.pref_id for p in prefs})
+    definition = {
+        "prompts": sha256_json(prompts),
+        "settings": asdict(settings),
+        "pama": cfg.model_dump(mode="json"),
+        "scorers": [s.identity() for s in scorers],
+        "start": cfg.init,
+    }
+    items = [Item(p.pref_id, definition | {"weights": p.weights}, p.weights) for p in prefs]
+    spec = PamaSpec(start, settings, objectives, cfg.init, prompts, cfg, ctx.config, generation)
+    try:
+        run = ctx.map_items(train_pama_item, spec, items, ctx.path(output), unit="adapter")
+    finally:
+        release_worker_state("pama.scorers")
+        release_worker_state("pama.generator")
     return {
-        "trained": trained,
-        "kept": kept,
-        "metrics": metrics,
+        "trained": run.made,
+        "kept": run.kept,
+        "metrics": run.metrics,
         "prompts": len(prompts),
         "start": cfg.init,
         "start_model": start,

@@ -17,4 +17,6 @@ CONFIG_TABLES = {"raco": RacoConfig}
 
 def stages(config: Config) -> list[Stage]:
     """``raco`` when ``[raco]`` is configured."""
-    return pairwise_stage("raco", config, order=50)
+    from paretohqd.stages.raco.objective import RacoObjective, raco_pairs
+
+    return pairwise_stage("raco", config, objective=RacoObjective, keep=raco_pairs, order=50)

@@ -43,7 +43,8 @@ def sft_stage(
         inputs=(shards, selection, *policy_inputs(config), *((init,) if init else ())),
         outputs=(output,),
         section="sft",
-        version="1",
+        # 2: adapter keys live in the engine's <root>/.items.json, which round two reads.
+        version="2",
         sql=("shard_index.sql",),
         params=lambda c: {
             "sft": c.sft.model_dump(mode="json"),

@@ -1,23 +1,69 @@
 """The sft stage function: one LoRA adapter per preference shard, incrementally.
 
-An adapter records the shard's ``selection_hash`` and a hash of the training settings in its
-``train_state.json``; a preference whose shard and settings are unchanged keeps its adapter,
-so changing k for one grid or adding a preference retrains only what changed.
+Each preference is an item of the engine's :meth:`~paretohqd.stage.StageContext.map_items`,
+defined by its shard's ``selection_hash``, the training settings and (round two) the key of
+the round-one adapter it continues; a preference whose definition is unchanged keeps its
+adapter, so changing k for one grid or adding a preference retrains only what changed.
+:func:`train_shard` is the worker.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from paretohqd.atomic import prune_dirs
 from paretohqd.errors import DataError
-from paretohqd.hashing import sha256_json
+from paretohqd.executor import Item, read_item_keys
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.selection import shard_index
-from paretohqd.stages.kit.training.settings import adapter_is_current, sft_settings
+from paretohqd.stages.kit.training.settings import sft_settings
+from paretohqd.stages.kit.training.sft import SFTSettings
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """What every preference's worker needs (picklable): the base model, the settings, the
+    shards' directory and the objectives' names (for the shard card)."""
+
+    base_model: str
+    settings: SFTSettings
+    shards: Path
+    objectives: list[str]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One preference's item payload: its weights and the adapter it continues (round two)."""
+
+    weights: list[float]
+    init_adapter: Path | None
+
+
+def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
+    """The item worker: SFT on preference ``item``'s shard into ``target``."""
+    import polars as pl
+
+    from paretohqd.stages.kit.cards import DATA
+    from paretohqd.stages.kit.training.loop import train_adapter
+    from paretohqd.stages.kit.training.sft import SftObjective
+
+    shard: Shard = item.payload
+    frame = pl.read_parquet(spec.shards / item.id / DATA, columns=["prompt", "completion"])
+    rows = list(zip(frame["prompt"].to_list(), frame["completion"].to_list(), strict=True))
+    return train_adapter(
+        spec.base_model,
+        SftObjective(rows),
+        spec.settings,
+        target,
+        init_adapter=shard.init_adapter,
+        extra_state={
+            "key": key,
+            "pref_id": item.id,
+            "shard_card": dict(zip(spec.objectives, shard.weights, strict=False)),
+        },
+    )
 
 
 def run_sft(
@@ -30,56 +76,28 @@ def run_sft(
     steps: int,
 ) -> Mapping[str, Any]:
     """Train (or keep) the adapter of every preference of the ``selection`` artifact."""
-    import polars as pl
-
-    from paretohqd.stages.kit.cards import DATA
     from paretohqd.stages.kit.policy.identity import policy_model
-    from paretohqd.stages.kit.training.sft import train_lora
 
     settings = sft_settings(ctx.config, steps=steps)
     base = policy_model(ctx.config)
-    shard_root, out_root = ctx.path(shards), ctx.path(output)
     index = shard_index(ctx, selection)
     prefs = sorted(index)
     if not prefs:
         raise DataError(f"sft: the selection `{selection}` is empty; run the select stage first")
-    objectives = ctx.config.pareto_objectives
-    trained, kept, metrics = [], [], {}
+    init_keys = read_item_keys(ctx.path(init)) if init else {}
+    items = []
     for pref in prefs:
-        entry = index[pref]
         init_dir = ctx.path(init) / pref if init else None
-        if init_dir is not None and not (init_dir / "adapter_config.json").exists():
+        if init_dir is not None and not (
+            pref in init_keys and (init_dir / "adapter_config.json").exists()
+        ):
             raise DataError(f"sft: no round-one adapter for {pref} at {init_dir}")
-        init_key = (
-            json.loads((init_dir / "train_state.json").read_text()).get("key") if init_dir else None
-        )
-        key = sha256_json(
-            {
-                "shard": entry["selection_hash"],
-                "settings": asdict(settings),
-                "base": ctx.stage.name,
-                "init": init_key,
-                "version": ctx.stage.version,
-            }
-        )
-        target = out_root / pref
-        if adapter_is_current(target, key):
-            kept.append(pref)
-            continue
-        frame = pl.read_parquet(shard_root / pref / DATA, columns=["prompt", "completion"])
-        rows = list(zip(frame["prompt"].to_list(), frame["completion"].to_list(), strict=True))
-        metrics[pref] = train_lora(
-            base,
-            rows,
-            target,
-            settings=settings,
-            init_adapter=init_dir,
-            extra_state={
-                "key": key,
-                "pref_id": pref,
-                "shard_card": dict(zip(objectives, entry["weights"], strict=False)),
-            },
-        )
-        trained.append(pref)
-    prune_dirs(out_root, set(prefs))
-    return {"trained": trained, "kept": kept, "metrics": metrics, "base_model": base}
+        definition = {
+            "shard": index[pref]["selection_hash"],
+            "settings": asdict(settings),
+            "init": init_keys.get(pref),
+        }
+        items.append(Item(pref, definition, Shard(list(index[pref]["weights"]), init_dir)))
+    spec = ShardSpec(base, settings, ctx.path(shards), ctx.config.pareto_objectives)
+    run = ctx.map_items(train_shard, spec, items, ctx.path(output), unit="adapter")
+    return {"trained": run.made, "kept": run.kept, "metrics": run.metrics, "base_model": base}

@@ -54,8 +54,9 @@ def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer
+    from paretohqd.stages.kit.training.loop import train_adapter
     from paretohqd.stages.kit.training.settings import sft_settings
-    from paretohqd.stages.kit.training.sft import train_lora
+    from paretohqd.stages.kit.training.sft import SftObjective
 
     cfg = ctx.config.init
     rows = init_rows(ctx)
@@ -66,11 +67,11 @@ def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     )
     base = policy_model(ctx.config)
     with atomic_path(ctx.path(output)) as tmp:
-        metrics = train_lora(
+        metrics = train_adapter(
             base,
-            rows,
+            SftObjective(rows, lr_option="init.lr"),
+            settings,
             tmp / "adapter",
-            settings=settings,
             extra_state={"pref_id": "sft_init", "data": cfg.data},
         )
         model = load_policy(base, adapter=tmp / "adapter", device="cpu", dtype=settings.dtype)

@@ -58,7 +58,8 @@ def wide_model(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _train(model: Path, out: Path, completion: str, **options: Any) -> Path:
-    from paretohqd.stages.kit.training.sft import SFTSettings, train_lora
+    from paretohqd.stages.kit.training.loop import train_adapter
+    from paretohqd.stages.kit.training.sft import SftObjective, SFTSettings
 
     base: dict[str, Any] = {
         "steps": 30,
@@ -70,7 +71,7 @@ def _train(model: Path, out: Path, completion: str, **options: Any) -> Path:
         "device": "cpu",
     }
     settings = SFTSettings(**{**base, **options})
-    train_lora(str(model), [("Once upon a time", completion)] * 4, out, settings=settings)
+    train_adapter(str(model), SftObjective([("Once upon a time", completion)] * 4), settings, out)
     return out
 
 
@@ -230,9 +231,10 @@ def test_pama_rollouts_through_vllm(
 ) -> None:
     """PAMA with vLLM rollouts: each iteration's adapter snapshot is served as a LoRARequest."""
     from paretohqd.stages.kit.scoring.scorers import build_scorer
-    from paretohqd.stages.kit.training.pama import train_pama
+    from paretohqd.stages.kit.training.loop import train_adapter
     from paretohqd.stages.kit.training.sft import SFTSettings
     from paretohqd.stages.pama.config import PamaConfig
+    from paretohqd.stages.pama.objective import PamaObjective
 
     scorers = [
         build_scorer("heuristic", name="long", options={"metric": "verbosity"}),
@@ -243,16 +245,15 @@ def test_pama_rollouts_through_vllm(
     sampled = GenerationSettings(max_new_tokens=12, do_sample=True, top_p=0.9, top_k=0)
     out = tmp_path / "pama"
     with using(engine, sampled) as gen:
-        metrics = train_pama(
-            str(wide_model),
+        objective = PamaObjective(
             PROMPTS[:4],
             scorers,
             [0.5, 0.5],
-            out,
-            settings=settings,
-            cfg=cfg,
+            cfg,
+            snapshots=tmp_path / ".rollout-pama",
             generator=gen,
         )
+        metrics = train_adapter(str(wide_model), objective, settings, out)
     assert metrics["steps"] == 2
     assert (out / "adapter_model.safetensors").exists()
     assert not any(tmp_path.glob(".rollout-*/*"))  # snapshots are removed

@@ -1,257 +1,335 @@
-"""One training loop for every pairwise method (MODPO, RACO).
+"""One training loop for every method; what differs between methods is an :class:`Objective`.
 
-The policy is the base model with a fresh LoRA adapter (peft); the frozen reference is the same
-model with the adapter disabled. Each step draws seeded micro-batches of pairs, computes summed
-response log-probs of both responses under policy and reference, and hands them to the method,
-which either returns a loss (a standard backward pass) or writes the combined gradient itself
-(RACO's clipped CAGrad through the Gram matrix of per-objective gradients). Logging, adapter,
-loss curve and card are shared with SFT.
+The loop owns what every method must do the same way, so that their adapters compare and their
+runs reproduce: the policy (the start model with a fresh seeded LoRA adapter, or an adapter to
+continue; the frozen reference is the same model with the adapter disabled), AdamW with linear
+warm-up, the seeded sampler of micro-batches, gradient accumulation, the finite-loss check, the
+checksum that proves the base weights did not move, the log, and the adapter directory with its
+loss curve and card.
+
+An objective supplies the rest: its rows and their encoding, the gradients of one optimiser step
+(a loss and a backward pass, or gradients it writes itself: RACO's combination of per-objective
+gradients, PAMA's rollout and PPO epochs), its metrics, card and files. SFT's objective is in
+:mod:`~paretohqd.stages.kit.training.sft` (several stages train SFT adapters), the pairwise base
+in :mod:`~paretohqd.stages.kit.training.pairwise`, and each method's own in its stage package.
+
+Randomness is drawn in one order for every method, so a run reproduces bit for bit:
+``torch.manual_seed(seed)`` before the model loads, the LoRA initialisation, the objective's own
+set-up (PAMA's value heads and its numpy generator), then the sampler's own generator.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from paretohqd.errors import DataError
-from paretohqd.stages.kit.training.sft import IGNORE, SFTSettings, encode_rows, save_adapter
+
+if TYPE_CHECKING:
+    from paretohqd.stages.kit.training.sft import SFTSettings
+
+
+@dataclass(frozen=True)
+class OptimiserOptions:
+    """AdamW's learning rate and weight decay, and the steps of linear warm-up (0: none)."""
+
+    lr: float
+    weight_decay: float
+    warmup_steps: int
 
 
 @dataclass
-class PairRows:
-    """Training pairs: texts, per-objective signs (+1 a preferred, −1 b, 0 tie) and margins."""
+class StepLoss:
+    """What one optimiser step's gradients cost: the logged loss (which must be finite), the
+    tokens forwarded, and the method's own log columns."""
 
-    prompts: list[str]
-    a: list[str]
-    b: list[str]
-    signs: np.ndarray  # (n, M)
-    margins: np.ndarray  # (n, M), normalised score margins a − b
+    loss: float
+    tokens: int
+    columns: dict[str, Any] = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.prompts)
+
+class Sampler:
+    """Seeded micro-batches of row indices: shuffled passes over the rows (``randperm`` from a
+    generator of its own, so nothing else draws from it), ``batch_size`` at a time, refilled
+    when fewer than a batch remain (an epoch's tail joins the next one's head)."""
+
+    def __init__(self, rows: int, batch_size: int, seed: int) -> None:
+        import torch
+
+        self.rows, self.batch_size = rows, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: list[int] = []
+        self.draws = 0
+
+    def take(self) -> list[int]:
+        """The next micro-batch."""
+        import torch
+
+        if len(self.order) < self.batch_size:
+            self.order += torch.randperm(self.rows, generator=self.generator).tolist()
+        take, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        self.draws += 1
+        return take
 
 
 @dataclass
-class StepInputs:
-    """What a method sees for one micro-batch."""
+class Step:
+    """One optimiser step as the loop hands it to an objective."""
 
-    delta: Any  # (B,) policy-minus-reference log-ratio difference, with grad
-    signs: Any  # (B, M) tensor
-    margins: Any  # (B, M) tensor
+    #: The training step (one log row), and which of its ``Objective.updates`` this is.
+    index: int
+    epoch: int
+    #: The adapter's trainable parameters, in the optimiser's order.
+    params: list[Any]
+    #: Micro-batches to accumulate over; losses are divided by it.
+    accum: int
+    sampler: Sampler
+
+    def micro_batches(self) -> Iterator[list[int]]:
+        """The step's ``accum`` micro-batches, drawn lazily from the loop's sampler."""
+        for _ in range(self.accum):
+            yield self.sampler.take()
 
 
-@dataclass
-class Method:
-    """A method: per-objective losses, and how to turn them into one update.
+class Objective(ABC):
+    """What a method supplies to :func:`train_adapter`.
 
-    ``losses(inputs) -> (B-mean) tensor per objective``; ``combine`` is either ``"weighted"``
-    (backward on ``Σ w_i L_i``, or a method-specific scalar from ``scalar``) or ``"raco"``.
+    A subclass sets ``name`` and implements :meth:`prepare`, :meth:`gradients` and :meth:`card`;
+    the other members have the defaults of a supervised method (SFT, MODPO, RACO).
     """
 
-    name: str
-    losses: Callable[[StepInputs], list[Any]]
-    combine: str = "scalar"
-    scalar: Callable[[StepInputs], Any] | None = None
-    weights: Sequence[float] = ()
-    options: dict[str, Any] = field(default_factory=dict)
+    #: The method: in errors, the adapter's ``train_state.json`` and its card.
+    name: str = "objective"
+    #: The tokenizer's padding side: right for teacher forcing, left for generation (PAMA).
+    padding_side: str = "right"
+    #: The setting to lower when the loss diverges, named in the error.
+    lr_option: str = "the lr"
+    #: Optimiser steps per training step (PAMA: PPO epochs per rollout).
+    updates: int = 1
+
+    @abstractmethod
+    def prepare(self, tok: Any, model: Any, device: str, settings: SFTSettings) -> int:
+        """Encode the rows for the loaded policy (and set up the method's own state); return
+        how many rows the sampler draws from."""
+
+    @abstractmethod
+    def gradients(self, step: Step) -> StepLoss:
+        """Fill the adapter's ``.grad`` for one optimiser step (the loop zeroes them before and
+        steps the optimiser after)."""
+
+    @abstractmethod
+    def card(self, state: dict[str, Any]) -> str:
+        """The adapter's model card, from its ``train_state.json``."""
+
+    def steps(self, settings: SFTSettings) -> int:
+        """Training steps (log rows)."""
+        return settings.steps
+
+    def optimiser(self, settings: SFTSettings) -> OptimiserOptions:
+        """The policy optimiser's options: the settings' by default."""
+        return OptimiserOptions(settings.lr, settings.weight_decay, settings.warmup_steps)
+
+    def metrics(self, log: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Method-specific metrics; they override the loop's of the same name."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """Method-specific entries of ``train_state.json`` (options, weights)."""
+        return {}
+
+    def write_files(self, directory: Path, log: Sequence[dict[str, Any]]) -> None:
+        """Write method-specific files beside the adapter (PAMA's value heads); none here."""
+        return None
 
 
-def _logps(model: Any, batch: dict[str, Any]) -> Any:
-    """Summed log-prob of the labelled (response) tokens, per row."""
-    import torch
-
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE
-    safe = torch.where(mask, labels, torch.zeros_like(labels))
-    lp = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-    return (lp * mask).sum(-1)
-
-
-def train_pairwise(
+def lora_policy(
     base_model: str,
-    rows: PairRows,
-    method: Method,
+    settings: SFTSettings,
+    *,
+    padding_side: str = "right",
+    init_adapter: Path | None = None,
+) -> tuple[Any, Any, str]:
+    """Tokenizer, policy with a trainable LoRA adapter (fresh, seeded, or ``init_adapter``), device.
+
+    Seeding happens here, before the model loads, so the LoRA initialisation (and anything an
+    objective draws after it) is the same on every run.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer, pick_device
+
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    tok = load_tokenizer(base_model, padding_side=padding_side)
+    model = load_policy(
+        base_model, adapter=init_adapter, trainable=True, device=device, dtype=settings.dtype
+    )
+    if init_adapter is None:
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=settings.lora_r,
+                lora_alpha=settings.lora_alpha,
+                lora_dropout=settings.lora_dropout,
+                target_modules=list(settings.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
+    return tok, model, device
+
+
+def train_adapter(
+    base_model: str,
+    objective: Objective,
+    settings: SFTSettings,
     out_dir: Path,
     *,
-    settings: SFTSettings,
+    init_adapter: Path | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train a LoRA adapter with ``method`` on ``rows``; save it with its log and card.
+    """Train a LoRA adapter on ``base_model`` with ``objective``; save it atomically to
+    ``out_dir`` with its log, ``train_state.json`` (settings, metrics, ``extra_state``) and card.
 
-    Runs on ``settings.threads`` torch threads when set."""
+    ``init_adapter`` continues an existing adapter (round two); otherwise a fresh LoRA is
+    initialised with ``settings.seed``. Runs on ``settings.threads`` torch threads when set.
+    Returns the metrics: steps, examples, tokens, first and last loss, seconds, and the
+    objective's own.
+    """
     from paretohqd.stages.kit.policy.loading import torch_threads
 
     with torch_threads(settings.threads):
-        return _train_pairwise(
-            base_model, rows, method, out_dir, settings=settings, extra_state=extra_state
+        tok, model, device = lora_policy(
+            base_model, settings, padding_side=objective.padding_side, init_adapter=init_adapter
         )
-
-
-def _train_pairwise(
-    base_model: str,
-    rows: PairRows,
-    method: Method,
-    out_dir: Path,
-    *,
-    settings: SFTSettings,
-    extra_state: dict[str, Any] | None,
-) -> dict[str, Any]:
-    import torch
-
-    from paretohqd.stages.kit.policy.loading import render_prompt
-    from paretohqd.stages.kit.training.sft import (
-        base_checksum,
-        collate,
-        lora_policy,
-    )
-    from paretohqd.stages.kit.training.solvers import raco_direction
-
-    if len(rows) == 0:
-        raise DataError(f"{method.name}: no training pairs")
-    tok, model, device = lora_policy(base_model, settings)
-    prompts = [render_prompt(tok, p, settings.template) for p in rows.prompts]
-    enc_a = encode_rows(tok, list(zip(prompts, rows.a, strict=True)), settings.max_length)
-    enc_b = encode_rows(tok, list(zip(prompts, rows.b, strict=True)), settings.max_length)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(settings.warmup_steps, 1))
-    )
-    gen = torch.Generator().manual_seed(settings.seed)
-    signs_all = torch.tensor(rows.signs, dtype=torch.float32)
-    margins_all = torch.tensor(rows.margins, dtype=torch.float32)
-    w = np.asarray(method.weights, dtype=np.float64)
-    base_before = base_checksum(model)
-    order: list[int] = []
-    log: list[dict[str, Any]] = []
-    tokens = 0
-    model.train()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for step in range(settings.steps):
-        per_obj = np.zeros(len(w))
-        total = 0.0
-        grads: list[list[Any]] | None = None
-        opt.zero_grad(set_to_none=True)
-        for _ in range(settings.grad_accum):
-            if len(order) < settings.batch_size:
-                order += torch.randperm(len(rows), generator=gen).tolist()
-            take, order = order[: settings.batch_size], order[settings.batch_size :]
-            ba = collate([enc_a[i] for i in take], tok.pad_token_id, device)
-            bb = collate([enc_b[i] for i in take], tok.pad_token_id, device)
-            tokens += int(ba["attention_mask"].sum() + bb["attention_mask"].sum())
-            pol_a, pol_b = _logps(model, ba), _logps(model, bb)
-            with torch.no_grad(), model.disable_adapter():
-                ref_a, ref_b = _logps(model, ba), _logps(model, bb)
-            from paretohqd.stages.kit.training.losses import dpo_delta
-
-            inputs = StepInputs(
-                dpo_delta(pol_a, pol_b, ref_a, ref_b),
-                signs_all[take].to(device),
-                margins_all[take].to(device),
+        rows = objective.prepare(tok, model, device, settings)
+        params = [p for p in model.parameters() if p.requires_grad]
+        sampler = Sampler(rows, settings.batch_size, settings.seed)
+        base_before = base_checksum(model)
+        model.train()
+        t0, c0 = time.perf_counter(), time.process_time()
+        log, counts = _train_steps(objective, settings, params, sampler)
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+        if base_checksum(model) != base_before:
+            raise RuntimeError(
+                f"{objective.name}: base weights changed; only the adapter may train"
             )
-            losses = method.losses(inputs)
-            per_obj += np.array([float(x.item()) for x in losses]) / settings.grad_accum
-            if method.combine == "raco":
-                # One gradient per objective over the adapter's parameters, accumulated.
-                step_grads = [
-                    torch.autograd.grad(
-                        loss / settings.grad_accum, params, retain_graph=True, allow_unused=True
-                    )
-                    for loss in losses
-                ]
-                if grads is None:
-                    grads = [
-                        [
-                            g if g is not None else torch.zeros_like(p)
-                            for g, p in zip(gs, params, strict=True)
-                        ]
-                        for gs in step_grads
-                    ]
-                else:
-                    for acc, gs in zip(grads, step_grads, strict=True):
-                        for j, g in enumerate(gs):
-                            if g is not None:
-                                acc[j] = acc[j] + g
-                total += float(sum(wi * x.item() for wi, x in zip(w, losses, strict=True)))
-            else:
-                assert method.scalar is not None
-                loss = method.scalar(inputs) / settings.grad_accum
-                loss.backward()
-                total += loss.item()
-        extra: dict[str, Any] = {}
-        if method.combine == "raco" and grads is not None:
-            m = len(grads)
-            gram = np.zeros((m, m))
-            for i in range(m):
-                for j in range(i, m):
-                    gram[i, j] = gram[j, i] = float(
-                        sum(
-                            (gi.double() * gj.double()).sum().item()
-                            for gi, gj in zip(grads[i], grads[j], strict=True)
-                        )
-                    )
-            direction = raco_direction(gram, w, c=method.options["c"], clip=method.options["clip"])
-            coeffs = direction.coeffs
-            for j, p in enumerate(params):
-                p.grad = sum(float(coeffs[i]) * grads[i][j] for i in range(m)).to(p.dtype)
-            extra = {"g0_norm": float(direction.g0_norm), "skipped": bool(direction.skipped)}
-        if not math.isfinite(total):
-            raise DataError(f"{method.name}: loss became {total} at step {step}; lower the lr")
-        opt.step()
-        sched.step()
-        entry = {"step": step, "loss": round(total, 6), "lr": sched.get_last_lr()[0]}
-        entry.update({f"loss_{i}": round(float(x), 6) for i, x in enumerate(per_obj)})
-        entry.update(extra)
-        log.append(entry)
-    if base_checksum(model) != base_before:
-        raise RuntimeError(f"{method.name}: base weights changed; only the adapter may train")
     metrics = {
-        "pairs": len(rows),
-        "steps": settings.steps,
-        "examples": settings.steps * settings.batch_size * settings.grad_accum,
-        "tokens": tokens,
-        "cpu_seconds": round(time.process_time() - c0, 3),
+        **counts,
+        "examples": sampler.draws * settings.batch_size,
         "first_loss": log[0]["loss"],
         "last_loss": log[-1]["loss"],
-        "seconds": round(time.perf_counter() - t0, 3),
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
         "device": device,
+        **objective.metrics(log),
     }
     state = {
-        "method": method.name,
+        "method": objective.name,
         "settings": asdict(settings),
         "metrics": metrics,
-        "options": method.options,
-        "weights": list(map(float, w)),
         "base_model": base_model,
+        "init_adapter": str(init_adapter or ""),
+        **objective.state(),
         **(extra_state or {}),
     }
-    save_adapter(out_dir, model, log, state, method_card(state))
+    save_adapter(
+        out_dir,
+        model,
+        log,
+        state,
+        objective.card(state),
+        extra=lambda tmp: objective.write_files(tmp, log),
+    )
     return metrics
 
 
-def method_card(state: dict[str, Any]) -> str:
-    """Model card of a method adapter."""
-    s, m = state["settings"], state["metrics"]
-    start = "the shared SFT model" if state.get("start") == "sft" else "the base model"
-    return f"""---
-library_name: peft
-base_model: {state["base_model"]}
-tags: [paretohqd, lora, {state["method"]}]
----
-# {state.get("pref_id", "adapter")}: {state["method"].upper()} LoRA adapter
+def _train_steps(
+    objective: Objective, settings: SFTSettings, params: list[Any], sampler: Sampler
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The optimiser loop: per training step, ``objective.updates`` zero-grad → gradients →
+    finite check → AdamW and warm-up steps; one log row per training step."""
+    import torch
 
-Preference weights {state["weights"]} over {state.get("objectives")}. Trained by paretohqd on
-{m["pairs"]} preference pairs (the same pool as the ParetoHqD shards) for {m["steps"]} steps of
-batch {s["batch_size"]} × {s["grad_accum"]}, AdamW lr {s["lr"]}, LoRA r {s["lora_r"]} / alpha
-{s["lora_alpha"]}, seed {s["seed"]}; options {state["options"]}. Start and frozen reference
-(adapter disabled): {start} (`{state["base_model"]}`). Loss {m["first_loss"]:.4f} →
-{m["last_loss"]:.4f} (`training_log.parquet`, `loss.png`).
-"""
+    options = objective.optimiser(settings)
+    opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(options.warmup_steps, 1))
+    )
+    log: list[dict[str, Any]] = []
+    updates = tokens = 0
+    for index in range(objective.steps(settings)):
+        for epoch in range(objective.updates):
+            opt.zero_grad(set_to_none=True)
+            result = objective.gradients(Step(index, epoch, params, settings.grad_accum, sampler))
+            if not math.isfinite(result.loss):
+                raise DataError(
+                    f"{objective.name}: loss became {result.loss} at step {index}; "
+                    f"lower {objective.lr_option}"
+                )
+            opt.step()
+            sched.step()
+            updates += 1
+            tokens += result.tokens
+        entry = {"step": index, "loss": round(result.loss, 6), "lr": sched.get_last_lr()[0]}
+        log.append(entry | result.columns)
+    return log, {"steps": updates, "tokens": tokens}
+
+
+def save_adapter(
+    out_dir: Path,
+    model: Any,
+    log: Sequence[dict[str, Any]],
+    state: dict[str, Any],
+    card: str,
+    extra: Any = None,
+) -> None:
+    """Write an adapter directory atomically: peft weights, loss log (Parquet + PNG),
+    ``train_state.json`` and the card; ``extra(tmp)`` adds method-specific files first."""
+    from paretohqd.atomic import atomic_path, write_text
+
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        if extra is not None:
+            extra(tmp)
+        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
+        write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
+        write_text(tmp / "README.md", card)
+
+
+def base_checksum(model: Any) -> float:
+    """A cheap fingerprint of the frozen (non-LoRA) weights, checked before and after."""
+    import torch
+
+    with torch.no_grad():
+        return float(
+            sum(p.double().sum().item() for n, p in model.named_parameters() if "lora_" not in n)
+        )
+
+
+def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
+    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    from paretohqd.atomic import write_parquet
+
+    frame = pl.DataFrame(list(log), schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64})
+    write_parquet(directory / "training_log.parquet", frame)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(frame["step"], frame["loss"], lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("completion NLL")
+    ax.set_title(directory.name.split(".")[0] or "loss")
+    fig.tight_layout()
+    fig.savefig(directory / "loss.png", dpi=100)
+    plt.close(fig)

@@ -1,14 +1,12 @@
-"""Training settings from the config, and whether an adapter on disk is the one asked for.
+"""Training settings from the config.
 
 Every trainer (SFT, the shared start, the pairwise methods, PAMA) builds its
 :class:`~paretohqd.stages.kit.training.sft.SFTSettings` here, so LoRA shape, seeds, devices and
-threads agree; every per-preference stage keys its adapters and checks them the same way.
+threads agree.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 
@@ -37,12 +35,3 @@ def sft_settings(config: Any, **overrides: Any) -> Any:
         "threads": config.run.train_threads,
     }
     return SFTSettings(**{**values, **overrides})
-
-
-def adapter_is_current(directory: Path, key: str) -> bool:
-    """Whether ``directory`` holds a complete adapter trained with this ``key``."""
-    try:
-        state = json.loads((directory / "train_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return state.get("key") == key and (directory / "adapter_config.json").exists()

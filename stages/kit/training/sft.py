@@ -1,24 +1,22 @@
 """LoRA supervised fine-tuning on prompt/completion rows: the loss is NLL on the completion.
 
-A small, explicit loop instead of a trainer framework: the shards are ~100 rows and 200 steps,
-so what matters is determinism (seeded sampling, seeded init), exact loss masking, and
-handling prompts longer than the context (left-truncated, counted). The same loop continues
-training from a round-1 adapter for round two.
+SFT is an :class:`~paretohqd.stages.kit.training.loop.Objective` of the one training loop. The
+shards are ~100 rows and 200 steps, so what matters is determinism (the loop's seeding), exact
+loss masking, and handling prompts longer than the context (left-truncated, counted). Round two
+continues a round-one adapter with the same objective (``init_adapter`` of the loop). It lives
+in the kit because several stages train it: sft, sft_linear, sft_round2 and sft_init.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from paretohqd.errors import DataError
+from paretohqd.stages.kit.training.loop import Objective, Step, StepLoss
 
 IGNORE = -100
 
@@ -115,196 +113,49 @@ def completion_nll(model: Any, batch: dict[str, Any]) -> Any:
     )
 
 
-def lora_policy(
-    base_model: str,
-    settings: SFTSettings,
-    *,
-    padding_side: str = "right",
-    init_adapter: Path | None = None,
-) -> tuple[Any, Any, str]:
-    """Tokenizer, policy with a trainable LoRA adapter (fresh, seeded, or ``init_adapter``), device.
+class SftObjective(Objective):
+    """Completion NLL on prompt/completion rows (round one, the linear arm, round two, and the
+    shared start of the baselines)."""
 
-    Every trainer (SFT, the pairwise methods, PAMA) starts here, so LoRA settings, seeding and
-    devices agree; the frozen reference is the same model with the adapter disabled.
-    """
-    import torch
-    from peft import LoraConfig, get_peft_model
+    name = "sft"
 
-    from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer, pick_device
+    def __init__(self, rows: Sequence[tuple[str, str]], *, lr_option: str = "sft.lr") -> None:
+        if not rows:
+            raise DataError("sft: no training rows")
+        self.rows = list(rows)
+        self.lr_option = lr_option
 
-    device = pick_device(settings.device)
-    torch.manual_seed(settings.seed)
-    tok = load_tokenizer(base_model, padding_side=padding_side)
-    model = load_policy(
-        base_model, adapter=init_adapter, trainable=True, device=device, dtype=settings.dtype
-    )
-    if init_adapter is None:
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=settings.lora_r,
-                lora_alpha=settings.lora_alpha,
-                lora_dropout=settings.lora_dropout,
-                target_modules=list(settings.target_modules),
-                task_type="CAUSAL_LM",
-            ),
-        )
-    return tok, model, device
+    def prepare(self, tok: Any, model: Any, device: str, settings: SFTSettings) -> int:
+        """Render the prompts with the settings' template and encode the rows."""
+        from paretohqd.stages.kit.policy.loading import render_prompt
 
+        rows = [(render_prompt(tok, p, settings.template), c) for p, c in self.rows]
+        self.encoded = encode_rows(tok, rows, settings.max_length)
+        self.model, self.device, self.pad_id = model, device, tok.pad_token_id
+        return len(self.encoded)
 
-def train_lora(
-    base_model: str,
-    rows: Sequence[tuple[str, str]],
-    out_dir: Path,
-    *,
-    settings: SFTSettings,
-    init_adapter: Path | None = None,
-    extra_state: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Fine-tune a LoRA adapter on ``rows`` and save it atomically to ``out_dir``.
-
-    Returns metrics (first/last loss, truncated rows, seconds). ``init_adapter`` continues from
-    an existing adapter (round two); otherwise a fresh LoRA is initialised with ``settings.seed``.
-    Runs on ``settings.threads`` torch threads when set.
-    """
-    from paretohqd.stages.kit.policy.loading import torch_threads
-
-    with torch_threads(settings.threads):
-        return _train_lora(
-            base_model,
-            rows,
-            out_dir,
-            settings=settings,
-            init_adapter=init_adapter,
-            extra_state=extra_state,
-        )
-
-
-def _train_lora(
-    base_model: str,
-    rows: Sequence[tuple[str, str]],
-    out_dir: Path,
-    *,
-    settings: SFTSettings,
-    init_adapter: Path | None,
-    extra_state: dict[str, Any] | None,
-) -> dict[str, Any]:
-    import torch
-
-    if not rows:
-        raise DataError("sft: no training rows")
-    tok, model, device = lora_policy(base_model, settings, init_adapter=init_adapter)
-    from paretohqd.stages.kit.policy.loading import render_prompt
-
-    rows = [(render_prompt(tok, p, settings.template), c) for p, c in rows]
-    encoded = encode_rows(tok, rows, settings.max_length)
-    base_before = base_checksum(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(settings.warmup_steps, 1))
-    )
-    gen = torch.Generator().manual_seed(settings.seed)
-    order: list[int] = []
-    log = []
-    tokens = 0
-    model.train()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for step in range(settings.steps):
-        total = 0.0
-        opt.zero_grad(set_to_none=True)
-        for _ in range(settings.grad_accum):
-            if len(order) < settings.batch_size:
-                order += torch.randperm(len(encoded), generator=gen).tolist()
-            take, order = order[: settings.batch_size], order[settings.batch_size :]
-            batch = collate([encoded[i] for i in take], tok.pad_token_id, device)
+    def gradients(self, step: Step) -> StepLoss:
+        """Backward on each micro-batch's NLL, divided by the accumulation."""
+        total, tokens = 0.0, 0
+        for take in step.micro_batches():
+            batch = collate([self.encoded[i] for i in take], self.pad_id, self.device)
             tokens += int(batch["attention_mask"].sum())
-            loss = completion_nll(model, batch) / settings.grad_accum
+            loss = completion_nll(self.model, batch) / step.accum
             loss.backward()
             total += loss.item()
-        if not math.isfinite(total):
-            raise DataError(f"sft: loss became {total} at step {step}; lower sft.lr")
-        opt.step()
-        sched.step()
-        log.append({"step": step, "loss": round(total, 6), "lr": sched.get_last_lr()[0]})
-    seconds = time.perf_counter() - t0
-    metrics = {
-        "rows": len(rows),
-        "steps": settings.steps,
-        "examples": settings.steps * settings.batch_size * settings.grad_accum,
-        "tokens": tokens,
-        "cpu_seconds": round(time.process_time() - c0, 3),
-        "truncated_rows": sum(e.truncated for e in encoded),
-        "first_loss": log[0]["loss"],
-        "last_loss": log[-1]["loss"],
-        "mean_loss_last10": round(float(np.mean([e["loss"] for e in log[-10:]])), 6),
-        "seconds": round(seconds, 3),
-        "device": device,
-    }
-    if base_checksum(model) != base_before:
-        raise RuntimeError("sft: base model weights changed; only the adapter may train")
-    state = {
-        "settings": asdict(settings),
-        "metrics": metrics,
-        "base_model": base_model,
-        "init_adapter": str(init_adapter or ""),
-        **(extra_state or {}),
-    }
-    save_adapter(out_dir, model, log, state, adapter_card(state))
-    return metrics
+        return StepLoss(total, tokens)
 
+    def metrics(self, log: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Rows, rows whose prompt was cut, and the mean loss of the last ten steps."""
+        return {
+            "rows": len(self.rows),
+            "truncated_rows": sum(e.truncated for e in self.encoded),
+            "mean_loss_last10": round(float(np.mean([e["loss"] for e in log[-10:]])), 6),
+        }
 
-def save_adapter(
-    out_dir: Path,
-    model: Any,
-    log: Sequence[dict[str, Any]],
-    state: dict[str, Any],
-    card: str,
-    extra: Any = None,
-) -> None:
-    """Write an adapter directory atomically: peft weights, loss log (Parquet + PNG),
-    ``train_state.json`` and the card; ``extra(tmp)`` adds method-specific files first."""
-    from paretohqd.atomic import atomic_path, write_text
-
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(str(tmp))
-        if extra is not None:
-            extra(tmp)
-        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
-        write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
-        write_text(tmp / "README.md", card)
-
-
-def base_checksum(model: Any) -> float:
-    """A cheap fingerprint of the frozen (non-LoRA) weights, checked before and after."""
-    import torch
-
-    with torch.no_grad():
-        return float(
-            sum(p.double().sum().item() for n, p in model.named_parameters() if "lora_" not in n)
-        )
-
-
-def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
-    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import polars as pl
-
-    from paretohqd.atomic import write_parquet
-
-    frame = pl.DataFrame(list(log), schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64})
-    write_parquet(directory / "training_log.parquet", frame)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(frame["step"], frame["loss"], lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("completion NLL")
-    ax.set_title(directory.name.split(".")[0] or "loss")
-    fig.tight_layout()
-    fig.savefig(directory / "loss.png", dpi=100)
-    plt.close(fig)
+    def card(self, state: dict[str, Any]) -> str:
+        """The card of an SFT adapter."""
+        return adapter_card(state)
 
 
 def adapter_card(state: dict[str, Any]) -> str:

@@ -8,7 +8,8 @@ import pytest
 
 from paretohqd.errors import DataError
 from paretohqd.stages.kit.policy.generate import GenerationSettings, generate_transformers
-from paretohqd.stages.kit.training.sft import SFTSettings, train_lora
+from paretohqd.stages.kit.training.loop import train_adapter
+from paretohqd.stages.kit.training.sft import SftObjective, SFTSettings
 
 PROMPTS = ["Once upon a time", "The cat sat on the mat and", "Lily"]
 GREEDY = GenerationSettings(max_new_tokens=12, do_sample=False, batch_size=8)
@@ -50,11 +51,11 @@ def test_max_prompt_tokens_caps_the_prompt(tiny_policy: Path) -> None:
 
 def test_adapter_changes_generation(tiny_policy: Path, tmp_path: Path) -> None:
     rows = [("Once upon a time", " the end. The end. The end.")] * 4
-    train_lora(
+    train_adapter(
         str(tiny_policy),
-        rows,
+        SftObjective(rows),
+        SFTSettings(steps=60, batch_size=4, lr=1e-2, warmup_steps=0, max_length=32),
         tmp_path / "z",
-        settings=SFTSettings(steps=60, batch_size=4, lr=1e-2, warmup_steps=0, max_length=32),
     )
     base = generate_transformers(str(tiny_policy), ["Once upon a time"], settings=GREEDY)
     tuned = generate_transformers(

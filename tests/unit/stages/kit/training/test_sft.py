@@ -10,7 +10,8 @@ from safetensors.numpy import load_file
 
 from paretohqd.errors import DataError
 from paretohqd.stages.kit.policy.loading import load_tokenizer
-from paretohqd.stages.kit.training.sft import IGNORE, SFTSettings, encode_rows, train_lora
+from paretohqd.stages.kit.training.loop import train_adapter
+from paretohqd.stages.kit.training.sft import IGNORE, SftObjective, SFTSettings, encode_rows
 
 ROWS = [
     ("\n\nHuman: What colour is the sky?\n\nAssistant:", " The sky is blue."),
@@ -42,23 +43,28 @@ def test_encode_masks_prompt_and_truncates_left(tiny_policy: Path) -> None:
 
 
 def test_training_lowers_loss_deterministically(tiny_policy: Path, tmp_path: Path) -> None:
-    a = train_lora(str(tiny_policy), ROWS, tmp_path / "a", settings=FAST)
+    a = train_adapter(str(tiny_policy), SftObjective(ROWS), FAST, tmp_path / "a")
     assert a["last_loss"] < 0.6 * a["first_loss"]
     assert (tmp_path / "a/adapter_config.json").exists()
     assert pl.read_parquet(tmp_path / "a/training_log.parquet").height == FAST.steps
     assert (tmp_path / "a/loss.png").stat().st_size > 0
     assert "LoRA SFT adapter" in (tmp_path / "a/README.md").read_text()
-    train_lora(str(tiny_policy), ROWS, tmp_path / "b", settings=FAST)
+    train_adapter(str(tiny_policy), SftObjective(ROWS), FAST, tmp_path / "b")
     wa = load_file(str(tmp_path / "a/adapter_model.safetensors"))
     wb = load_file(str(tmp_path / "b/adapter_model.safetensors"))
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
     assert any(abs(v).sum() > 0 for k, v in wa.items() if "lora_B" in k)  # B starts at zero
 
     # Round two continues from the adapter: its first loss starts where round one ended.
-    cont = train_lora(
-        str(tiny_policy), ROWS, tmp_path / "c", settings=FAST, init_adapter=tmp_path / "a"
+    cont = train_adapter(
+        str(tiny_policy), SftObjective(ROWS), FAST, tmp_path / "c", init_adapter=tmp_path / "a"
     )
     assert cont["first_loss"] < 0.6 * a["first_loss"]
+
+
+def test_no_rows_is_a_data_error_before_any_model_loads() -> None:
+    with pytest.raises(DataError, match="sft: no training rows"):
+        SftObjective([])
 
 
 def test_torch_threads_is_set_for_the_block_and_restored() -> None:

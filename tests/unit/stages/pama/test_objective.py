@@ -1,5 +1,5 @@
-"""PAMA: the online loop on the real tiny policy with real (heuristic) reward scorers, and the
-preference mapping on a bandit (a larger w_i must favour objective i)."""
+"""PAMA: its objective in the one loop on the real tiny policy with real (heuristic) reward
+scorers, and the preference mapping on a bandit (a larger w_i must favour objective i)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from paretohqd.stages.kit.preferences import simplex_lattice
 from paretohqd.stages.kit.scoring.scorers import build_scorer
-from paretohqd.stages.kit.training.pama import RewardMoments, _gae, train_pama
+from paretohqd.stages.kit.training.loop import train_adapter
 from paretohqd.stages.kit.training.sft import SFTSettings
 from paretohqd.stages.kit.training.solvers import (
     SolverInputError,
@@ -21,13 +21,14 @@ from paretohqd.stages.kit.training.solvers import (
     pama_stream_scales,
 )
 from paretohqd.stages.pama.config import PamaConfig
+from paretohqd.stages.pama.objective import PamaObjective, RewardMoments, gae
 
 
 def test_gae_matches_hand_computation() -> None:
     rewards = torch.tensor([[0.0, 0.0, 1.0]])
     values = torch.tensor([[0.5, 0.2, 0.1]])
     mask = torch.tensor([[1.0, 1.0, 1.0]])
-    adv, ret = _gae(rewards, values, mask, gamma=1.0, lam=0.5)
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=0.5)
     d2 = 1.0 - 0.1
     d1 = 0.0 + 0.1 - 0.2
     d0 = 0.0 + 0.2 - 0.5
@@ -37,21 +38,18 @@ def test_gae_matches_hand_computation() -> None:
     assert ret.tolist()[0] == pytest.approx([a0 + 0.5, a1 + 0.2, a2 + 0.1])
 
 
-@pytest.mark.parametrize("granularity", ["token", "batch"])
-def test_pama_trains_adapter_and_value_heads(
-    tiny_policy: Path, tmp_path: Path, granularity: str
-) -> None:
+def test_pama_trains_adapter_and_value_heads(tiny_policy: Path, tmp_path: Path) -> None:
+    """Per-batch Theorem 1 here; the loop's golden test runs the per-token default."""
     scorers = [
         build_scorer("heuristic", name="long", options={"metric": "verbosity"}),
         build_scorer("heuristic", name="varied", options={"metric": "repetition", "n": 2}),
     ]
-    cfg = PamaConfig(steps=3, batch_size=4, max_new_tokens=12, lr=1e-3, granularity=granularity)
+    cfg = PamaConfig(steps=3, batch_size=4, max_new_tokens=12, lr=1e-3, granularity="batch")
     settings = SFTSettings(max_length=96, seed=0)
     prompts = ["Once upon a time", "The dog", "Lily went to the park", "Tom had a ball"]
     out = tmp_path / "pama"
-    metrics = train_pama(
-        str(tiny_policy), prompts, scorers, [0.5, 0.5], out, settings=settings, cfg=cfg
-    )
+    objective = PamaObjective(prompts, scorers, [0.5, 0.5], cfg, snapshots=tmp_path / ".rollout")
+    metrics = train_adapter(str(tiny_policy), objective, settings, out)
     assert metrics["steps"] == 3 and metrics["objectives_used"] == [0, 1]
     assert (out / "adapter_model.safetensors").exists()
     assert (out / "value_heads.safetensors").exists()
