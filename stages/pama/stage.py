@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from paretohqd.catalog import run_sql
-from paretohqd.config import Config, PamaConfig
+from paretohqd.config import Config
 from paretohqd.executor import Item, release_worker_state, worker_state
 from paretohqd.hashing import FileHasher, sha256_json
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.methods import MethodSpec
+from paretohqd.stages.pama.config import PamaConfig
 
 
 @dataclass(frozen=True)
