@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,26 +151,9 @@ def run_select(
         )
     target = pool_target(k, len(prefs), pool_factor=cfg.pool_factor, pool_rows=cfg.pool_rows)
     shard_root = ctx.path(shards)
-    picked = _pick(
-        ctx,
-        roles,
-        prefs=prefs,
-        objectives=objectives,
-        mode=mode,
-        k=k,
-        target=target,
-        shard_root=shard_root,
-    )
-    metas = _write_pending_shards(
-        ctx,
-        picked,
-        objectives=objectives,
-        round_=round_,
-        mode=mode,
-        k=k,
-        target=target,
-        shard_root=shard_root,
-    )
+    request = _Request(prefs, objectives, mode, k, round_, target, shard_root)
+    picked = _pick(ctx, roles, request)
+    metas = _write_pending_shards(ctx, request, picked)
     remove_stale_shards(shard_root, {p.pref_id for p in prefs})
 
     table = _selection_table(shard_root, prefs, picked.hashes)
@@ -199,6 +183,20 @@ def run_select(
 
 
 @dataclass(frozen=True)
+class _Request:
+    """What one run of the stage asks for: the grid, objectives, mode, k, round, the pool's
+    target size and where the shards live."""
+
+    prefs: list[Preference]
+    objectives: list[str]
+    mode: str
+    k: int
+    round_: int
+    target: int
+    shard_root: Path
+
+
+@dataclass(frozen=True)
 class _Picked:
     """What the DuckDB pass decided: the pool, each shard's rows and hash, what to rewrite."""
 
@@ -211,27 +209,18 @@ class _Picked:
     rows: Any  # the pending shards' rows (polars), or None when nothing is pending
 
 
-def _pick(
-    ctx: StageContext,
-    roles: Mapping[str, str],
-    *,
-    prefs: Sequence[Preference],
-    objectives: list[str],
-    mode: str,
-    k: int,
-    target: int,
-    shard_root: Any,
-) -> _Picked:
+def _pick(ctx: StageContext, roles: Mapping[str, str], request: _Request) -> _Picked:
     """Size the pool, take each preference's top k, and fetch the rows of changed shards.
 
     Everything that reads the catalog happens here, on one connection that is always closed;
     a shard whose hash is unchanged is left out of ``pending`` and its rows are not fetched.
     """
     cfg = ctx.config.select
+    prefs, objectives, mode, k = request.prefs, request.objectives, request.mode, request.k
     con = ctx.duckdb(roles)
     try:
         sizes = run_sql(con, "select_pool_sizes.sql").fetchall()
-        max_layer = pool_max_layer(sizes, cfg.layers, target, k)
+        max_layer = pool_max_layer(sizes, cfg.layers, request.target, k)
         pool_size = sum(n for layer, n in sizes if layer <= max_layer)
         bounds = layer_bounds(con, objectives)
         sources = {role: ctx.hasher.path(ctx.path(name)) for role, name in roles.items()}
@@ -252,7 +241,9 @@ def _pick(
             for p in prefs
         }
         pending = [
-            p for p in prefs if not shard_is_current(shard_root / p.pref_id, hashes[p.pref_id])
+            p
+            for p in prefs
+            if not shard_is_current(request.shard_root / p.pref_id, hashes[p.pref_id])
         ]
         rows = _shard_rows(con, mode, pending, picked)
     finally:
@@ -261,15 +252,7 @@ def _pick(
 
 
 def _write_pending_shards(
-    ctx: StageContext,
-    picked: _Picked,
-    *,
-    objectives: list[str],
-    round_: int,
-    mode: str,
-    k: int,
-    target: int,
-    shard_root: Any,
+    ctx: StageContext, request: _Request, picked: _Picked
 ) -> dict[str, dict[str, Any]]:
     """Write the data of every pending shard; return their card metadata by pref_id.
 
@@ -285,13 +268,13 @@ def _write_pending_shards(
     rows = picked.rows
     by_pref = rows.partition_by("pref_id", as_dict=True) if rows is not None else {}
     for p in picked.pending:
-        frame = _with_objective_columns(by_pref[(p.pref_id,)], p, objectives)
+        frame = _with_objective_columns(by_pref[(p.pref_id,)], p, request.objectives)
         info = ShardInfo(
             pref=p,
-            objectives=objectives,
-            round_=round_,
-            mode=mode,
-            k=k,
+            objectives=request.objectives,
+            round_=request.round_,
+            mode=request.mode,
+            k=request.k,
             layers=cfg.layers,
             max_layer=picked.max_layer,
             pool_size=picked.pool_size,
@@ -299,9 +282,9 @@ def _write_pending_shards(
             sources=picked.sources,
             selection_hash=picked.hashes[p.pref_id],
             command=f"paretohqd run --config {config_path} --only {ctx.stage.name}",
-            target_rows=target,
+            target_rows=request.target,
         )
-        write_shard_data(shard_root / p.pref_id, frame)
+        write_shard_data(request.shard_root / p.pref_id, frame)
         metas[p.pref_id] = shard_meta(frame, info)
     return metas
 
