@@ -419,6 +419,42 @@ def summarise(
     import polars as pl
 
     objectives = list(objectives)
+    _check_eval_rows(frame, objectives)
+    base_by_prompt = _base_answers(frame, objectives, base_method)
+    records: list[dict[str, Any]] = []
+    groups = frame.group_by(["method", "pref_id"], maintain_order=True)
+    for (method, pref_id), group in groups:
+        method, pref_id = str(method), str(pref_id)
+        scores = group.select(objectives).cast(pl.Float64).to_numpy()  # validated above
+        stats = _mean_with_rng(scores, n_boot, _group_seed(seed, method, pref_id), ci)
+        rec: dict[str, Any] = {"method": method, "pref_id": pref_id, "n": int(stats["n"])}
+        for k, name in enumerate(objectives):
+            rec[f"{name}_mean"] = float(stats["mean"][k])
+            rec[f"{name}_lo"] = float(stats["lo"][k])
+            rec[f"{name}_hi"] = float(stats["hi"][k])
+        rec["collapse_rate"] = collapse_rate(
+            group["response"].to_list(),
+            min_tokens=min_tokens,
+            max_repeat=max_repeat,
+            n=n,
+            tokenizer=tokenizer,
+        )
+        is_base = method == base_method
+        rec |= _win_columns(
+            scores, group["prompt_id"].to_list(), objectives, base_by_prompt, is_base
+        )
+        records.append(rec)
+    return pl.DataFrame(records, schema=_summary_schema(objectives))
+
+
+def _check_eval_rows(frame: pl.DataFrame, objectives: list[str]) -> None:
+    """Raise a ValueError naming the first row :func:`summarise` cannot use.
+
+    Checked up front, at the edge, so the per-group loop can cast and resample without
+    guarding, and the message names the method, preference and prompt to fix.
+    """
+    import polars as pl
+
     if not objectives:
         raise ValueError("summarise needs at least one objective column name")
     required = ["method", "pref_id", "prompt_id", "response", *objectives]
@@ -447,6 +483,16 @@ def summarise(
             f"method {m!r}, pref_id {p!r} answered prompt {q!r} {k} times; each model must "
             "answer each prompt once (deduplicate the evaluation rows)"
         )
+    _check_eval_values(frame, objectives)
+
+
+def _check_eval_values(frame: pl.DataFrame, objectives: list[str]) -> None:
+    """Raise a ValueError on the first non-finite score or null response, naming its row.
+
+    A NaN or a failed generation would otherwise surface as a NaN mean or a crash in the
+    collapse rule, far from the row that caused it.
+    """
+    import polars as pl
 
     for name in objectives:
         bad = frame.filter(~pl.col(name).cast(pl.Float64).is_finite().fill_null(False))
@@ -464,6 +510,17 @@ def summarise(
             f"({bad_text.height} such row(s)); drop failed generations before summarising"
         )
 
+
+def _base_answers(
+    frame: pl.DataFrame, objectives: list[str], base_method: str
+) -> dict[Any, np.ndarray]:
+    """The base model's score vector per prompt_id, the reference win rates pair against.
+
+    Raises a ValueError when the base method has several preference models: a prompt would
+    then have several base answers and no single one to compare with.
+    """
+    import polars as pl
+
     base = frame.filter(pl.col("method") == base_method)
     base_by_prompt = {
         pid: np.asarray(row, dtype=np.float64)
@@ -474,39 +531,36 @@ def summarise(
             f"method {base_method!r} has several pref_ids ({base['pref_id'].unique().to_list()});"
             " the base model must be a single model for win rates"
         )
+    return base_by_prompt
 
-    records: list[dict[str, Any]] = []
-    groups = frame.group_by(["method", "pref_id"], maintain_order=True)
-    for (method, pref_id), group in groups:
-        method, pref_id = str(method), str(pref_id)
-        scores = group.select(objectives).cast(pl.Float64).to_numpy()  # validated above
-        stats = _mean_with_rng(scores, n_boot, _group_seed(seed, method, pref_id), ci)
-        rec: dict[str, Any] = {"method": method, "pref_id": pref_id, "n": int(stats["n"])}
-        for k, name in enumerate(objectives):
-            rec[f"{name}_mean"] = float(stats["mean"][k])
-            rec[f"{name}_lo"] = float(stats["lo"][k])
-            rec[f"{name}_hi"] = float(stats["hi"][k])
-        rec["collapse_rate"] = collapse_rate(
-            group["response"].to_list(),
-            min_tokens=min_tokens,
-            max_repeat=max_repeat,
-            n=n,
-            tokenizer=tokenizer,
-        )
-        pairs = [
-            (i, base_by_prompt[pid])
-            for i, pid in enumerate(group["prompt_id"].to_list())
-            if pid in base_by_prompt
-        ]
-        rec["n_paired"] = len(pairs) if method != base_method else 0
-        wins = None
-        if method != base_method and pairs:
-            rows = np.array([i for i, _ in pairs])
-            wins = win_rate(scores[rows], np.stack([b for _, b in pairs]), objectives=objectives)
-        for name in objectives:
-            for key in ("win", "tie", "loss"):
-                rec[f"{name}_{key}"] = None if wins is None else wins[name][key]
-        records.append(rec)
+
+def _win_columns(
+    scores: np.ndarray,
+    prompt_ids: list[Any],
+    objectives: list[str],
+    base_by_prompt: dict[Any, np.ndarray],
+    is_base: bool,
+) -> dict[str, Any]:
+    """``n_paired`` and ``{obj}_win/tie/loss`` of one model against the base answers.
+
+    Only prompts the base model also answered are paired; the base model itself, and a model
+    with no paired prompt, get null win rates (no comparison was made, which is not a tie).
+    """
+    pairs = [(i, base_by_prompt[pid]) for i, pid in enumerate(prompt_ids) if pid in base_by_prompt]
+    cols: dict[str, Any] = {"n_paired": len(pairs) if not is_base else 0}
+    wins = None
+    if not is_base and pairs:
+        rows = np.array([i for i, _ in pairs])
+        wins = win_rate(scores[rows], np.stack([b for _, b in pairs]), objectives=objectives)
+    for name in objectives:
+        for key in ("win", "tie", "loss"):
+            cols[f"{name}_{key}"] = None if wins is None else wins[name][key]
+    return cols
+
+
+def _summary_schema(objectives: list[str]) -> dict[str, Any]:
+    """The column types of :func:`summarise`'s table, fixed so an all-null column keeps its type."""
+    import polars as pl
 
     schema: dict[str, Any] = {"method": pl.String, "pref_id": pl.String, "n": pl.Int64}
     for name in objectives:
@@ -514,7 +568,7 @@ def summarise(
     schema |= {"collapse_rate": pl.Float64, "n_paired": pl.Int64}
     for name in objectives:
         schema |= {f"{name}_{s}": pl.Float64 for s in ("win", "tie", "loss")}
-    return pl.DataFrame(records, schema=schema)
+    return schema
 
 
 def _mean_with_rng(
@@ -700,6 +754,41 @@ def method_intervals(
         raise ValueError(f"ci must lie in (0, 1), e.g. 0.95; got {ci}")
     if interval not in ("basic", "percentile"):
         raise ValueError(f"interval = {interval!r}; use 'basic' or 'percentile'")
+    groups, scores, present = _prompt_grid(frame, objectives)
+    means = _resampled_means(scores, present, n_boot, seed)
+    lo_a, hi_a = _bounds(lo, hi, len(objectives))
+    methods: dict[str, list[int]] = {}
+    for gi, ((method, _), _) in enumerate(groups):
+        methods.setdefault(str(method), []).append(gi)
+    pref_ids = [str(key[1]) for key, _ in groups]
+    records = []
+    alpha = (1.0 - ci) / 2.0
+    for method, idx in methods.items():
+        hv = _resampled_hypervolumes(means[:, idx], lo_a, hi_a)
+        pf = _resampled_following(means, idx, pref_ids, weights)
+        rec: dict[str, Any] = {"method": method, "models": len(idx)}
+        rec["hypervolume"], rec["hv_lo"], rec["hv_hi"] = _interval(hv, alpha, interval, (0.0, 1.0))
+        rec["pref_following"], rec["pf_lo"], rec["pf_hi"] = _interval(
+            pf, alpha, interval, (-1.0, 1.0)
+        )
+        records.append(rec)
+    schema = {"method": pl.String, "models": pl.Int64} | {
+        c: pl.Float64 for c in ("hypervolume", "hv_lo", "hv_hi", "pref_following", "pf_lo", "pf_hi")
+    }
+    return pl.DataFrame(records, schema=schema)
+
+
+def _prompt_grid(
+    frame: pl.DataFrame, objectives: list[str]
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The (method, pref_id) groups and their scores laid out on one shared prompt axis.
+
+    Returns the groups in order of first appearance, ``scores`` ``(G, P, M)`` (0 where a model
+    did not answer) and ``present`` ``(G, P)`` (1 where it did). A shared axis is what lets one
+    resample of prompts weigh every model's answers to the same prompts (the paired bootstrap).
+    """
+    import polars as pl
+
     prompts = sorted(set(frame["prompt_id"].to_list()))
     pos = {p: i for i, p in enumerate(prompts)}
     groups = list(frame.group_by(["method", "pref_id"], maintain_order=True))
@@ -710,48 +799,73 @@ def method_intervals(
         where = np.array([pos[x] for x in group["prompt_id"].to_list()])
         scores[gi, where] = group.select(objectives).cast(pl.Float64).to_numpy()
         present[gi, where] = 1.0
+    return groups, scores, present
+
+
+def _resampled_means(scores: np.ndarray, present: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot + 1, G, M)`` mean vectors: row 0 on the prompts as drawn, then one per resample.
+
+    A resample is a count per prompt (how often it was drawn), shared by every model, so the
+    means stay paired across models; a model that answered none of the drawn prompts gets NaN.
+    """
+    p = scores.shape[1]
     rng = np.random.default_rng([seed, 0x48D5])
     draws = rng.integers(0, p, size=(n_boot, p))
     counts = np.stack([np.bincount(row, minlength=p) for row in draws]).astype(np.float64)
     counts = np.vstack([np.ones((1, p)), counts])  # row 0: the estimate itself
     mass = counts @ present.T  # (B+1, G)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.einsum("bp,gpm->bgm", counts, scores * present[:, :, None]) / mass[:, :, None]
-    lo_a, hi_a = _bounds(lo, hi, m)
-    methods: dict[str, list[int]] = {}
-    for gi, ((method, _), _) in enumerate(groups):
-        methods.setdefault(str(method), []).append(gi)
-    records = []
-    alpha = (1.0 - ci) / 2.0
-    for method, idx in methods.items():
-        w = [weights.get(str(groups[gi][0][1])) for gi in idx]
-        ranked = [gi for gi, wi in zip(idx, w, strict=True) if wi is not None]
-        w_arr = np.array([weights[str(groups[gi][0][1])] for gi in ranked], dtype=np.float64)
-        hv, pf = np.full(n_boot + 1, np.nan), np.full(n_boot + 1, np.nan)
-        norm = np.clip((means[:, idx] - lo_a) / (hi_a - lo_a), 0.0, 1.0)
-        for b in range(n_boot + 1):
-            pts = norm[b][np.isfinite(norm[b]).all(axis=1)]
-            if len(pts):
-                hv[b] = _normalised_hypervolume(pts)
-        if len(ranked) >= 2:
-            pf = preference_following(w_arr, means[:, ranked])
-        rec: dict[str, Any] = {"method": method, "models": len(idx)}
-        for name, values, lo_name, hi_name, bounds in (
-            ("hypervolume", hv, "hv_lo", "hv_hi", (0.0, 1.0)),
-            ("pref_following", pf, "pf_lo", "pf_hi", (-1.0, 1.0)),
-        ):
-            boots = values[1:][np.isfinite(values[1:])]
-            estimate = float(values[0]) if np.isfinite(values[0]) else None
-            rec[name], rec[lo_name], rec[hi_name] = estimate, None, None
-            if estimate is None or not len(boots):
-                continue
-            q_lo, q_hi = np.quantile(boots, [alpha, 1.0 - alpha])
-            if interval == "basic":  # reflect: the resampling bias is subtracted, not added
-                q_lo, q_hi = 2 * estimate - q_hi, 2 * estimate - q_lo
-            rec[lo_name] = float(np.clip(q_lo, *bounds))
-            rec[hi_name] = float(np.clip(q_hi, *bounds))
-        records.append(rec)
-    schema = {"method": pl.String, "models": pl.Int64} | {
-        c: pl.Float64 for c in ("hypervolume", "hv_lo", "hv_hi", "pref_following", "pf_lo", "pf_hi")
-    }
-    return pl.DataFrame(records, schema=schema)
+        means: np.ndarray = (
+            np.einsum("bp,gpm->bgm", counts, scores * present[:, :, None]) / mass[:, :, None]
+        )
+    return means
+
+
+def _resampled_hypervolumes(means: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Hypervolume of one method's mean vectors ``(B + 1, models, M)`` per resample.
+
+    Models without a mean in a resample (NaN) are left out of that resample's set; a resample
+    with none left is NaN, so it drops out of the interval instead of counting as 0.
+    """
+    hv = np.full(means.shape[0], np.nan)
+    norm = np.clip((means - lo) / (hi - lo), 0.0, 1.0)
+    for b in range(means.shape[0]):
+        pts = norm[b][np.isfinite(norm[b]).all(axis=1)]
+        if len(pts):
+            hv[b] = _normalised_hypervolume(pts)
+    return hv
+
+
+def _resampled_following(
+    means: np.ndarray, idx: list[int], pref_ids: list[str], weights: Any
+) -> np.ndarray:
+    """Preference-following of one method (groups ``idx``) per resample; NaN when undefined.
+
+    Only models whose pref_id has a weight vector count, and at least two are needed: a rank
+    correlation over fewer models says nothing.
+    """
+    w = [weights.get(pref_ids[gi]) for gi in idx]
+    ranked = [gi for gi, wi in zip(idx, w, strict=True) if wi is not None]
+    w_arr = np.array([weights[pref_ids[gi]] for gi in ranked], dtype=np.float64)
+    if len(ranked) < 2:
+        return np.full(means.shape[0], np.nan)
+    return preference_following(w_arr, means[:, ranked])
+
+
+def _interval(
+    values: np.ndarray, alpha: float, interval: str, bounds: tuple[float, float]
+) -> tuple[float | None, float | None, float | None]:
+    """``(estimate, lo, hi)`` from ``values[0]`` (the estimate) and ``values[1:]`` (resamples).
+
+    Non-finite resamples are dropped; without an estimate or any resample the interval is
+    null. ``"basic"`` reflects the percentiles around the estimate so the resampling bias is
+    subtracted, not added; both ends are clipped to the statistic's range ``bounds``.
+    """
+    boots = values[1:][np.isfinite(values[1:])]
+    estimate = float(values[0]) if np.isfinite(values[0]) else None
+    if estimate is None or not len(boots):
+        return estimate, None, None
+    q_lo, q_hi = np.quantile(boots, [alpha, 1.0 - alpha])
+    if interval == "basic":  # reflect: the resampling bias is subtracted, not added
+        q_lo, q_hi = 2 * estimate - q_hi, 2 * estimate - q_lo
+    return estimate, float(np.clip(q_lo, *bounds)), float(np.clip(q_hi, *bounds))

@@ -6,14 +6,24 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paretohqd.atomic import write_parquet
 from paretohqd.config import Config, IngestConfig
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.readers import read_source
-from paretohqd.stages.kit.records import Record, Rejected, normalise, prompt_id, sample_id
+from paretohqd.stages.kit.records import (
+    Preference,
+    Record,
+    Rejected,
+    normalise,
+    prompt_id,
+    sample_id,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SAMPLE_COLUMNS = ("sample_id", "prompt_id", "prompt", "response", "source", "split")
 
@@ -84,12 +94,47 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     config = ctx.config
-    cfg = config.ingest
+    records, rejected, preferences, per_source = _read_sources(config)
+    kept, dropped = filter_records(config, records)
+    rejected += dropped
+    if not kept:
+        reasons = Counter(r.reason.split(" (")[0] for r in rejected)
+        why = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5)) or (
+            "the sources are empty"
+        )
+        raise DataError(f"ingest: no valid samples remain ({why}); see the sources in the config")
+
+    samples = _samples_table(config, kept)
+    write_parquet(ctx.path("samples"), samples)
+    prefs = _preferences_table(preferences, samples)
+    write_parquet(ctx.path("preferences"), prefs)
+    quarantine = _quarantine_table(rejected, config.base_dir)
+    write_parquet(ctx.path("quarantine"), quarantine)
+    return {
+        "sources": {k: dict(v) for k, v in per_source.items()},
+        "samples": samples.height,
+        "prompts": samples["prompt_id"].n_unique(),
+        "preferences": prefs.height,
+        "quarantined": quarantine.height,
+        "splits": dict(Counter(samples["split"].to_list())),
+        "prompts_per_split": {
+            split: int(n)
+            for split, n in samples.group_by("split").agg(pl.col("prompt_id").n_unique()).rows()
+        },
+    }
+
+
+def _read_sources(
+    config: Config,
+) -> tuple[list[Record], list[Rejected], list[Preference], dict[str, dict[str, int]]]:
+    """Every source's records (tagged with the source's split), rejected rows and preference
+    pairs, in config order, and counts per source (keyed by its name, or its kind when it has
+    none) for the manifest."""
     records: list[Record] = []
     rejected: list[Rejected] = []
-    preferences = []
+    preferences: list[Preference] = []
     per_source: dict[str, dict[str, int]] = {}
-    for i, src in enumerate(cfg.sources):
+    for i, src in enumerate(config.ingest.sources):
         out = read_source(config, i, src)
         label = src.name or src.kind
         stats = per_source.setdefault(label, Counter())
@@ -101,15 +146,16 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         records += out.records
         rejected += out.rejected
         preferences += out.preferences
-    kept, dropped = filter_records(config, records)
-    rejected += dropped
-    if not kept:
-        reasons = Counter(r.reason.split(" (")[0] for r in rejected)
-        why = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5)) or (
-            "the sources are empty"
-        )
-        raise DataError(f"ingest: no valid samples remain ({why}); see the sources in the config")
+    return records, rejected, preferences, per_source
 
+
+def _samples_table(config: Config, kept: list[Record]) -> pl.DataFrame:
+    """The samples table: one row per kept record, ids from its text, held-out prompts moved
+    to the ``eval`` split (by a seeded hash of the prompt id, so a prompt never straddles
+    splits), and one Float64 column per extra field any record has (null where it lacks it)."""
+    import polars as pl
+
+    cfg = config.ingest
     extra_names = sorted({k for rec in kept for k in rec.extras})
     rows: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
     rows.update({c: [] for c in ("rank", *extra_names)})
@@ -130,8 +176,13 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         | {"rank": pl.Int32}
         | {n: pl.Float64 for n in extra_names}
     )
-    samples = pl.DataFrame(rows, schema=schema)
-    write_parquet(ctx.path("samples"), samples)
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _preferences_table(preferences: list[Preference], samples: pl.DataFrame) -> pl.DataFrame:
+    """The preference pairs whose both sides survived filtering, once each, in the split of
+    their prompt (a pair whose chosen and rejected texts are the same sample says nothing)."""
+    import polars as pl
 
     valid = set(samples["sample_id"].to_list())
     split_of = dict(zip(samples["prompt_id"].to_list(), samples["split"].to_list(), strict=True))
@@ -151,14 +202,18 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         pref_rows["rejected_id"].append(r)
         pref_rows["source"].append(pref.source)
         pref_rows["split"].append(split_of[pid])
-    write_parquet(
-        ctx.path("preferences"), pl.DataFrame(pref_rows, schema={k: pl.Utf8 for k in pref_rows})
-    )
+    return pl.DataFrame(pref_rows, schema={k: pl.Utf8 for k in pref_rows})
 
-    quarantine = pl.DataFrame(
+
+def _quarantine_table(rejected: list[Rejected], base_dir: Path) -> pl.DataFrame:
+    """Every rejected row with why, its file relative to the config (portable across
+    machines) and an excerpt, so a user can find and fix it."""
+    import polars as pl
+
+    return pl.DataFrame(
         {
             "source": [r.source for r in rejected],
-            "file": [_rel(r.file, config.base_dir) for r in rejected],
+            "file": [_rel(r.file, base_dir) for r in rejected],
             "row": [r.row for r in rejected],
             "reason": [r.reason for r in rejected],
             "excerpt": [r.excerpt for r in rejected],
@@ -171,19 +226,6 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
             "excerpt": pl.Utf8,
         },
     )
-    write_parquet(ctx.path("quarantine"), quarantine)
-    return {
-        "sources": {k: dict(v) for k, v in per_source.items()},
-        "samples": samples.height,
-        "prompts": samples["prompt_id"].n_unique(),
-        "preferences": len(pref_rows["chosen_id"]),
-        "quarantined": quarantine.height,
-        "splits": dict(Counter(samples["split"].to_list())),
-        "prompts_per_split": {
-            split: int(n)
-            for split, n in samples.group_by("split").agg(pl.col("prompt_id").n_unique()).rows()
-        },
-    }
 
 
 def _rel(file: str, base: Path) -> str:

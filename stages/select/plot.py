@@ -10,6 +10,7 @@ points), and the title says so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -72,25 +73,13 @@ def plot_selection(
 
     from paretohqd.atomic import atomic_path
 
-    for path in (layers, selection):
-        if not path.exists():
-            raise DataError(f"plot: {path} does not exist; run the pipeline through `select`")
-    pool = pl.read_parquet(layers, columns=["sample_id", "layer", "norm"])
-    picked = pl.read_parquet(selection)
-    weights = (
-        picked.group_by("pref_id").agg(pl.col("weights").first()).sort("pref_id")
-        if ("weights" in picked.columns)
-        else None
-    )
+    pool, picked, weights = _read_selection(layers, selection)
     norm = np.asarray(pool["norm"].to_list(), dtype=float)
     m = norm.shape[1]
     if m < 2:
         raise DataError("plot: there is one objective; nothing to plot in 2-D")
     layer = pool["layer"].to_numpy()
-    rng = np.random.default_rng(seed)
-    shown = np.arange(len(norm))
-    if len(norm) > MAX_POINTS:
-        shown = np.sort(rng.choice(len(norm), MAX_POINTS, replace=False))
+    shown = _thinned(len(norm), seed)
     pos = {sid: i for i, sid in enumerate(pool["sample_id"].to_list())}
     pairs = list(combinations(range(m), 2))
     heat = overlap is not None and overlap.exists()
@@ -104,47 +93,10 @@ def plot_selection(
     vmax = int(max(min(deepest, 10), 1))
     outside = shown[layer[shown] > deepest]
     shown = shown[layer[shown] <= deepest]
+    points = _Points(norm, layer, shown, outside, vmax, single=len(pairs) == 1)
+    rings = _rings(picked, weights, prefs, pos, cmap)
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
-        ax.scatter(
-            norm[outside, i],
-            norm[outside, j],
-            s=3,
-            color="0.8",
-            alpha=0.5,
-            linewidths=0,
-            label="outside the pool" if len(pairs) == 1 and len(outside) else None,
-        )
-        sc = ax.scatter(
-            norm[shown, i],
-            norm[shown, j],
-            c=np.minimum(layer[shown], vmax),
-            s=4,
-            cmap="viridis",
-            vmin=1,
-            vmax=vmax,
-            alpha=0.5,
-            linewidths=0,
-        )
-        for n, pid in enumerate(prefs):
-            ids = picked.filter(pl.col("pref_id") == pid)["sample_id"].to_list()
-            idx = [pos[s] for s in ids if s in pos]
-            ax.scatter(
-                norm[idx, i],
-                norm[idx, j],
-                s=16,
-                facecolors="none",
-                edgecolors=[cmap(n % cmap.N)],
-                linewidths=0.9,
-                label=pid if len(pairs) == 1 else None,
-            )
-            if weights is not None:
-                w = np.asarray(weights.filter(pl.col("pref_id") == pid)["weights"][0])
-                ax.plot([1, w[i]], [1, w[j]], color=cmap(n % cmap.N), lw=1, alpha=0.9)
-        ax.set_xlabel(f"{objectives[i]} (normalised)")
-        ax.set_ylabel(f"{objectives[j]} (normalised)")
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
+        sc = _draw_pair(ax, points, rings, i, j, objectives)
     if heat:
         assert overlap is not None
         _heatmap(fig, axes.flat[len(pairs)], pl.read_parquet(overlap), prefs)
@@ -171,6 +123,125 @@ def plot_selection(
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return output
+
+
+def _read_selection(layers: Path, selection: Path) -> tuple[Any, Any, Any]:
+    """The pool (sample_id, layer, norm), the selection, and each preference's weights.
+
+    The weights come from the selection's ``weights`` column (None when it has none: then no
+    rays are drawn); a missing file is a DataError that says which stage to run.
+    """
+    import polars as pl
+
+    for path in (layers, selection):
+        if not path.exists():
+            raise DataError(f"plot: {path} does not exist; run the pipeline through `select`")
+    pool = pl.read_parquet(layers, columns=["sample_id", "layer", "norm"])
+    picked = pl.read_parquet(selection)
+    weights = (
+        picked.group_by("pref_id").agg(pl.col("weights").first()).sort("pref_id")
+        if ("weights" in picked.columns)
+        else None
+    )
+    return pool, picked, weights
+
+
+def _thinned(n: int, seed: int) -> np.ndarray:
+    """Indices of the pool points to draw: all of them, or a seeded sorted sample of
+    ``MAX_POINTS`` (a scatter of millions of points is slow to draw and no easier to read)."""
+    rng = np.random.default_rng(seed)
+    shown = np.arange(n)
+    if n > MAX_POINTS:
+        shown = np.sort(rng.choice(n, MAX_POINTS, replace=False))
+    return shown
+
+
+@dataclass(frozen=True)
+class _Points:
+    """The pool as every pair panel draws it: normalised points and which of them to draw."""
+
+    norm: np.ndarray
+    layer: np.ndarray
+    shown: np.ndarray  # drawn coloured by layer: inside the pool
+    outside: np.ndarray  # drawn grey: deeper than the pool's last layer
+    vmax: int  # deeper layers share the colour of this one
+    single: bool  # one panel only: it carries the legend
+
+
+@dataclass(frozen=True)
+class _Ring:
+    """One preference's selected points (indices into the pool), colour and weights."""
+
+    pref_id: str
+    idx: list[int]
+    color: Any
+    w: np.ndarray | None
+
+
+def _rings(
+    picked: Any, weights: Any, prefs: list[str], pos: dict[str, int], cmap: Any
+) -> list[_Ring]:
+    """Per preference, in ``prefs`` order: its selected rows' positions in the pool (rows not
+    in the pool are skipped), its colour and its weight vector (None without weights)."""
+    import polars as pl
+
+    rings = []
+    for n, pid in enumerate(prefs):
+        ids = picked.filter(pl.col("pref_id") == pid)["sample_id"].to_list()
+        idx = [pos[s] for s in ids if s in pos]
+        w = None
+        if weights is not None:
+            w = np.asarray(weights.filter(pl.col("pref_id") == pid)["weights"][0])
+        rings.append(_Ring(pid, idx, cmap(n % cmap.N), w))
+    return rings
+
+
+def _draw_pair(
+    ax: Any, points: _Points, rings: list[_Ring], i: int, j: int, objectives: list[str]
+) -> Any:
+    """One panel, objective ``i`` against ``j``: the pool by layer, the rings and the rays.
+
+    Returns the layer scatter, which the shared colour bar describes.
+    """
+    norm, layer = points.norm, points.layer
+    ax.scatter(
+        norm[points.outside, i],
+        norm[points.outside, j],
+        s=3,
+        color="0.8",
+        alpha=0.5,
+        linewidths=0,
+        label="outside the pool" if points.single and len(points.outside) else None,
+    )
+    sc = ax.scatter(
+        norm[points.shown, i],
+        norm[points.shown, j],
+        c=np.minimum(layer[points.shown], points.vmax),
+        s=4,
+        cmap="viridis",
+        vmin=1,
+        vmax=points.vmax,
+        alpha=0.5,
+        linewidths=0,
+    )
+    for ring in rings:
+        ax.scatter(
+            norm[ring.idx, i],
+            norm[ring.idx, j],
+            s=16,
+            facecolors="none",
+            edgecolors=[ring.color],
+            linewidths=0.9,
+            label=ring.pref_id if points.single else None,
+        )
+        if ring.w is not None:
+            ax.plot([1, ring.w[i]], [1, ring.w[j]], color=ring.color, lw=1, alpha=0.9)
+    ax.set_xlabel(f"{objectives[i]} (normalised)")
+    ax.set_ylabel(f"{objectives[j]} (normalised)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    return sc
 
 
 def _heatmap(fig: Any, ax: Any, pairs: Any, prefs: list[str]) -> None:

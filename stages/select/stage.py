@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,8 +140,6 @@ def run_select(
     mode: str | None = None,
 ) -> dict[str, Any]:
     """Select k rows per preference; write the selection table, the shards and their overlap."""
-    import polars as pl
-
     cfg = ctx.config.select
     mode = mode or cfg.mode
     objectives = ctx.config.pareto_objectives
@@ -151,10 +151,76 @@ def run_select(
         )
     target = pool_target(k, len(prefs), pool_factor=cfg.pool_factor, pool_rows=cfg.pool_rows)
     shard_root = ctx.path(shards)
+    request = _Request(prefs, objectives, mode, k, round_, target, shard_root)
+    picked = _pick(ctx, roles, request)
+    metas = _write_pending_shards(ctx, request, picked)
+    remove_stale_shards(shard_root, {p.pref_id for p in prefs})
+
+    table = _selection_table(shard_root, prefs, picked.hashes)
+    write_parquet(ctx.path(selection), table)
+    pairs = overlap_pairs(table)
+    write_parquet(ctx.path(overlap), pairs)
+    summary = overlap_summary(pairs, table, prefs)
+    pool = {
+        "layers": cfg.layers,
+        "max_layer": picked.max_layer,
+        "rows": picked.pool_size,
+        "target_rows": target,
+        "short": picked.pool_size < target,
+    }
+    _write_cards(shard_root, prefs, metas, pairs, table, summary, pool)
+    return {
+        "round": round_,
+        "mode": mode,
+        "k": k,
+        "preferences": len(prefs),
+        "recomputed": [p.pref_id for p in picked.pending],
+        "pool": pool,
+        "normalisation": picked.bounds,
+        "overlap": summary,
+        "diagnostics": {pid: diagnostics(meta) for pid, meta in metas.items()},
+    }
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one run of the stage asks for: the grid, objectives, mode, k, round, the pool's
+    target size and where the shards live."""
+
+    prefs: list[Preference]
+    objectives: list[str]
+    mode: str
+    k: int
+    round_: int
+    target: int
+    shard_root: Path
+
+
+@dataclass(frozen=True)
+class _Picked:
+    """What the DuckDB pass decided: the pool, each shard's rows and hash, what to rewrite."""
+
+    max_layer: int
+    pool_size: int
+    bounds: Any
+    sources: dict[str, Any]
+    hashes: dict[str, str]
+    pending: list[Preference]
+    rows: Any  # the pending shards' rows (polars), or None when nothing is pending
+
+
+def _pick(ctx: StageContext, roles: Mapping[str, str], request: _Request) -> _Picked:
+    """Size the pool, take each preference's top k, and fetch the rows of changed shards.
+
+    Everything that reads the catalog happens here, on one connection that is always closed;
+    a shard whose hash is unchanged is left out of ``pending`` and its rows are not fetched.
+    """
+    cfg = ctx.config.select
+    prefs, objectives, mode, k = request.prefs, request.objectives, request.mode, request.k
     con = ctx.duckdb(roles)
     try:
         sizes = run_sql(con, "select_pool_sizes.sql").fetchall()
-        max_layer = pool_max_layer(sizes, cfg.layers, target, k)
+        max_layer = pool_max_layer(sizes, cfg.layers, request.target, k)
         pool_size = sum(n for layer, n in sizes if layer <= max_layer)
         bounds = layer_bounds(con, objectives)
         sources = {role: ctx.hasher.path(ctx.path(name)) for role, name in roles.items()}
@@ -175,43 +241,65 @@ def run_select(
             for p in prefs
         }
         pending = [
-            p for p in prefs if not shard_is_current(shard_root / p.pref_id, hashes[p.pref_id])
+            p
+            for p in prefs
+            if not shard_is_current(request.shard_root / p.pref_id, hashes[p.pref_id])
         ]
         rows = _shard_rows(con, mode, pending, picked)
     finally:
         con.close()
+    return _Picked(max_layer, pool_size, bounds, sources, hashes, pending, rows)
 
+
+def _write_pending_shards(
+    ctx: StageContext, request: _Request, picked: _Picked
+) -> dict[str, dict[str, Any]]:
+    """Write the data of every pending shard; return their card metadata by pref_id.
+
+    The cards themselves are written later, once the overlap with every shard is known.
+    """
+    cfg = ctx.config.select
     config_path = (
         os.path.relpath(ctx.config.source)
         if os.path.isabs(ctx.config.source)
         else (ctx.config.source)
     )
     metas: dict[str, dict[str, Any]] = {}
+    rows = picked.rows
     by_pref = rows.partition_by("pref_id", as_dict=True) if rows is not None else {}
-    for p in pending:
-        frame = _with_objective_columns(by_pref[(p.pref_id,)], p, objectives)
+    for p in picked.pending:
+        frame = _with_objective_columns(by_pref[(p.pref_id,)], p, request.objectives)
         info = ShardInfo(
             pref=p,
-            objectives=objectives,
-            round_=round_,
-            mode=mode,
-            k=k,
+            objectives=request.objectives,
+            round_=request.round_,
+            mode=request.mode,
+            k=request.k,
             layers=cfg.layers,
-            max_layer=max_layer,
-            pool_size=pool_size,
-            bounds=bounds,
-            sources=sources,
-            selection_hash=hashes[p.pref_id],
+            max_layer=picked.max_layer,
+            pool_size=picked.pool_size,
+            bounds=picked.bounds,
+            sources=picked.sources,
+            selection_hash=picked.hashes[p.pref_id],
             command=f"paretohqd run --config {config_path} --only {ctx.stage.name}",
-            target_rows=target,
+            target_rows=request.target,
         )
-        write_shard_data(shard_root / p.pref_id, frame)
+        write_shard_data(request.shard_root / p.pref_id, frame)
         metas[p.pref_id] = shard_meta(frame, info)
-    remove_stale_shards(shard_root, {p.pref_id for p in prefs})
+    return metas
 
-    # The selection table is small (prefs × k): rebuild it from every current shard. It carries
-    # each shard's selection_hash, which is what the SFT stages key their adapters on.
-    table = pl.concat(
+
+def _selection_table(
+    shard_root: Any, prefs: Sequence[Preference], hashes: Mapping[str, str]
+) -> Any:
+    """The selection table, rebuilt from every current shard (kept or rewritten).
+
+    It is small (prefs × k) and carries each shard's selection_hash, which is what the SFT
+    stages key their adapters on.
+    """
+    import polars as pl
+
+    return pl.concat(
         [
             pl.read_parquet(
                 shard_root / p.pref_id / "data.parquet",
@@ -222,29 +310,6 @@ def run_select(
     ).with_columns(
         pl.col("pref_id").replace_strict(hashes, return_dtype=pl.String).alias("selection_hash")
     )
-    write_parquet(ctx.path(selection), table)
-    pairs = overlap_pairs(table)
-    write_parquet(ctx.path(overlap), pairs)
-    summary = overlap_summary(pairs, table, prefs)
-    pool = {
-        "layers": cfg.layers,
-        "max_layer": max_layer,
-        "rows": pool_size,
-        "target_rows": target,
-        "short": pool_size < target,
-    }
-    _write_cards(shard_root, prefs, metas, pairs, table, summary, pool)
-    return {
-        "round": round_,
-        "mode": mode,
-        "k": k,
-        "preferences": len(prefs),
-        "recomputed": [p.pref_id for p in pending],
-        "pool": pool,
-        "normalisation": bounds,
-        "overlap": summary,
-        "diagnostics": {pid: diagnostics(meta) for pid, meta in metas.items()},
-    }
 
 
 def _shard_rows(

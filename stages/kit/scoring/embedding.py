@@ -440,22 +440,70 @@ def train_bt_head(
         optimizer=optimizer,
         batch_size=batch_size,
     )
+    _check_pairs(pairs)
+    prompts = [p for p, _, _ in pairs]
+    diff_np, trunc = _pair_differences(prompts, pairs, encoder, opts.batch_size)
+    train, val = _split_by_prompt(prompts, opts.val_fraction, seed)
+
+    diff = torch.from_numpy(diff_np.astype(np.float64))
+    d_train, d_val = diff[torch.from_numpy(train)], diff[torch.from_numpy(val)]
+    w = _fit_bt_weights(d_train, opts)
+    with torch.no_grad():
+        train_loss, train_acc = _bt_eval(d_train, w)
+        val_loss, val_acc = _bt_eval(d_val, w)
+    metrics: dict[str, Any] = {
+        "train_pairs": int(train.sum()),
+        "val_pairs": int(val.sum()),
+        "train_prompts": len({p for p, t in zip(prompts, train, strict=True) if t}),
+        "val_prompts": len({p for p, v in zip(prompts, val, strict=True) if v}),
+        "train_loss": train_loss,
+        "train_accuracy": train_acc,
+        "val_loss": val_loss,
+        "val_accuracy": val_acc,
+        "truncated_texts": int(trunc.sum()),
+        "seed": seed,
+        **opts.model_dump(exclude={"batch_size"}),
+    }
+    weight = w.detach().numpy().astype(np.float32)
+    head = BTHead(weight=weight, encoder_identity=encoder.identity(), metrics=metrics)
+    return head, metrics
+
+
+def _check_pairs(pairs: Sequence[tuple[str, str, str]]) -> None:
+    """Raise a ScorerError unless ``pairs`` holds at least two (prompt, chosen, rejected)
+    string triples: a malformed row would otherwise fail deep inside the encoder."""
     if len(pairs) < 2:
         raise ScorerError(f"train_bt_head: need at least 2 pairs, got {len(pairs)}")
     for i, pair in enumerate(pairs):
         if len(pair) != 3 or not all(isinstance(t, str) for t in pair):
             raise ScorerError(f"train_bt_head: pair {i} is not (prompt, chosen, rejected) strings")
-    prompts = [p for p, _, _ in pairs]
+
+
+def _pair_differences(
+    prompts: list[str],
+    pairs: Sequence[tuple[str, str, str]],
+    encoder: SentenceEncoder,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, ``features(chosen) - features(rejected)``, and the encoder's truncation flags.
+
+    The BT margin of a linear head is linear in the features, so the head only ever needs
+    this difference. All texts go through the encoder in one call, so repeated prompts and
+    responses are embedded once (its cache deduplicates them).
+    """
     texts = prompts + [c for _, c, _ in pairs] + [r for _, _, r in pairs]
-    emb, trunc = encoder.encode(texts, batch_size=opts.batch_size)
+    emb, trunc = encoder.encode(texts, batch_size=batch_size)
     n = len(pairs)
     ep, ec, er = emb[:n], emb[n : 2 * n], emb[2 * n :]
-    diff_np = head_features(ep, ec) - head_features(ep, er)
-    train, val = _split_by_prompt(prompts, opts.val_fraction, seed)
+    return head_features(ep, ec) - head_features(ep, er), trunc
 
-    diff = torch.from_numpy(diff_np.astype(np.float64))
-    d_train, d_val = diff[torch.from_numpy(train)], diff[torch.from_numpy(val)]
-    w = torch.zeros(diff.shape[1], dtype=torch.float64, requires_grad=True)
+
+def _fit_bt_weights(d_train: Any, opts: BTTrainOptions) -> Any:
+    """The head's weight vector (a float64 tensor) minimising the regularised BT loss on the
+    training differences, from zeros, with full-batch LBFGS or Adam."""
+    import torch
+
+    w = torch.zeros(d_train.shape[1], dtype=torch.float64, requires_grad=True)
 
     def objective() -> Any:
         margin = d_train @ w
@@ -481,26 +529,7 @@ def train_bt_head(
             loss = objective()
             loss.backward()
             opt.step()
-
-    with torch.no_grad():
-        train_loss, train_acc = _bt_eval(d_train, w)
-        val_loss, val_acc = _bt_eval(d_val, w)
-    metrics: dict[str, Any] = {
-        "train_pairs": int(train.sum()),
-        "val_pairs": int(val.sum()),
-        "train_prompts": len({p for p, t in zip(prompts, train, strict=True) if t}),
-        "val_prompts": len({p for p, v in zip(prompts, val, strict=True) if v}),
-        "train_loss": train_loss,
-        "train_accuracy": train_acc,
-        "val_loss": val_loss,
-        "val_accuracy": val_acc,
-        "truncated_texts": int(trunc.sum()),
-        "seed": seed,
-        **opts.model_dump(exclude={"batch_size"}),
-    }
-    weight = w.detach().numpy().astype(np.float32)
-    head = BTHead(weight=weight, encoder_identity=encoder.identity(), metrics=metrics)
-    return head, metrics
+    return w
 
 
 def save_head(
