@@ -388,17 +388,12 @@ def generate_transformers(
 def generation_settings(config: Any) -> Any:
     """``GenerationSettings`` from ``[generation]``, ``[policy]``, the SFT prompt template and the
     run seed (regeneration and evaluation sample alike)."""
-    gen, policy = config.generation, config.policy
+    from paretohqd.stages.kit.training.settings import shared_fields
+
+    policy = config.policy
     assert policy is not None
     return GenerationSettings(
-        max_new_tokens=gen.max_new_tokens,
-        do_sample=gen.do_sample,
-        top_p=gen.top_p,
-        top_k=gen.top_k,
-        temperature=gen.temperature,
-        batch_size=gen.batch_size,
-        long_prompt=gen.long_prompt,
-        max_prompt_tokens=gen.max_prompt_tokens,
+        **shared_fields(config.generation, GenerationSettings),
         template=config.sft.template,
         seed=config.run.seed,
         device=policy.device,

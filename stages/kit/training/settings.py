@@ -7,28 +7,28 @@ threads agree.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 
+def shared_fields(table: Any, settings_type: type) -> dict[str, Any]:
+    """The values of config ``table`` whose names are fields of ``settings_type``: a settings
+    dataclass takes what its config table holds by name instead of copying it field by field,
+    so a key added to both is passed on without a third edit."""
+    names = {f.name for f in fields(settings_type)}
+    return {k: v for k, v in table.model_dump().items() if k in names}
+
+
 def sft_settings(config: Any, **overrides: Any) -> Any:
-    """``SFTSettings`` from ``[sft]`` and ``[policy]``; methods override steps, batch and lr."""
+    """``SFTSettings`` from ``[sft]`` (by field name) and ``[policy]``, the run's seed and
+    training threads; methods override steps, batch and lr."""
     from paretohqd.stages.kit.training.sft import SFTSettings
 
-    cfg, policy = config.sft, config.policy
+    policy = config.policy
     assert policy is not None
-    values = {
-        "steps": cfg.steps,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "weight_decay": cfg.weight_decay,
-        "warmup_steps": cfg.warmup_steps,
-        "lora_r": cfg.lora_r,
-        "lora_alpha": cfg.lora_alpha,
-        "lora_dropout": cfg.lora_dropout,
-        "target_modules": tuple(cfg.target_modules),
-        "max_length": cfg.max_length,
-        "grad_accum": cfg.grad_accum,
-        "template": cfg.template,
+    values = shared_fields(config.sft, SFTSettings)
+    values |= {
+        "target_modules": tuple(config.sft.target_modules),
         "seed": config.run.seed,
         "device": policy.device,
         "dtype": policy.dtype,
