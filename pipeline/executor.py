@@ -195,8 +195,9 @@ class LocalExecutor:
         *,
         unit: str = "item",
     ) -> ItemsRun:
-        """Make every item of ``items`` under ``root/<id>`` whose recorded key differs, keep the
-        others, and remove directories of items no longer listed."""
+        """Make every item of ``items`` under ``root/<id>`` whose recorded key differs (every
+        item when the run is forced), keep the others, and remove directories of items no
+        longer listed."""
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{ctx.stage.name}: item ids repeat: {ids}")
@@ -207,7 +208,8 @@ class LocalExecutor:
         todo = [
             item
             for item in items
-            if not (recorded.get(item.id) == keys[item.id] and (root / item.id).is_dir())
+            if ctx.force
+            or not (recorded.get(item.id) == keys[item.id] and (root / item.id).is_dir())
         ]
         result.kept = [item.id for item in items if item not in todo]
         current = {i: k for i, k in recorded.items() if i in keys and i in result.kept}
@@ -249,10 +251,24 @@ def worker_state(slot: str, key: Any, factory: Callable[[], T]) -> T:
     return value
 
 
+_RELEASE_HOOKS: list[Callable[[], None]] = []
+
+
+def on_release(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register ``hook`` to run whenever all worker state is dropped: a process-wide cache
+    (shared encoders and their embedding caches) clears itself there, so what a stage computes
+    never depends on which stages ran before it in the same process."""
+    _RELEASE_HOOKS.append(hook)
+    return hook
+
+
 def release_worker_state(slot: str | None = None) -> None:
-    """Drop ``slot`` (every slot when None), freeing what it holds."""
+    """Drop ``slot`` (every slot, and the registered caches, when None), freeing what it
+    holds."""
     if slot is None:
         _STATE.clear()
+        for hook in _RELEASE_HOOKS:
+            hook()
     else:
         _STATE.pop(slot, None)
 

@@ -22,6 +22,7 @@ from paretohqd.atomic import remove, write_text
 from paretohqd.catalog import connect, run_check, sql_hash
 from paretohqd.config import Config, dump_config
 from paretohqd.errors import StageError
+from paretohqd.executor import release_worker_state
 from paretohqd.hashing import FileHasher, canonical_json, sha256_json
 from paretohqd.lock import RunLock
 from paretohqd.manifest import Manifest
@@ -301,7 +302,7 @@ class Runner:
                     continue
                 self._require_inputs(stage, manifest)
                 emit(stage.name, "running", "; ".join(item.reasons) or "forced")
-                entry = self._execute(stage, fp, comps, manifest)
+                entry = self._execute(stage, fp, comps, manifest, force=force)
                 detail = f"{entry['seconds']:.1f}s"
                 rows = [f"{k} {o['rows']}" for k, o in entry["outputs"].items() if "rows" in o]
                 if rows:
@@ -322,7 +323,13 @@ class Runner:
                 )
 
     def _execute(
-        self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest
+        self,
+        stage: Stage,
+        fp: str,
+        comps: dict[str, Any],
+        manifest: Manifest,
+        *,
+        force: bool = False,
     ) -> dict[str, Any]:
         manifest.stages.pop(stage.name, None)
         started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -336,7 +343,14 @@ class Runner:
             artifacts=self.artifacts,
             hasher=self.hasher,
             external=comps.get("external", {}),
+            force=force,
         )
+        # Every stage starts from the same process state, whatever ran before it: the run's
+        # thread settings (float reductions depend on them) and no loaded models or caches
+        # (a shared encoder's embedding cache holds values computed in other batches), so
+        # results never depend on the order stages run in.
+        apply_threads(self.config.run.threads)
+        release_worker_state()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         children0 = os.times()
         metadata = dict(stage.fn(ctx) or {})

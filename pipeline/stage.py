@@ -149,6 +149,9 @@ class StageContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The stage's external identities as fingerprinted (model and data content hashes).
     external: Mapping[str, Any] = field(default_factory=dict)
+    #: ``run --force``: make every item again, even those recorded as current (parts of an
+    #: interrupted attempt are still resumed).
+    force: bool = False
 
     @property
     def params(self) -> Any:

@@ -153,3 +153,28 @@ def test_worker_state_loads_once_per_key() -> None:
     assert worker_state("test", 1, factory(1)) == 1
     assert worker_state("test", 2, factory(2)) == 2
     assert made == [1, 2]
+
+
+def test_a_forced_run_makes_every_item_again(tmp_path: Path) -> None:
+    root = tmp_path / "run" / "adapters"
+    items = [Item("a", {"v": 1}), Item("b", {"v": 1})]
+    _ctx(tmp_path).map_items(make_item, {}, items, root)
+    forced = _ctx(tmp_path)
+    forced.force = True
+    CALLS.clear()
+    assert forced.map_items(make_item, {}, items, root).made == ["a", "b"]
+    assert CALLS == ["a", "b"]
+
+
+def test_releasing_all_state_clears_registered_caches() -> None:
+    from paretohqd.executor import _RELEASE_HOOKS, on_release, release_worker_state
+
+    cache = {"text": 1.0}
+    hook = on_release(cache.clear)
+    try:
+        release_worker_state("some-slot")  # one slot: the caches stay
+        assert cache
+        release_worker_state()
+        assert not cache
+    finally:
+        _RELEASE_HOOKS.remove(hook)

@@ -188,3 +188,31 @@ def test_second_concurrent_run_refuses(tmp_path: Path) -> None:
     time.sleep(0.1)
     # the kernel released the dead holder's lock: no stale lock file blocks us
     assert [r[1] for r in Runner(_config(tmp_path), Toy().stages()).run()] == ["ran"] * 4
+
+
+def test_each_stage_starts_without_what_earlier_stages_loaded(tmp_path: Path) -> None:
+    """A stage's results must not depend on which stages ran before it in the process."""
+    from paretohqd.executor import _RELEASE_HOOKS, on_release, worker_state
+
+    cache: dict[str, float] = {}
+    hook = on_release(cache.clear)
+    seen: list[Any] = []
+
+    def first(ctx: StageContext) -> None:
+        worker_state("model", "m", lambda: "loaded")
+        cache["embedding"] = 1.0
+        write_parquet(ctx.path("a"), pl.DataFrame({"x": [1]}))
+
+    def second(ctx: StageContext) -> None:
+        seen.append((dict(cache), worker_state("model", "m", lambda: "fresh")))
+        write_parquet(ctx.path("b"), pl.DataFrame({"x": [1]}))
+
+    stages = [
+        Stage(name="a", fn=first, outputs=(Artifact("a", "a.parquet"),)),
+        Stage(name="b", fn=second, inputs=("a",), outputs=(Artifact("b", "b.parquet"),)),
+    ]
+    try:
+        Runner(_config(tmp_path), stages).run()
+    finally:
+        _RELEASE_HOOKS.remove(hook)
+    assert seen == [({}, "fresh")]

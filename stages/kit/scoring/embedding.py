@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from paretohqd.executor import on_release
 from paretohqd.stages.kit.scoring.batching import (
     pad_batch,
     progress_bar,
@@ -288,6 +289,8 @@ def _pool(hidden: Any, mask: Any, mode: str) -> Any:
 
 
 _ENCODERS: dict[tuple[Any, ...], SentenceEncoder] = {}
+# Shared within a stage, dropped between stages (the engine releases worker state then).
+on_release(_ENCODERS.clear)
 
 
 def load_encoder(
