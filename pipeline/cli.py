@@ -40,12 +40,16 @@ _state = {"debug": os.environ.get("PARETOHQD_DEBUG") == "1"}
 
 
 def _console(stderr: bool = False) -> Any:
-    """Rich output; 100 columns when piped (Rich's 80 truncates the comparison tables)."""
+    """Rich output; 100 columns when piped (Rich's 80 truncates the comparison tables).
+
+    Markup is off: messages, paths and table cells hold user text (``select.grid[0]``, a path
+    with ``[/b]`` in it) that must print verbatim; styled output passes ``rich.text.Text``.
+    """
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 100
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
 
 def friendly(fn: F) -> F:
@@ -58,12 +62,12 @@ def friendly(fn: F) -> F:
         except ParetoHqDError as exc:
             if _state["debug"]:
                 raise
-            _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True)
+            from rich.text import Text
+
+            _console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            _console(stderr=True).print(
-                "interrupted: completed stages are kept; rerun to resume", markup=False
-            )
+            _console(stderr=True).print("interrupted: completed stages are kept; rerun to resume")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -135,9 +139,11 @@ def run(
     styles = {"ran": "green", "skipped": "dim", "would run": "yellow", "running": "cyan"}
 
     def log(stage: str, outcome: str, detail: str) -> None:
+        from rich.text import Text
+
         style = styles.get(outcome, "")
         label = "skipped (fresh)" if outcome == "skipped" else outcome
-        console.print(f"[{style}]{stage:<12} {label}[/]  {detail}", markup=True)
+        console.print(Text.assemble((f"{stage:<12} {label}", style), f"  {detail}"))
 
     runner.run(only=_split(only), from_=from_, until=until, force=force, dry_run=dry_run, log=log)
     console.print(f"run directory: {cfg.run_dir}")
@@ -148,6 +154,7 @@ def run(
 def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Show each stage as fresh, stale (and why) or missing."""
     from rich.table import Table
+    from rich.text import Text
 
     from paretohqd.manifest import Manifest
     from paretohqd.runner import Runner
@@ -164,7 +171,7 @@ def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
         rows = sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
         table.add_row(
             item.stage.name,
-            f"[{colors[item.state]}]{item.state}[/]",
+            Text(item.state, style=colors[item.state]),
             "; ".join(item.reasons),
             str(rows) if entry else "",
             f"{entry['seconds']:.1f}" if entry else "",

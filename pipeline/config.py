@@ -20,7 +20,9 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -29,19 +31,44 @@ from paretohqd.errors import ConfigError
 DEFAULT_CONFIG_NAME = "paretohqd.toml"
 
 
+_NUMBERS = (int, float, int | None, float | None)
+
+
 class Section(BaseModel):
     """Base of every config table: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """``k = true`` is a mistake, not 1: pydantic would coerce it, so refuse it here."""
+        name = info.field_name
+        if isinstance(value, bool) and name and cls.model_fields[name].annotation in _NUMBERS:
+            raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+        return value
+
 
 class RunConfig(Section):
     """Where the run lives and the settings every stage shares."""
 
-    name: str = Field("default", description="run name; outputs go to ROOT/NAME/")
+    name: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="run name; outputs go to ROOT/NAME/ (letters, digits, '.', '_', '-': a "
+        "name cannot leave run.root)",
+    )
     root: str = Field("runs", description="directory holding all runs (relative to the config)")
     seed: int = Field(0, description="seed for every random choice in the pipeline")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_in_root(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError(f"run.name {value!r} would leave run.root; pick a plain name")
+        return value
+
     train_threads: int | None = Field(
         None,
         ge=1,
@@ -366,6 +393,15 @@ class Config(Section):
                         f"{ref.split('/', 1)[-1]!r} "
                         f"(declared: {', '.join(sorted(heads)) or 'none'})"
                     )
+        if self.evaluate is not None:
+            for key, (lo, hi) in self.evaluate.bounds.items():
+                if key not in names:
+                    raise ValueError(
+                        f"evaluate.bounds names {key!r}, which no [[objectives]] entry defines "
+                        f"(defined: {', '.join(names) or 'none'})"
+                    )
+                if not lo < hi:
+                    raise ValueError(f"evaluate.bounds.{key} = [{lo}, {hi}]: min must be < max")
         return self
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

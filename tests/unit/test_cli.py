@@ -147,3 +147,11 @@ def test_tools_are_declared_by_stage_packages() -> None:
     assert package_tool("train-reward").description
     with pytest.raises(Exception, match="offer the tool 'nope'"):
         package_tool("nope")
+
+
+def test_errors_print_verbatim_even_with_markup_like_text(tmp_path: Path) -> None:
+    """Square brackets in messages and paths are user text, not terminal markup."""
+    odd = tmp_path / "[/b]x" / "cfg[0].toml"
+    code, out = _invoke("status", "-c", str(odd))
+    assert code == 2
+    assert "[/b]x" in out and "cfg[0].toml" in out and "not found" in out

@@ -131,3 +131,30 @@ def test_a_config_pickles_into_a_fresh_process(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["0.5", "x", "FullConfig"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("run.seed=true", r"`run\.seed`.*expected a number, got the boolean true"),
+        ("run.threads=false", r"`run\.threads`.*boolean false"),
+        ("run.name=../x", r"`run\.name`.*pattern"),
+        ("run.name=/abs", r"`run\.name`.*pattern"),
+        ("run.name=..", r"`run\.name`.*would leave run\.root"),
+    ],
+)
+def test_values_that_pydantic_would_coerce_or_paths_that_escape_are_refused(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(_write(tmp_path, BASE), [override])
+
+
+def test_evaluate_bounds_are_checked_at_load(tmp_path: Path) -> None:
+    objectives = '[[objectives]]\nname = "a"\nscorer = "heuristic"\n[evaluate]\n'
+    ok = load_config(_write(tmp_path, BASE + objectives + "bounds = {a = [0, 1]}\n"))
+    assert ok.evaluate is not None and ok.evaluate.bounds == {"a": (0.0, 1.0)}
+    with pytest.raises(ConfigError, match=r"evaluate\.bounds names 'b'.*defined: a"):
+        load_config(_write(tmp_path, BASE + objectives + "bounds = {b = [0, 1]}\n"))
+    with pytest.raises(ConfigError, match=r"evaluate\.bounds\.a = \[1\.0, 0\.0\]: min must be"):
+        load_config(_write(tmp_path, BASE + objectives + "bounds = {a = [1, 0]}\n"))
