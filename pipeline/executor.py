@@ -114,14 +114,24 @@ class Executor(Protocol):
 
 
 def item_key(ctx: StageContext, item: Item) -> str:
-    """The key of ``item`` in stage ``ctx.stage``: the stage's name, version and external
-    identities (model and data content hashes) and the item's own definition."""
+    """The key of ``item`` in stage ``ctx.stage``: the stage's name, version, external
+    identities (model and data content hashes), the fingerprints of the models among its
+    inputs (a base policy the run converted, the shared SFT start), and the item's own
+    definition."""
+    from paretohqd.stage import MODEL_ROLES
+
+    models = {
+        name: fp
+        for name, fp in ctx.input_fingerprints.items()
+        if name in ctx.artifacts and ctx.artifacts[name].role in MODEL_ROLES
+    }
     return str(
         sha256_json(
             {
                 "stage": ctx.stage.name,
                 "version": ctx.stage.version,
                 "external": dict(ctx.external),
+                "models": models,
                 "item": dict(item.key),
             }
         )

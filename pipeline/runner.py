@@ -229,6 +229,7 @@ class Runner:
             artifacts=self.artifacts,
             hasher=self.hasher,
             external=item.components.get("external", {}),
+            input_fingerprints=item.components.get("inputs", {}),
         )
 
     def tool(self, name: str, *, variant: str | None = None, **options: Any) -> Any:
@@ -343,6 +344,7 @@ class Runner:
             artifacts=self.artifacts,
             hasher=self.hasher,
             external=comps.get("external", {}),
+            input_fingerprints=comps.get("inputs", {}),
             force=force,
         )
         # Every stage starts from the same process state, whatever ran before it: the run's

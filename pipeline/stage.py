@@ -32,8 +32,12 @@ ArtifactKind = Literal["parquet", "dir"]
 #: ``order``), ``model`` (a full model evaluated as a method of its own; tags ``method``),
 #: ``shards`` (per-preference training rows; a table of samples), ``training_prompts`` (a
 #: table with the ``prompt_id`` of every prompt some model trained on), ``selection`` (which
-#: samples each preference selected; tags ``round``, ``layers``, ``overlap``).
-ROLES = ("adapters", "model", "shards", "training_prompts", "selection")
+#: samples each preference selected; tags ``round``, ``layers``, ``overlap``), ``policy``
+#: (the base policy a run builds, e.g. converted from llama2.c).
+ROLES = ("adapters", "model", "shards", "training_prompts", "selection", "policy")
+#: Roles of artifacts that are models: what an item (an adapter) trained on top of them is
+#: keyed on, so new base weights retrain the adapters.
+MODEL_ROLES = ("model", "policy")
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class StageContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The stage's external identities as fingerprinted (model and data content hashes).
     external: Mapping[str, Any] = field(default_factory=dict)
+    #: The fingerprints of the stage's inputs, by artifact name.
+    input_fingerprints: Mapping[str, str] = field(default_factory=dict)
     #: ``run --force``: make every item again, even those recorded as current (parts of an
     #: interrupted attempt are still resumed).
     force: bool = False

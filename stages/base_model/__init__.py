@@ -16,7 +16,7 @@ from paretohqd.hashing import FileHasher
 from paretohqd.stage import Artifact, Stage, Tool
 from paretohqd.stages.kit.policy.identity import BASE_MODEL_DIR
 
-BASE_MODEL = Artifact("base_model", BASE_MODEL_DIR, kind="dir")
+BASE_MODEL = Artifact("base_model", BASE_MODEL_DIR, kind="dir", role="policy")
 
 
 def _convert_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:

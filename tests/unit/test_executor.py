@@ -178,3 +178,22 @@ def test_releasing_all_state_clears_registered_caches() -> None:
         assert not cache
     finally:
         _RELEASE_HOOKS.remove(hook)
+
+
+def test_new_base_weights_remake_the_items_other_inputs_do_not(tmp_path: Path) -> None:
+    """An adapter is keyed on the models it sits on (a converted policy, the shared start)."""
+    root = tmp_path / "run" / "adapters"
+    items = [Item("a", {"data": 1})]
+
+    def ctx(base: str, shards: str) -> Any:
+        c = _ctx(tmp_path)
+        c.artifacts = {
+            "base_model": Artifact("base_model", "models/base", kind="dir", role="policy"),
+            "shards": Artifact("shards", "shards", kind="dir", role="shards"),
+        }
+        c.input_fingerprints = {"base_model": base, "shards": shards}
+        return c
+
+    ctx("base-1", "s-1").map_items(make_item, {}, items, root)
+    assert ctx("base-1", "s-2").map_items(make_item, {}, items, root).kept == ["a"]
+    assert ctx("base-2", "s-2").map_items(make_item, {}, items, root).made == ["a"]

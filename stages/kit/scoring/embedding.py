@@ -657,6 +657,9 @@ class EmbeddingHeadOptions(BaseModel):
 class EmbeddingHeadScorer:
     """Reward = a Bradley-Terry head over cached embeddings of prompt and response."""
 
+    #: Scores depend on the prompt and response alone: cached by text.
+    text_only = True
+
     def __init__(
         self,
         *,

@@ -66,6 +66,9 @@ def repetition(tokens: list[Any], *, n: int) -> float:
 class HeuristicScorer:
     """Scores responses by length or repetition; see the module docstring for the formulas."""
 
+    #: Scores depend on the prompt and response alone: cached by text.
+    text_only = True
+
     def __init__(
         self,
         options: HeuristicOptions,

@@ -101,6 +101,9 @@ def locate_model(name: str, model: str | None, base_dir: Path) -> tuple[str, Pat
 class HFClassifierScorer:
     """A sequence-classification model's logit as the reward."""
 
+    #: Scores depend on the prompt and response alone: cached by text.
+    text_only = True
+
     def __init__(
         self,
         *,

@@ -85,6 +85,17 @@ def _extras(frame: Any) -> dict[str, np.ndarray]:
     }
 
 
+def _row_keys(keys: list[str], extras: Mapping[str, Any]) -> list[str]:
+    """Cache keys for scorers that may read the extra columns: the text key plus the row's
+    extra values, so a changed column value is never served from the cache."""
+    from paretohqd.hashing import sha256_json
+
+    if not extras:
+        return keys
+    names = sorted(extras)
+    return [sha256_json([key, [float(extras[n][i]) for n in names]]) for i, key in enumerate(keys)]
+
+
 def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> Any:
     """Score one part: a table of sample_id + one float64 column per objective.
 
@@ -102,14 +113,16 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
     ids = frame["sample_id"].to_list()
     extras = _extras(frame)
     keys = text_keys(prompts, responses) if cache is not None else None
+    row_keys = _row_keys(keys, extras) if keys is not None else None
     columns: dict[str, Any] = {"sample_id": pa.array(ids, pa.string())}
     stats: dict[str, dict[str, int]] = {}
     for scorer in scorers:
         counts: Counter[str] = Counter()
         values = np.full(len(ids), np.nan)
         todo = np.ones(len(ids), dtype=bool)
-        if cache is not None and keys is not None:
-            hit, missing = cache.lookup(scorer, keys)
+        mine = keys if getattr(scorer, "text_only", False) else row_keys
+        if cache is not None and mine is not None:
+            hit, missing = cache.lookup(scorer, mine)
             values[~missing] = hit[~missing]
             todo = missing
             counts["cache_hits"] += int((~missing).sum())
@@ -130,8 +143,8 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
                 ) from None
             values[idx] = out
             counts.update(scorer.last_stats)
-            if cache is not None and keys is not None:
-                cache.store(scorer, [keys[i] for i in idx], values[idx])
+            if cache is not None and mine is not None:
+                cache.store(scorer, [mine[i] for i in idx], values[idx])
         columns[scorer.name] = pa.array(values, pa.float64())
         stats[scorer.name] = dict(counts)
     table = pa.table(columns)

@@ -290,6 +290,13 @@ class CheckedScorer:
         ident["empty_response"] = self.empty_response
         return ident
 
+    @property
+    def text_only(self) -> bool:
+        """Whether scores depend on the prompt and response alone (the inner scorer says so
+        with ``text_only = True``); otherwise the cache keys a score on the row's extra
+        columns too. Plug-ins default to False: they receive the extras and may read them."""
+        return bool(getattr(self.inner, "text_only", False))
+
     def identity_hash(self) -> str:
         """sha256 of the canonical JSON of :meth:`identity` (computed once: it cannot change)."""
         if self._identity_hash is None:

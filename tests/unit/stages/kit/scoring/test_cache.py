@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,23 @@ def test_files_are_parquet_and_compacted(tmp_path: Path, monkeypatch) -> None:
     values, missing = ScoreCache(tmp_path).lookup(ident, [f"k{i}" for i in range(5)])
     assert not missing.any()
     np.testing.assert_array_equal(values, np.arange(5.0))
+
+
+def test_a_scorer_reading_columns_is_cached_on_their_values(tmp_path: Path) -> None:
+    """Same text, new column values: a column objective must not keep the old numbers."""
+    import polars as pl
+
+    from paretohqd.stages.kit.scoring.run import STATS_KEY, score_part
+
+    column = build_scorer("column", name="q", options={"column": "quality"})
+    words = build_scorer("heuristic", name="w", options={"metric": "verbosity"})
+    assert not column.text_only and words.text_only
+    frame = pl.DataFrame({"sample_id": ["a", "b"], "prompt": ["p", "p"], "response": ["x y", "z"]})
+    cache = ScoreCache(tmp_path / "cache")
+    first = score_part(frame.with_columns(quality=pl.Series([1.0, 2.0])), [column, words], cache)
+    again = score_part(frame.with_columns(quality=pl.Series([5.0, 6.0])), [column, words], cache)
+    assert first.column("q").to_pylist() == [1.0, 2.0]
+    assert again.column("q").to_pylist() == [5.0, 6.0]
+    assert again.column("w").to_pylist() == first.column("w").to_pylist()
+    stats = json.loads(again.schema.metadata[STATS_KEY])  # text-only scores came from the cache
+    assert stats["w"].get("cache_hits") == 2 and not stats["q"].get("cache_hits")
