@@ -195,12 +195,13 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     )
     rows = pl.concat([pl.read_parquet(p) for p in parts.paths()])
     write_parquet(ctx.path("eval_generations"), rows)
-    parts.clear()
     heldout = {
         "prompts": len(prompts),
         "prompt_ids_sha256": sha256_json(sorted(pid for pid, _ in prompts)),
     }
-    return {**build_outputs(ctx, rows, models), "heldout": heldout}
+    outputs = build_outputs(ctx, rows, models)
+    parts.clear()  # only now: a failure in the report keeps every generated part for the rerun
+    return {**outputs, "heldout": heldout}
 
 
 def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 from testpaths import DATA
 
 from paretohqd.catalog import connect
@@ -103,7 +104,9 @@ def adapter_dirs(run: Path) -> list[Path]:
     return sorted(p for p in (run / "adapters/round1").iterdir() if p.is_dir())
 
 
-def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
+def test_every_stage_then_everything_skipped(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tiny_config.write_text(tiny_config.read_text() + TAIL)
     config = load_config(tiny_config)
     results = Runner(config).run()
@@ -180,6 +183,18 @@ def test_every_stage_then_everything_skipped(tiny_config: Path) -> None:
     after = {p.name: (p / "adapter_model.safetensors").read_bytes() for p in adapter_dirs(run)}
     assert after == before
 
-    # Evaluation is seeded: forcing it again reproduces the numbers exactly.
+    # Evaluation is seeded: forcing it again reproduces the numbers exactly. A failure while
+    # building the report keeps the generated parts, and the rerun reuses them.
+    import paretohqd.stages.evaluate.stage as evaluate_stage
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("report failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate_stage, "build_outputs", broken)
+        with pytest.raises(RuntimeError, match="report failed"):
+            Runner(load_config(tiny_config)).run(only=["evaluate"], force=True)
+    assert list((run / ".parts" / "evaluate").rglob("part-*.parquet"))
     Runner(load_config(tiny_config)).run(only=["evaluate"], force=True)
     assert pl.read_parquet(run / "eval/summary.parquet").equals(summary)
+    assert Manifest(run).stages["evaluate"]["metadata"]["models"] > 0

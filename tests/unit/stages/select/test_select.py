@@ -353,3 +353,14 @@ def test_overlap_metadata_on_three_objectives_and_one_preference(tmp_path: Path)
     assert ric["rows"] == 130
     single = run("one", [[0.2, 0.3, 0.5]])
     assert single["rows"] == 10 and single["jaccard"] is None and single["one_hot"] is None
+
+
+def test_fewer_layers_than_select_layers_uses_them_all() -> None:
+    """A valid config on a pool with fewer Pareto layers than ``select.layers``: every layer
+    is the pool, not an error."""
+    from paretohqd.stages.select.stage import pool_max_layer
+
+    assert pool_max_layer([(1, 20), (2, 20)], layers=5, target=100, k=5) == 2
+    assert pool_max_layer([(1, 3)], layers=3, target=10, k=3) == 1
+    with pytest.raises(DataError, match=r"whole scored pool has 2 rows but select\.k = 3"):
+        pool_max_layer([(1, 2)], layers=1, target=10, k=3)
