@@ -72,7 +72,7 @@ def stages(config: Config) -> list[Stage]:
             tools=(Tool("report", _report, "rebuild summary, plots and report from generations"),),
             outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
-            version="2",
+            version="3",  # 3: seeded after the adapter loads (resume = uninterrupted)
             params=_params,
             external=lambda c, h: {**policy_external(c, h), **score_external(c, h)},
             sql=("sample_prompts.sql", "heldout_leaks.sql", "layer_bounds.sql"),

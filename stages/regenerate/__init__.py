@@ -27,7 +27,7 @@ def stages(config: Config) -> list[Stage]:
             inputs=("adapters", "selection", "samples", *policy_inputs(config)),
             outputs=(GENERATIONS, REGEN_PROMPTS),
             section="regenerate",
-            version="1",
+            version="2",  # 2: seeded after the adapter loads (resume = uninterrupted)
             params=lambda c: {
                 "regenerate": c.regenerate.model_dump(mode="json") if c.regenerate else None,
                 "generation": c.generation.model_dump(mode="json"),

@@ -139,7 +139,6 @@ class TransformersGenerator:
         )
         texts: list[str | None] = [None] * len(prompts)
         new_tokens = 0
-        torch.manual_seed(st.seed if seed is None else seed)
         kwargs: dict[str, Any] = {
             "max_new_tokens": st.max_new_tokens,
             "pad_token_id": tok.pad_token_id,
@@ -153,6 +152,11 @@ class TransformersGenerator:
             kwargs.update(do_sample=False)
         device = next(self.model.parameters()).device
         with torch.inference_mode(), self._activate(adapter):
+            # Seeded after the adapter is in place: loading one draws random numbers (LoRA
+            # init before the weights load), so seeding first would make a part's samples
+            # depend on whether this process had loaded the adapter before: a resumed or
+            # distributed run would differ from an uninterrupted one.
+            torch.manual_seed(st.seed if seed is None else seed)
             for start in range(0, len(order), st.batch_size):
                 idx = order[start : start + st.batch_size]
                 width = max(len(fitted[i] or []) for i in idx)

@@ -62,3 +62,20 @@ def test_adapter_changes_generation(tiny_policy: Path, tmp_path: Path) -> None:
         str(tiny_policy), ["Once upon a time"], adapter=tmp_path / "z", settings=GREEDY
     )
     assert "The end" in (tuned.texts[0] or "") and "The end" not in (base.texts[0] or "")
+
+
+def test_a_part_samples_the_same_whatever_the_process_loaded_before(
+    tiny_policy: Path, tmp_path: Path
+) -> None:
+    """Resume and distribution: a part's seeded samples must not depend on history."""
+    from paretohqd.stages.kit.policy.generate import make_generator
+
+    rows = [("Once upon a time", " there was a dog.")] * 4
+    settings = SFTSettings(steps=2, batch_size=4, lr=1e-3, warmup_steps=0, max_length=32)
+    train_adapter(str(tiny_policy), SftObjective(rows), settings, tmp_path / "a")
+    sampled = GenerationSettings(max_new_tokens=12, do_sample=True, top_p=0.9, batch_size=8)
+    fresh = make_generator(str(tiny_policy), sampled, "transformers")
+    first = fresh.generate(PROMPTS, adapter=tmp_path / "a", seed=7).texts
+    warm = make_generator(str(tiny_policy), sampled, "transformers")
+    warm.generate(["Lily"], adapter=tmp_path / "a", seed=1)  # the adapter is loaded already
+    assert warm.generate(PROMPTS, adapter=tmp_path / "a", seed=7).texts == first
