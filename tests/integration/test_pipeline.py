@@ -183,10 +183,33 @@ def test_every_stage_then_everything_skipped(
     after = {p.name: (p / "adapter_model.safetensors").read_bytes() for p in adapter_dirs(run)}
     assert after == before
 
+    # Interrupted after its first part, then resumed in a fresh stage run, regenerate and
+    # evaluate give exactly the values of the uninterrupted run (not just the row counts).
+    import paretohqd.stages.evaluate.stage as evaluate_stage
+    import paretohqd.stages.regenerate.stage as regenerate_stage
+
+    for module, worker, output in (
+        (regenerate_stage, "regenerate_part", "generations.parquet"),
+        (evaluate_stage, "evaluate_part", "eval/generations.parquet"),
+    ):
+        whole = pl.read_parquet(run / output)
+        stage = "regenerate" if module is regenerate_stage else "evaluate"
+        real = getattr(module, worker)
+
+        def one_then_stop(spec: object, index: int, real: object = real) -> object:
+            if index > 0:
+                raise KeyboardInterrupt
+            return real(spec, index)  # type: ignore[operator]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(module, worker, one_then_stop)
+            with pytest.raises(KeyboardInterrupt):
+                Runner(load_config(tiny_config)).run(only=[stage], force=True)
+        Runner(load_config(tiny_config)).run(only=[stage], force=True)
+        assert pl.read_parquet(run / output).equals(whole), stage
+
     # Evaluation is seeded: forcing it again reproduces the numbers exactly. A failure while
     # building the report keeps the generated parts, and the rerun reuses them.
-    import paretohqd.stages.evaluate.stage as evaluate_stage
-
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("report failed")
 
