@@ -21,7 +21,7 @@ from typing import Any, Literal
 from paretohqd.atomic import remove, write_text
 from paretohqd.catalog import connect, run_check, sql_hash
 from paretohqd.config import Config, dump_config
-from paretohqd.errors import StageError
+from paretohqd.errors import ParetoHqDError, StageError
 from paretohqd.executor import release_worker_state
 from paretohqd.hashing import FileHasher, canonical_json, sha256_json
 from paretohqd.lock import RunLock
@@ -131,6 +131,10 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+#: The key under ``external`` that holds why a stage's external inputs could not be identified.
+EXTERNAL_ERROR = "error"
+
+
 class Runner:
     """Plans and executes the stages of one run directory."""
 
@@ -152,8 +156,16 @@ class Runner:
         raise StageError(f"no stage named {name!r} in this config (stages: {known})")
 
     def components(self, stage: Stage, input_fps: dict[str, str]) -> dict[str, Any]:
-        """Everything the fingerprint of ``stage`` is computed from."""
-        external = stage.external(self.config, self.hasher) if stage.external else {}
+        """Everything the fingerprint of ``stage`` is computed from.
+
+        A stage whose external inputs cannot be identified (a model file that is not there)
+        gets ``external = {"error": message}``: planning and earlier stages go on, and the
+        stage reports the problem when it is reached (``status`` shows it as the reason).
+        """
+        try:
+            external = stage.external(self.config, self.hasher) if stage.external else {}
+        except ParetoHqDError as exc:
+            external = {EXTERNAL_ERROR: str(exc)}
         sql = {name: sql_hash(name) for name in stage.sql}
         sql.update({f"checks/{name}": sql_hash(f"checks/{name}") for name in stage.checks})
         return {
@@ -180,6 +192,9 @@ class Runner:
 
     def _state(self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest) -> PlanItem:
         entry = manifest.get(stage.name)
+        problem = comps["external"].get(EXTERNAL_ERROR)
+        if problem:
+            return PlanItem(stage, fp, comps, "stale" if entry else "missing", [problem])
         if entry is None:
             running = manifest.data.get("running", {}).get(stage.name)
             why = f"interrupted run started {running}" if running else "never run"
@@ -301,6 +316,9 @@ class Runner:
                     emit(*row)
                     results.append(row)
                     continue
+                problem = comps["external"].get(EXTERNAL_ERROR)
+                if problem:
+                    raise StageError(f"stage {stage.name!r} cannot run: {problem}")
                 self._require_inputs(stage, manifest)
                 emit(stage.name, "running", "; ".join(item.reasons) or "forced")
                 entry = self._execute(stage, fp, comps, manifest, force=force)

@@ -21,13 +21,20 @@ BASE_MODEL = Artifact("base_model", BASE_MODEL_DIR, kind="dir", role="policy")
 
 def _convert_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     assert config.policy is not None
+    from paretohqd.errors import ModelError
+
     if config.policy.llama2c is not None:
         src = config.policy.llama2c
-        return {
-            "policy.llama2c.checkpoint": hasher.file(config.resolve(src.checkpoint)),
-            "policy.llama2c.tokenizer": hasher.file(config.resolve(src.tokenizer)),
-        }
-    from paretohqd.errors import ModelError
+        out = {}
+        for key, raw in (("checkpoint", src.checkpoint), ("tokenizer", src.tokenizer)):
+            path = config.resolve(raw)
+            if not path.is_file():
+                raise ModelError(
+                    f"policy.llama2c.{key}: {path} does not exist; fix the path (relative to "
+                    "the config file)"
+                )
+            out[f"policy.llama2c.{key}"] = hasher.file(path)
+        return out
     from paretohqd.stages.base_model.convert import gguf_directory
 
     assert config.policy.gguf is not None

@@ -155,3 +155,20 @@ def test_errors_print_verbatim_even_with_markup_like_text(tmp_path: Path) -> Non
     code, out = _invoke("status", "-c", str(odd))
     assert code == 2
     assert "[/b]x" in out and "cfg[0].toml" in out and "not found" in out
+
+
+def test_a_missing_model_file_blocks_only_its_stage(tiny_config: Path) -> None:
+    """status and earlier stages work; the stage itself reports the file when reached."""
+    tiny_config.write_text(
+        tiny_config.read_text()
+        + '[[objectives]]\nname = "c"\nscorer = "heuristic"\n'
+        + '[policy]\nllama2c = { checkpoint = "nope.bin", tokenizer = "nope-tok.bin" }\n'
+    )
+    c = str(tiny_config)
+    code, out = _invoke("status", "-c", c)
+    assert code == 0, out
+    assert "policy.llama2c.checkpoint" in out and "does not exist" in out
+    code, out = _invoke("run", "-c", c, "--until", "ingest")
+    assert code == 0, out
+    code, out = _invoke("run", "-c", c, "--until", "base_model")
+    assert code == 2 and "stage 'base_model' cannot run" in out and "nope.bin" in out
