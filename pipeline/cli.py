@@ -190,6 +190,7 @@ def sql(
         Path | None, typer.Option("--output", "-o", help="write the result to FILE.parquet")
     ] = None,
     schema: Annotated[bool, typer.Option("--schema", help="list views and columns")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing --output")] = False,
 ) -> None:
     """Query the run's artifacts with DuckDB (views named after them, read-only)."""
     from paretohqd import inspect as insp
@@ -207,7 +208,7 @@ def sql(
         insp.repl(session, _console())
         return
     if output is not None:
-        n = session.export(query, output)
+        n = session.export(query, output, force=force)
         _console().print(f"wrote {n} rows to {output}")
         return
     insp.print_result(session.query(query), fmt, _console())

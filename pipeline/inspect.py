@@ -1,8 +1,14 @@
 """``paretohqd sql``: DuckDB over a run's completed artifacts, read-only.
 
 Each artifact of a stage that completed (per the manifest) is a view named after it; artifacts
-of a stage that was interrupted are not shown, so a partial output never looks complete. Only
-reading statements (SELECT, DESCRIBE/SHOW/SUMMARIZE, EXPLAIN, PRAGMA) are accepted.
+of a stage that was interrupted are not shown, so a partial output never looks complete.
+
+The session cannot write. DuckDB's own parser decides each statement's type: only reading
+statements (SELECT, DESCRIBE/SHOW/SUMMARIZE, PRAGMA, and EXPLAIN [ANALYZE] of those) pass.
+DuckDB itself is then locked: no file access outside the run directory
+(``enable_external_access = false`` with ``allowed_directories``), and no setting can be
+changed back (``lock_configuration``). ``--output`` is written by Python, never inside the run,
+and never over an existing file unless forced.
 """
 
 from __future__ import annotations
@@ -58,6 +64,10 @@ class Session:
         stages = [s for s in build_graph(config) if manifest.get(s.name) is not None]
         con = duckdb.connect(":memory:")
         views = register_views(con, run_dir, [a for s in stages for a in s.outputs])
+        quoted = "'" + str(run_dir).replace("'", "''") + "'"
+        con.execute(f"SET allowed_directories = [{quoted}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         return cls(con, views, run_dir)
 
     def _check(self, query: str) -> None:
@@ -68,9 +78,12 @@ class Session:
         except duckdb.Error as exc:
             raise ConfigError(f"SQL error: {exc}") from None
         for st in statements:
-            if st.type.name not in _READING:
+            kind = st.type.name
+            if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: check that one too
+                kind = _explained_type(st.query)
+            if kind not in _READING or kind == "EXPLAIN":
                 raise ConfigError(
-                    f"paretohqd sql is read-only: {st.type.name} statements are not allowed "
+                    f"paretohqd sql is read-only: {kind} statements are not allowed "
                     "(use --output FILE.parquet to save a result)"
                 )
 
@@ -87,24 +100,34 @@ class Session:
             raise ConfigError(f"SQL error: {exc}{hint}") from None
         return Result([d[0] for d in rel.description or []], rows)
 
-    def export(self, query: str, output: Path) -> int:
-        """Write a query result to Parquet (atomically); returns the row count."""
+    def export(self, query: str, output: Path, *, force: bool = False) -> int:
+        """Write a query result to Parquet (atomically); returns the row count.
+
+        Never inside the run directory (its artifacts are the pipeline's; a file there would
+        look like one), never over an existing file unless ``force``.
+        """
         import duckdb
 
-        from paretohqd.atomic import atomic_path
+        from paretohqd.atomic import write_parquet
 
         self._check(query)
         if output.suffix != ".parquet":
             raise ConfigError(f"--output {output}: only .parquet files are written")
+        target = output.resolve()
+        if target.is_relative_to(self.run_dir.resolve()):
+            raise ConfigError(
+                f"--output {output}: inside the run directory {self.run_dir}, whose files are "
+                "the pipeline's artifacts; write the result somewhere else"
+            )
+        if target.exists() and not force:
+            raise ConfigError(f"--output {output} exists; pass --force to replace it")
         try:
-            import pyarrow.parquet as pq
-
-            rel = self.con.sql(query)
-            with atomic_path(output) as tmp:
-                rel.write_parquet(str(tmp))
-            return int(pq.ParquetFile(output).metadata.num_rows)
+            result = self.con.sql(query).arrow()
+            table = result.read_all() if hasattr(result, "read_all") else result
         except duckdb.Error as exc:
             raise ConfigError(f"SQL error: {exc}") from None
+        write_parquet(output, table)
+        return int(table.num_rows)
 
     def schema(self) -> list[tuple[str, str, str]]:
         """(view, column, type) for every view."""
@@ -113,6 +136,20 @@ class Session:
             for name, typ, *_ in self.con.execute(f'describe "{view}"').fetchall():
                 out.append((view, name, typ))
         return out
+
+
+def _explained_type(query: str) -> str:
+    """The type of the statement an ``EXPLAIN [ANALYZE]`` wraps (DuckDB's parser decides)."""
+    import re
+
+    import duckdb
+
+    inner = re.sub(r"^\s*explain\s+(analyze\s+)?", "", query, count=1, flags=re.IGNORECASE)
+    try:
+        statements = duckdb.extract_statements(inner)
+    except duckdb.Error:
+        return "EXPLAIN"
+    return statements[0].type.name if len(statements) == 1 else "EXPLAIN"
 
 
 def print_result(result: Result, fmt: str, console: Any) -> None:

@@ -81,6 +81,38 @@ def test_sql_is_read_only_and_errors_are_short(tiny_config: Path) -> None:
     assert code == 2 and "table, csv, json" in out
 
 
+def test_sql_cannot_write_anything(tiny_config: Path, tmp_path: Path) -> None:
+    """Statement types come from DuckDB's parser; DuckDB itself is locked to the run."""
+    c = str(tiny_config)
+    _invoke("run", "-c", c)
+    run = tiny_config.parent / "runs" / "t"
+    sneaky = tmp_path / "x.csv"
+    for query in (
+        f"EXPLAIN ANALYZE COPY (SELECT 42) TO '{sneaky}'",
+        f"COPY (SELECT 42) TO '{sneaky}'",
+        "SET enable_external_access = true",
+        f"ATTACH '{tmp_path / 'x.db'}'",
+        "CREATE TABLE t AS SELECT 1",
+    ):
+        code, out = _invoke("sql", query, "-c", c)
+        assert code == 2 and "read-only" in out, query
+    code, out = _invoke("sql", f"select * from read_csv('{tiny_config}')", "-c", c)
+    assert code == 2 and "Permission" in out  # no file outside the run can be read
+    assert not sneaky.exists() and not (tmp_path / "x.db").exists()
+    code, out = _invoke("sql", "explain select count(*) from samples", "-c", c)
+    assert code == 0, out
+    samples = run / "samples.parquet"
+    before = samples.read_bytes()
+    code, out = _invoke("sql", "select 1 as x", "-c", c, "-o", str(samples))
+    assert code == 2 and "inside the run directory" in out and samples.read_bytes() == before
+    target = tmp_path / "r.parquet"
+    assert _invoke("sql", "select 1 as x", "-c", c, "-o", str(target))[0] == 0
+    code, out = _invoke("sql", "select 2 as x", "-c", c, "-o", str(target))
+    assert code == 2 and "--force" in out and pl.read_parquet(target)["x"].to_list() == [1]
+    assert _invoke("sql", "select 2 as x", "-c", c, "-o", str(target), "--force")[0] == 0
+    assert pl.read_parquet(target)["x"].to_list() == [2]
+
+
 def test_sql_before_any_run(tiny_config: Path) -> None:
     code, out = _invoke("sql", "select 1", "-c", str(tiny_config))
     assert code == 2 and "paretohqd run" in out
