@@ -43,35 +43,67 @@ class ReaderOutput:
 Reader = Callable[[SourceConfig, Path, str], ReaderOutput]
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open_bytes(path: Path) -> io.BufferedIOBase:
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open(encoding="utf-8")  # type: ignore[return-value]
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def _clean_text(value: Any) -> str | None:
+    """Why a parsed row cannot be stored as UTF-8 text (a lone UTF-16 surrogate from a JSON
+    ``\\ud800`` escape), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"text holds a lone surrogate {value[exc.start]!r} (not valid Unicode)"
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((why for item in items if (why := _clean_text(item))), None)
 
 
 def iter_json_rows(path: Path, label: str, out: ReaderOutput) -> Iterator[tuple[int, Any]]:
-    """Rows of a JSONL file (or a JSON array file); bad lines go to quarantine."""
-    with _open_text(path) as fh:
+    """Rows of a JSONL file (or a JSON array file). A line that is not UTF-8, not JSON, or
+    holds text that is not valid Unicode goes to quarantine with its line number."""
+    with _open_bytes(path) as fh:
         head = fh.read(1)
         while head and head.isspace():
             head = fh.read(1)
-        if head == "[":
+        if head == b"[":
             try:
-                rows = json.loads(head + fh.read())
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: not valid JSON ({exc})") from None
-            yield from enumerate(rows, start=1)
+                rows = json.loads((head + fh.read()).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise DataError(f"{path}: not a valid UTF-8 JSON array ({exc})") from None
+            for row, raw in enumerate(rows, start=1):
+                why = _clean_text(raw)
+                if why:
+                    out.rejected.append(Rejected(label, str(path), row, why, excerpt(raw)))
+                else:
+                    yield row, raw
             return
         first = head + fh.readline()
-        for lineno, line in enumerate([first, *fh] if head else [], start=1):
-            if not line.strip():
+        for lineno, data in enumerate([first, *fh] if head else [], start=1):
+            if not data.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                reason = f"not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start})"
+                shown = data.decode("utf-8", "replace")
+                out.rejected.append(Rejected(label, str(path), lineno, reason, excerpt(shown)))
+                continue
+            try:
+                raw = json.loads(line)
             except json.JSONDecodeError as exc:
                 out.rejected.append(
                     Rejected(label, str(path), lineno, f"invalid JSON: {exc.msg}", excerpt(line))
                 )
+                continue
+            why = _clean_text(raw)
+            if why:
+                out.rejected.append(Rejected(label, str(path), lineno, why, excerpt(line)))
+                continue
+            yield lineno, raw
 
 
 def _guard(out: ReaderOutput, label: str, path: Path, row: int, raw: Any) -> Callable[[str], None]:
@@ -521,4 +553,20 @@ def read_source(config: Config, index: int, src: SourceConfig) -> ReaderOutput:
             f"ingest.sources[{index}].path: {path} does not exist (source {label!r}); "
             "paths are relative to the config file"
         )
-    return READERS[src.kind](src, path, label)
+    try:
+        return READERS[src.kind](src, path, label)
+    except (OSError, EOFError) as exc:  # a directory, a bad or cut .gz, unreadable bytes
+        what = "a directory, not a file" if path.is_dir() else _file_problem(exc)
+        raise DataError(
+            f"ingest.sources[{index}].path: {path} (source {label!r}): {what}; fix or replace "
+            "the file"
+        ) from None
+
+
+def _file_problem(exc: BaseException) -> str:
+    """One line on what is wrong with a whole file."""
+    if isinstance(exc, gzip.BadGzipFile):
+        return "not a gzip file although it ends in .gz"
+    if isinstance(exc, EOFError):
+        return "cut short (the compressed stream ends early)"
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)

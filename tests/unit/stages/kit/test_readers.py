@@ -213,3 +213,64 @@ def test_ids_are_content_hashes() -> None:
         "\n\nHuman: a\r\n\nAssistant:", "b"
     )
     assert sample_id("p", "r") == sample_id(" p", "r\n") != sample_id("p", "r2")
+
+
+GOOD_HH = {"chosen": "\n\nHuman: hi\n\nAssistant: ok", "rejected": "\n\nHuman: hi\n\nAssistant: no"}
+
+
+def _read(tmp_path: Path, name: str, data: bytes) -> object:
+    from paretohqd.config import config_from_dict
+    from paretohqd.stages.kit.readers import read_source
+
+    (tmp_path / name).write_bytes(data)
+    cfg = config_from_dict(
+        {"ingest": {"sources": [{"kind": "hh-rlhf", "path": name}]}},
+        base_dir=tmp_path,
+        source="t",
+    )
+    return read_source(cfg, 0, cfg.ingest.sources[0])
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        (b'{"chosen": "\xff\xfe", "rejected": "x"}', "not UTF-8 (byte 0xff"),
+        (
+            b'{"chosen": "\\n\\nHuman: a\\ud800\\n\\nAssistant: b", "rejected": "c"}',
+            "lone surrogate",
+        ),
+    ],
+)
+def test_a_line_that_is_not_text_is_quarantined(
+    tmp_path: Path, bad_line: bytes, reason: str
+) -> None:
+    good = json.dumps(GOOD_HH).encode()
+    out = _read(tmp_path, "d.jsonl", good + b"\n" + bad_line + b"\n" + good + b"\n")
+    assert [(r.row, reason in r.reason) for r in out.rejected] == [(2, True)]  # type: ignore[attr-defined]
+    assert len(out.preferences) == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("d.jsonl.gz", b"not gzip at all", "not a gzip file"),
+        ("d.jsonl.gz", gzip.compress(json.dumps(GOOD_HH).encode() * 50)[:40], "cut short"),
+    ],
+)
+def test_a_broken_file_is_one_line_naming_it(
+    tmp_path: Path, name: str, data: bytes, message: str
+) -> None:
+    with pytest.raises(DataError, match=rf"ingest\.sources\[0\]\.path: .*{name}.*{message}"):
+        _read(tmp_path, name, data)
+
+
+def test_a_directory_as_path_is_one_line(tmp_path: Path) -> None:
+    from paretohqd.config import config_from_dict
+    from paretohqd.stages.kit.readers import read_source
+
+    (tmp_path / "dir").mkdir()
+    cfg = config_from_dict(
+        {"ingest": {"sources": [{"kind": "hh-rlhf", "path": "dir"}]}}, base_dir=tmp_path, source="t"
+    )
+    with pytest.raises(DataError, match="a directory, not a file"):
+        read_source(cfg, 0, cfg.ingest.sources[0])
