@@ -34,6 +34,8 @@ NaN/inf (:class:`ScoreValueError` with the row), and the empty-response policy.
 from __future__ import annotations
 
 import importlib
+import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +157,11 @@ def _load_plugin(kind: str, *, name: str) -> Callable[..., Any]:
             f"objective {name!r}: scorer {kind!r} is neither a built-in kind "
             f"({', '.join(KINDS)}) nor a plug-in 'module:callable'"
         )
+    if module_name.split(".")[0] in sys.stdlib_module_names | {"builtins"}:
+        raise ScorerError(
+            f"objective {name!r}: scorer {kind!r} names the standard library; a plug-in is a "
+            "class or function of your own module that returns a scorer"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -169,8 +176,11 @@ def _load_plugin(kind: str, *, name: str) -> Callable[..., Any]:
             raise ScorerError(
                 f"objective {name!r}: module {module_name!r} has no attribute {attr!r}"
             )
-    if not callable(factory):
-        raise ScorerError(f"objective {name!r}: plug-in {kind!r} is not callable")
+    if not (inspect.isclass(factory) or inspect.isfunction(factory)):
+        raise ScorerError(
+            f"objective {name!r}: plug-in {kind!r} is a {type(factory).__name__}; it must be a "
+            "class or a Python function that returns a scorer"
+        )
     return factory
 
 

@@ -143,3 +143,20 @@ def test_input_checks() -> None:
         scorer.score(["a", "b"], ["x", None])  # type: ignore[list-item]
     with pytest.raises(ScorerError, match="extra column 'q' has 3 rows, expected 2"):
         scorer.score(["a", "b"], ["x", "y"], {"q": np.zeros(3)})
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("os:system", "standard library"),
+        ("subprocess:call", "standard library"),
+        ("builtins:eval", "standard library"),
+        ("numpy:pi", "must be a class or a Python function"),
+        ("numpy:add", "must be a class or a Python function"),  # a ufunc, not a function
+    ],
+)
+def test_a_plugin_must_be_a_scorer_factory_of_your_own(kind: str, message: str) -> None:
+    from paretohqd.stages.kit.scoring.scorers import ScorerError
+
+    with pytest.raises(ScorerError, match=message):
+        build_scorer(kind, name="x")
