@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from paretohqd.atomic import write_text
+from paretohqd.errors import StageError
 
 MANIFEST_NAME = "manifest.json"
 
@@ -24,7 +25,19 @@ class Manifest:
         self.path = Path(run_dir) / MANIFEST_NAME
         self.data: dict[str, Any] = {"format": 1, "stages": {}}
         if self.path.exists():
-            self.data = json.loads(self.path.read_text())
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise StageError(
+                    f"{self.path} is unreadable ({exc}); it is written atomically, so something "
+                    "else changed it: move it away and run again (every stage will run anew)"
+                ) from None
+            if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
+                raise StageError(
+                    f"{self.path} is not a paretohqd manifest; move it away and run again "
+                    "(every stage will run anew)"
+                )
+            self.data = data
             self.data.setdefault("stages", {})
 
     @property

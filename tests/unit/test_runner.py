@@ -216,3 +216,14 @@ def test_each_stage_starts_without_what_earlier_stages_loaded(tmp_path: Path) ->
     finally:
         _RELEASE_HOOKS.remove(hook)
     assert seen == [({}, "fresh")]
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"stages": 3}'])
+def test_a_corrupt_manifest_is_one_clear_error(tmp_path: Path, text: str) -> None:
+    toy = Toy()
+    Runner(_config(tmp_path), toy.stages()).run()
+    manifest = tmp_path / "runs" / "r" / "manifest.json"
+    manifest.write_text(text)
+    with pytest.raises(StageError, match=r"manifest\.json .*move it away"):
+        Runner(_config(tmp_path), toy.stages()).run()
+    assert manifest.read_text() == text  # nothing overwritten
