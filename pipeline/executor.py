@@ -3,10 +3,11 @@
 Stages have two shapes of independent work, and each goes through one function here:
 
 - **parts** (:meth:`Executor.map_parts`): numbered chunks of a table-producing loop (score,
-  regenerate, evaluate). Part ``i`` is ``worker(spec, i)``, a table, written atomically into the
-  stage's :class:`~paretohqd.parts.PartStore` (keyed by the stage fingerprint), so a rerun after
-  a kill does only the parts that are missing, and parts made under other parameters are never
-  reused.
+  regenerate, evaluate). Part ``i`` is ``worker(spec, i)``, a table, written atomically into a
+  part store (:mod:`paretohqd.parts`), so a rerun after a kill does only the parts that are
+  missing. The score stages key their parts by the stage fingerprint; regenerate and evaluate
+  give every part its own key (:func:`work_key` of what defines that part), so a rerun for an
+  unrelated change reuses the parts of unchanged adapters.
 - **items** (:meth:`Executor.map_items`): named products in their own directories, one per
   preference (adapters). The engine computes each item's key once — the stage's name, version
   and external identities (the policy's content hash, for example) plus what the stage says
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from paretohqd.parts import PartStore
+    from paretohqd.parts import Parts
     from paretohqd.stage import StageContext
 
 S = TypeVar("S")
@@ -96,7 +97,7 @@ class Executor(Protocol):
         spec: Any,
         n_parts: int,
         *,
-        store: PartStore | None = None,
+        store: Parts | None = None,
         sizes: Sequence[int] | None = None,
         unit: str = "part",
     ) -> PartsRun: ...
@@ -114,10 +115,15 @@ class Executor(Protocol):
 
 
 def item_key(ctx: StageContext, item: Item) -> str:
-    """The key of ``item`` in stage ``ctx.stage``: the stage's name, version, external
-    identities (model and data content hashes), the fingerprints of the models among its
-    inputs (a base policy the run converted, the shared SFT start), and the item's own
-    definition."""
+    """The key of ``item`` in stage ``ctx.stage`` (:func:`work_key` of its definition)."""
+    return work_key(ctx, item.key)
+
+
+def work_key(ctx: StageContext, definition: Mapping[str, Any]) -> str:
+    """The key of one unit of work (an item, a keyed part) of stage ``ctx.stage``: the stage's
+    name, version, external identities (model and data content hashes), the content of the
+    models among its inputs (a base policy the run converted, the shared SFT start), and what
+    the stage says defines the unit."""
     from paretohqd.stage import MODEL_ROLES
 
     models = {
@@ -132,7 +138,7 @@ def item_key(ctx: StageContext, item: Item) -> str:
                 "version": ctx.stage.version,
                 "external": dict(ctx.external),
                 "models": models,
-                "item": dict(item.key),
+                "item": dict(definition),
             }
         )
     )
@@ -172,17 +178,18 @@ class LocalExecutor:
         spec: Any,
         n_parts: int,
         *,
-        store: PartStore | None = None,
+        store: Parts | None = None,
         sizes: Sequence[int] | None = None,
         unit: str = "part",
     ) -> PartsRun:
         """Write every missing part ``i < n_parts`` as ``worker(spec, i)``.
 
-        ``sizes`` (one per part, e.g. rows) drives the progress bar; parts already written by
-        an earlier attempt under the same fingerprint are skipped.
+        ``sizes`` (one per part, e.g. rows) drives the progress bar; parts the store already
+        holds (an interrupted attempt's; a keyed store's unchanged parts unless forced) are
+        skipped.
         """
         parts = store if store is not None else ctx.parts()
-        parts.drop_stale()
+        parts.begin(force=ctx.force)
         todo = [i for i in range(n_parts) if not parts.done(i)]
         weight = list(sizes) if sizes is not None else [1] * n_parts
         bar = _bar(sum(weight), sum(weight) - sum(weight[i] for i in todo), ctx.stage.name, unit)

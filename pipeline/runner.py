@@ -1,10 +1,16 @@
 """Plan and run the stage graph incrementally.
 
-A stage's fingerprint is the sha256 of its resolved parameters, the fingerprints of the stages
-that made its inputs (chained, like a lock file), the hashes of the SQL files it runs, its
+A stage's fingerprint is the sha256 of its resolved parameters, the content hashes of its
+inputs (recorded by the stages that wrote them), the hashes of the SQL files it runs, its
 version, and the identity of everything outside the run it reads (datasets, models). A stage
 whose fingerprint matches the manifest and whose outputs exist is skipped; otherwise ``status``
 can name the component that changed.
+
+Inputs enter by *content*, as in DVC: when a stage runs again and writes byte-identical
+outputs (an edited input line that ``ingest.limit`` never reads, a re-run after ``--force``),
+the stages below it stay fresh. Before a run, an input whose producer is about to run has no
+known content yet; ``status`` shows its consumers as stale ("remade upstream first"), and the
+run decides once the producer has written it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from paretohqd.stage import Artifact, Stage, StageContext
 
 State = Literal["fresh", "stale", "missing"]
 Log = Callable[[str, str, str], None]
+
+#: Prefix of an input's identity while its producer is stale: matches no recorded content.
+PENDING = "pending:"
 
 
 @dataclass
@@ -71,7 +80,10 @@ def diff_components(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 f"{_short(new_p.get(key, '<unset>'))}"
             )
     for key in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
-        if old.get("inputs", {}).get(key) != new.get("inputs", {}).get(key):
+        now = new.get("inputs", {}).get(key)
+        if str(now).startswith(PENDING):
+            reasons.append(f"input `{key}` is remade upstream first")
+        elif old.get("inputs", {}).get(key) != now:
             reasons.append(f"input `{key}` changed upstream")
     for key in sorted(set(old.get("sql", {})) | set(new.get("sql", {}))):
         if old.get("sql", {}).get(key) != new.get("sql", {}).get(key):
@@ -83,11 +95,13 @@ def diff_components(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return reasons or ["fingerprint changed"]
 
 
-def _output_stats(run_dir: Path, art: Artifact) -> dict[str, Any]:
+def _output_stats(run_dir: Path, art: Artifact, hasher: FileHasher) -> dict[str, Any]:
+    """Path, rows, files, schema, bytes and the content hash (what consumers are keyed on;
+    hidden files such as the engine's ``.items.json`` are not content)."""
     import pyarrow.parquet as pq
 
     path = run_dir / art.path
-    stats: dict[str, Any] = {"path": art.path}
+    stats: dict[str, Any] = {"path": art.path, "content": hasher.path(path)}
     glob = art.view_glob
     if glob is not None:
         files = sorted(run_dir.glob(glob)) if "*" in glob else [run_dir / glob]
@@ -176,17 +190,37 @@ class Runner:
             "external": dict(external),
         }
 
+    def input_identity(self, manifest: Manifest, name: str) -> str:
+        """What artifact ``name`` is, as its consumers' fingerprints see it: the content hash
+        its producer recorded (the producer's fingerprint for entries written before content
+        was recorded); empty when the producer has not completed."""
+        entry = manifest.get(self.producer[name]) or {}
+        content = entry.get("outputs", {}).get(name, {}).get("content")
+        return f"content:{content}" if content else str(entry.get("fingerprint", ""))
+
     def plan(self, manifest: Manifest | None = None) -> list[PlanItem]:
-        """Fingerprint every stage from the config and compare with the manifest."""
+        """Fingerprint every stage from the config and compare with the manifest.
+
+        An input whose producer is fresh enters by its recorded content; one whose producer
+        will run is pending (its consumers are stale until the run knows the new content).
+        """
         manifest = manifest or Manifest(self.run_dir)
+        fresh: dict[str, bool] = {}
         planned: dict[str, str] = {}
         items: list[PlanItem] = []
         for stage in self.stages:
-            input_fps = {n: planned[self.producer[n]] for n in stage.inputs}
-            comps = self.components(stage, input_fps)
+            input_ids = {
+                n: self.input_identity(manifest, n)
+                if fresh[self.producer[n]]
+                else PENDING + planned[self.producer[n]]
+                for n in stage.inputs
+            }
+            comps = self.components(stage, input_ids)
             fp = sha256_json(comps)
+            item = self._state(stage, fp, comps, manifest)
             planned[stage.name] = fp
-            items.append(self._state(stage, fp, comps, manifest))
+            fresh[stage.name] = item.state == "fresh"
+            items.append(item)
         self.hasher.save()
         return items
 
@@ -302,10 +336,7 @@ class Runner:
             write_text(self.run_dir / "config.toml", dump_config(self.config))
             manifest = Manifest(self.run_dir)
             for stage in self.stages:
-                recorded = {
-                    n: (manifest.get(self.producer[n]) or {}).get("fingerprint", "")
-                    for n in stage.inputs
-                }
+                recorded = {n: self.input_identity(manifest, n) for n in stage.inputs}
                 comps = self.components(stage, recorded)
                 fp = sha256_json(comps)
                 item = self._state(stage, fp, comps, manifest)
@@ -398,7 +429,7 @@ class Runner:
             "started": started,
             "seconds": round(wall, 3),
             "cpu_seconds": round(cpu, 3),
-            "outputs": {a.name: _output_stats(self.run_dir, a) for a in stage.outputs},
+            "outputs": {a.name: _output_stats(self.run_dir, a, self.hasher) for a in stage.outputs},
             "metadata": metadata,
         }
         manifest.data.get("running", {}).pop(stage.name, None)

@@ -9,7 +9,7 @@ inputs and parameters, never copied code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from paretohqd.config import Config
     from paretohqd.executor import Item, ItemsRun, ItemWorker, PartsRun, PartWorker
     from paretohqd.hashing import FileHasher
-    from paretohqd.parts import PartStore
+    from paretohqd.parts import KeyedPartStore, Parts, PartStore
 
 
 ArtifactKind = Literal["parquet", "dir"]
@@ -177,6 +177,16 @@ class StageContext:
 
         return PartStore(self.run_dir / ".parts" / self.stage.name / name, self.fingerprint)
 
+    def keyed_parts(self, definitions: Sequence[Mapping[str, Any]]) -> KeyedPartStore:
+        """A part store where part ``i`` is defined by ``definitions[i]`` alone (keyed with
+        :func:`paretohqd.executor.work_key`): parts of unchanged definitions are reused from
+        the last completed run."""
+        from paretohqd.executor import work_key
+        from paretohqd.parts import KeyedPartStore
+
+        keys = [work_key(self, d) for d in definitions]
+        return KeyedPartStore(self.run_dir / ".parts" / self.stage.name / "keyed", keys)
+
     def inputs_with_role(self, role: str) -> list[Artifact]:
         """The stage's input artifacts of ``role``, in input order (see :data:`ROLES`)."""
         return [a for n in self.stage.inputs if (a := self.artifacts[n]).role == role]
@@ -187,7 +197,7 @@ class StageContext:
         spec: Any,
         n_parts: int,
         *,
-        store: PartStore | None = None,
+        store: Parts | None = None,
         sizes: list[int] | None = None,
         unit: str = "part",
     ) -> PartsRun:
@@ -206,7 +216,7 @@ class StageContext:
 
         return executor_for(self).map_items(self, worker, spec, items, root, unit=unit)
 
-    def read_parts(self, store: PartStore | None = None) -> list[pa.Table]:
+    def read_parts(self, store: Parts | None = None) -> list[pa.Table]:
         """The part tables written so far, in order."""
         return list((store or self.parts()).iter_tables())
 

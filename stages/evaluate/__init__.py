@@ -72,7 +72,9 @@ def stages(config: Config) -> list[Stage]:
             tools=(Tool("report", _report, "rebuild summary, plots and report from generations"),),
             outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
-            version="3",  # 3: seeded after the adapter loads (resume = uninterrupted)
+            # 3: seeded after the adapter loads (resume = uninterrupted); 4: seeded by what a
+            # part is (model, chunk), parts keyed and reused across runs
+            version="4",
             params=_params,
             external=lambda c, h: {**policy_external(c, h), **score_external(c, h)},
             sql=("sample_prompts.sql", "heldout_leaks.sql", "layer_bounds.sql"),

@@ -4,7 +4,10 @@ Models are the base policy and every adapter the run trained (ParetoHqD rounds o
 MODPO, RACO, ...). Each (model, chunk of prompts) is one resumable part that is generated and
 scored in one go (:func:`evaluate_part` of (:class:`EvaluateSpec`, index), run by the engine's
 executor), so a killed evaluation resumes without regenerating. Sampling is seeded per
-part, so ``paretohqd run --only evaluate --force`` reproduces the numbers.
+part by what the part is (model, chunk), so ``paretohqd run --only evaluate --force``
+reproduces the numbers; parts are keyed by what defines them (the model's weights, the
+prompts, the settings, the scorers), so when the stage runs again because models were added
+or dropped, the parts of every unchanged model are reused rather than generated again.
 """
 
 from __future__ import annotations
@@ -103,10 +106,27 @@ class EvaluateSpec:
         """Prompt chunks per model."""
         return math.ceil(len(self.prompts) / self.part_size)
 
+    def part(self, index: int) -> tuple[Model, int, tuple[tuple[str, str], ...]]:
+        """Part ``index``: its model, chunk number and prompts."""
+        c = index % self.chunks
+        return (
+            self.models[index // self.chunks],
+            c,
+            self.prompts[c * self.part_size : (c + 1) * self.part_size],
+        )
+
+    def part_seed(self, index: int) -> int:
+        """Part ``index``'s sampling seed: the run seed, the model (method, preference) and
+        the chunk, whatever other models are evaluated alongside."""
+        from paretohqd.stages.kit.policy.generate import part_seed
+
+        (method, pref_id, _, _), c, _ = self.part(index)
+        return part_seed(self.seed, "evaluate", method, pref_id, c)
+
 
 def evaluate_part(spec: EvaluateSpec, index: int) -> pl.DataFrame:
-    """Part ``index``: one model's responses to one chunk of held-out prompts (seed
-    ``run.seed + index``) with every objective's score.
+    """Part ``index``: one model's responses to one chunk of held-out prompts (seeded by
+    :meth:`EvaluateSpec.part_seed`) with every objective's score.
 
     The model's start is loaded once per process and replaced when a part needs another start
     (models come grouped by start), so one policy is in memory at a time.
@@ -116,11 +136,10 @@ def evaluate_part(spec: EvaluateSpec, index: int) -> pl.DataFrame:
     from paretohqd.stages.kit.policy.generate import worker_generator
     from paretohqd.stages.kit.scoring.run import score_part, worker_scorers
 
-    method, pref_id, adapter, start = spec.models[index // spec.chunks]
-    c = index % spec.chunks
-    chunk = spec.prompts[c * spec.part_size : (c + 1) * spec.part_size]
+    (method, pref_id, adapter, start), _, chunk = spec.part(index)
     generator = worker_generator(start, spec.settings, spec.backend, key=spec.scoring.key)
-    result = generator.generate([p for _, p in chunk], adapter=adapter, seed=spec.seed + index)
+    seed = spec.part_seed(index)
+    result = generator.generate([p for _, p in chunk], adapter=adapter, seed=seed)
     kept = [(pid, p, t) for (pid, p), t in zip(chunk, result.texts, strict=True) if t is not None]
     frame = pl.DataFrame(
         {
@@ -187,10 +206,10 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
         backend=ctx.config.generation.backend,
         scoring=scoring_spec(ctx),
     )
-    parts = ctx.parts()
-    sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
     n_parts = len(models) * spec.chunks
-    ctx.map_parts(
+    parts = ctx.keyed_parts([_part_definition(ctx, spec, i) for i in range(n_parts)])
+    sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
+    run = ctx.map_parts(
         evaluate_part, spec, n_parts, store=parts, sizes=sizes * len(models), unit="prompt"
     )
     rows = pl.concat([pl.read_parquet(p) for p in parts.paths()])
@@ -200,8 +219,31 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
         "prompt_ids_sha256": sha256_json(sorted(pid for pid, _ in prompts)),
     }
     outputs = build_outputs(ctx, rows, models)
-    parts.clear()  # only now: a failure in the report keeps every generated part for the rerun
-    return {**outputs, "heldout": heldout}
+    parts.complete()  # only now: a failure in the report keeps every new part for the rerun
+    return {**outputs, "heldout": heldout, "parts": {"total": run.parts, "reused": run.resumed}}
+
+
+def _part_definition(ctx: StageContext, spec: EvaluateSpec, index: int) -> dict[str, Any]:
+    """What part ``index``'s rows depend on (its key; the stage's identity, with the policy's
+    and the scorers' external identities, is added): the model (start and adapter weights),
+    the prompts, the generation settings, the scoring parameters and the seed."""
+    from dataclasses import asdict
+
+    from paretohqd.hashing import sha256_json
+    from paretohqd.stages.kit.identity import adapter_identity, model_identity
+    from paretohqd.stages.kit.scoring.run import score_params
+
+    (method, pref_id, adapter, start), _, chunk = spec.part(index)
+    return {
+        "model": [method, pref_id],
+        "start": model_identity(start, ctx.hasher),
+        "adapter": None if adapter is None else adapter_identity(adapter, ctx.hasher),
+        "prompts": sha256_json(chunk),
+        "settings": asdict(spec.settings),
+        "backend": spec.backend,
+        "scoring": score_params(ctx.config),
+        "seed": spec.part_seed(index),
+    }
 
 
 def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict[str, Any]:

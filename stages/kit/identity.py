@@ -39,3 +39,24 @@ def source_identity(
     if path.exists():
         return hasher.path(path)
     return f"hub:{ref}@{hub_revision(ref, revision, kind=kind)}"
+
+
+def model_identity(ref: str, hasher: FileHasher) -> str:
+    """The identity of a model a stage loads by path or hub id (a start model, the policy):
+    the content hash of a local directory, else ``hub:<id>@<commit>``."""
+    path = Path(ref)
+    if path.exists():
+        return hasher.path(path)
+    return f"hub:{ref}@{hub_revision(ref)}"
+
+
+#: The files of a peft adapter directory that define the model (cards, logs and plots do not).
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def adapter_identity(adapter: Path, hasher: FileHasher) -> str:
+    """The identity of a LoRA adapter: the hashes of its weights and its config, so a part
+    generated with it is reused exactly as long as those bytes stay the same."""
+    from paretohqd.hashing import sha256_json
+
+    return sha256_json({name: hasher.file(adapter / name) for name in ADAPTER_FILES})

@@ -27,7 +27,9 @@ def stages(config: Config) -> list[Stage]:
             inputs=("adapters", "selection", "samples", *policy_inputs(config)),
             outputs=(GENERATIONS, REGEN_PROMPTS),
             section="regenerate",
-            version="2",  # 2: seeded after the adapter loads (resume = uninterrupted)
+            # 2: seeded after the adapter loads (resume = uninterrupted); 3: seeded by what a
+            # part is (representative, chunk), parts keyed and reused across runs
+            version="3",
             params=lambda c: {
                 "regenerate": c.regenerate.model_dump(mode="json") if c.regenerate else None,
                 "generation": c.generation.model_dump(mode="json"),

@@ -4,7 +4,10 @@ Representatives (docs/algorithms.md §6): the adapter of each one-hot preference
 most balanced preference of the grid. Each (adapter, chunk of prompts) is one resumable part,
 :func:`regenerate_part` of (:class:`RegenerateSpec`, index), run by the engine's executor, so a
 killed run continues where it stopped; the policy is loaded once per process, only when some
-part is left to do. Output rows follow the samples schema, with
+part is left to do. A part is keyed by what defines it (the adapter's weights, the prompts,
+the settings, its seed), and seeded by what it is rather than by its position, so when the
+stage runs again for another reason (a preference added to the grid) the parts of unchanged
+representatives are reused, not generated again. Output rows follow the samples schema, with
 ``source = "regen:<pref_id>"``, so round two reuses the score/pareto/select stages unchanged.
 """
 
@@ -59,21 +62,32 @@ class RegenerateSpec:
         """Prompt chunks per representative."""
         return math.ceil(len(self.prompts) / self.part_size)
 
+    def part(self, index: int) -> tuple[str, int, tuple[tuple[str, str], ...]]:
+        """Part ``index``: its representative, chunk number and prompts."""
+        c = index % self.chunks
+        pref = self.representatives[index // self.chunks]
+        return pref, c, self.prompts[c * self.part_size : (c + 1) * self.part_size]
+
+    def seed(self, index: int) -> int:
+        """Part ``index``'s sampling seed: the run seed, the representative and the chunk."""
+        from paretohqd.stages.kit.policy.generate import part_seed
+
+        pref, c, _ = self.part(index)
+        return part_seed(self.settings.seed, "regenerate", pref, c)
+
 
 def regenerate_part(spec: RegenerateSpec, index: int) -> pl.DataFrame:
     """Part ``index``: one representative's responses to one chunk of prompts, sampled with
-    seed ``settings.seed + index``, with the part's generation counters on every row."""
+    :meth:`RegenerateSpec.seed`, with the part's generation counters on every row."""
     import polars as pl
 
     from paretohqd.stages.kit.policy.generate import worker_generator
     from paretohqd.stages.kit.records import normalise, sample_id
 
-    pref = spec.representatives[index // spec.chunks]
-    c = index % spec.chunks
-    chunk = spec.prompts[c * spec.part_size : (c + 1) * spec.part_size]
+    pref, _, chunk = spec.part(index)
     generator = worker_generator(spec.base, spec.settings, spec.backend, key=spec.key)
     result = generator.generate(
-        [p for _, p in chunk], adapter=spec.adapters / pref, seed=spec.settings.seed + index
+        [p for _, p in chunk], adapter=spec.adapters / pref, seed=spec.seed(index)
     )
     rows = [
         (pid, prompt, normalise(text))
@@ -152,24 +166,41 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
         part_size=cfg.part_size,
         key=ctx.fingerprint,
     )
-    parts = ctx.parts()
+    n_parts = len(reps) * spec.chunks
+    parts = ctx.keyed_parts([_part_definition(ctx, spec, i) for i in range(n_parts)])
     sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
-    ctx.map_parts(
-        regenerate_part,
-        spec,
-        len(reps) * spec.chunks,
-        store=parts,
-        sizes=sizes * len(reps),
-        unit="prompt",
+    run = ctx.map_parts(
+        regenerate_part, spec, n_parts, store=parts, sizes=sizes * len(reps), unit="prompt"
     )
     table, counts = _assemble([pl.read_parquet(p) for p in parts.paths()])
     write_parquet(ctx.path("generations"), table)
-    parts.clear()
+    parts.complete()
     return {
         "representatives": reps,
         "prompts": len(prompts),
+        "parts": {"total": run.parts, "reused": run.resumed},
         **counts,
         "backend": gen_cfg.backend,
+    }
+
+
+def _part_definition(ctx: StageContext, spec: RegenerateSpec, index: int) -> dict[str, Any]:
+    """What part ``index``'s rows depend on (its key; the stage's identity is added): the base
+    policy and the representative's weights, the prompts, the settings and the seed."""
+    from dataclasses import asdict
+
+    from paretohqd.hashing import sha256_json
+    from paretohqd.stages.kit.identity import adapter_identity, model_identity
+
+    pref, _, chunk = spec.part(index)
+    return {
+        "base": model_identity(spec.base, ctx.hasher),
+        "adapter": adapter_identity(spec.adapters / pref, ctx.hasher),
+        "pref_id": pref,
+        "prompts": sha256_json(chunk),
+        "settings": asdict(spec.settings),
+        "backend": spec.backend,
+        "seed": spec.seed(index),
     }
 
 

@@ -217,7 +217,71 @@ def test_every_stage_then_everything_skipped(
         patch.setattr(evaluate_stage, "build_outputs", broken)
         with pytest.raises(RuntimeError, match="report failed"):
             Runner(load_config(tiny_config)).run(only=["evaluate"], force=True)
-    assert list((run / ".parts" / "evaluate").rglob("part-*.parquet"))
+    assert list((run / ".parts" / "evaluate").rglob("*.parquet"))
     Runner(load_config(tiny_config)).run(only=["evaluate"], force=True)
     assert pl.read_parquet(run / "eval/summary.parquet").equals(summary)
     assert Manifest(run).stages["evaluate"]["metadata"]["models"] > 0
+
+    check_adding_preferences_reuses_work(tiny_config)
+
+
+#: The stages that train per-preference adapters and the method each one's models report as.
+METHOD_STAGES = {
+    "sft": "paretohqd_round1",
+    "sft_round2": "paretohqd",
+    "sft_linear": "linear_round1",
+    "modpo": "modpo",
+    "raco": "raco",
+    "pama": "pama",
+}
+
+
+def check_adding_preferences_reuses_work(config_path: Path) -> None:
+    """Two preferences more on the grid: only what they change is made again. Adapters are
+    trained for the new preferences and for those whose data changed (a larger grid grows the
+    pool); regenerate generates only for representatives that were retrained, and evaluate
+    only for models that are new or whose weights changed: every other model's rows stay
+    exactly as they were."""
+    run = load_config(config_path).run_dir
+    before = Manifest(run).stages
+    old = pl.read_parquet(run / "eval/generations.parquet")
+    old_index = {r["pref_id"]: r["selection_hash"] for r in _selection(run).iter_rows(named=True)}
+    config_path.write_text(config_path.read_text().replace("step = 0.5", "step = 0.25"))
+    Runner(load_config(config_path)).run()
+    stages = Manifest(run).stages
+    changed = {
+        r["pref_id"]
+        for r in _selection(run).iter_rows(named=True)
+        if old_index.get(r["pref_id"]) != r["selection_hash"]
+    }
+    assert {"pref-025-075", "pref-075-025"} <= changed
+    assert set(stages["sft"]["metadata"]["trained"]) == changed
+    assert set(stages["sft"]["metadata"]["kept"]) == set(old_index) - changed != set()
+
+    reps = stages["regenerate"]["metadata"]["representatives"]
+    assert reps == before["regenerate"]["metadata"]["representatives"]
+    redone = [p for p in reps if p in changed]
+    regen = stages["regenerate"]["metadata"]["parts"]
+    chunks = regen["total"] // len(reps)
+    assert regen["reused"] == chunks * (len(reps) - len(redone)) > 0
+
+    retrained = {
+        (method, pref)
+        for stage, method in METHOD_STAGES.items()
+        for pref in stages[stage]["metadata"]["trained"]
+    }
+    models = {(m, p) for m, p in old.select("method", "pref_id").unique().iter_rows()}
+    unchanged = sorted(models - retrained)
+    assert ("base", "base") in unchanged and ("sft_init", "sft_init") in unchanged
+    parts = stages["evaluate"]["metadata"]["parts"]
+    eval_chunks = parts["total"] // stages["evaluate"]["metadata"]["models"]
+    # At least those: a retrained adapter with the very same weights is reused too.
+    assert eval_chunks * len(unchanged) <= parts["reused"] < parts["total"]
+    keys = pl.DataFrame(unchanged, schema=["method", "pref_id"], orient="row")
+    kept = old.join(keys, on=["method", "pref_id"], how="semi")
+    new = pl.read_parquet(run / "eval/generations.parquet")
+    assert new.join(kept, on=list(kept.columns), how="semi").height == kept.height
+
+
+def _selection(run: Path) -> pl.DataFrame:
+    return pl.read_parquet(run / "selection.parquet").select("pref_id", "selection_hash").unique()

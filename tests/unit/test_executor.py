@@ -70,6 +70,51 @@ def test_parts_of_another_fingerprint_are_never_reused(tmp_path: Path) -> None:
     assert not ctx.parts().dir.exists()  # the stale directory was dropped
 
 
+def keyed_part(spec: dict[str, Any], index: int) -> pl.DataFrame:
+    """A part worker whose part ``index`` is defined by ``spec["defs"][index]``."""
+    CALLS.append(spec["defs"][index])
+    if spec["defs"][index] == spec.get("fail_on"):
+        raise KeyboardInterrupt
+    return pl.DataFrame({"def": [spec["defs"][index]], "scale": [spec["scale"]]})
+
+
+def _keyed_run(ctx: Any, defs: list[str], **spec: Any) -> list[str]:
+    """Run the keyed parts of ``defs``, complete the store, return the definitions made."""
+    CALLS.clear()
+    store = ctx.keyed_parts([{"def": d} for d in defs])
+    ctx.map_parts(keyed_part, {"defs": defs, "scale": 1, **spec}, len(defs), store=store)
+    rows = pl.concat([pl.read_parquet(p) for p in store.paths()])
+    assert rows["def"].to_list() == defs  # in index order, whatever was reused
+    store.complete()
+    return list(CALLS)
+
+
+def test_keyed_parts_are_reused_across_runs_by_their_own_definition(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    assert _keyed_run(ctx, ["a", "b", "c"]) == ["a", "b", "c"]
+    # Another stage fingerprint (a preference added): only the new definition is made; the
+    # parts of dropped definitions are pruned once the run completes.
+    ctx.fingerprint = "e" * 64
+    assert _keyed_run(ctx, ["d", "a", "c"]) == ["d"]
+    root = tmp_path / "run/.parts/toy/keyed"
+    assert len(list(root.glob("*.parquet"))) == 3
+    # The stage's identity is part of every key: a new version makes everything again.
+    assert _keyed_run(_ctx(tmp_path, version="2"), ["d", "a", "c"]) == ["d", "a", "c"]
+
+
+def test_a_forced_keyed_run_redoes_completed_parts_but_resumes_an_attempt(
+    tmp_path: Path,
+) -> None:
+    ctx = _ctx(tmp_path)
+    _keyed_run(ctx, ["a", "b", "c"])
+    ctx.force = True
+    with pytest.raises(KeyboardInterrupt):
+        _keyed_run(ctx, ["a", "b", "c"], fail_on="b")
+    assert CALLS == ["a", "b"]
+    assert _keyed_run(ctx, ["a", "b", "c"]) == ["b", "c"]  # "a" of the killed attempt kept
+    assert _keyed_run(ctx, ["a", "b", "c"]) == ["a", "b", "c"]  # forced after completing
+
+
 def load_once(spec: dict[str, Any], index: int) -> pl.DataFrame:
     """A part worker holding a "model" in this process's worker state."""
     model = worker_state("toy.model", spec, lambda: CALLS.append("load") or "model")

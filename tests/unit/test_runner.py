@@ -81,11 +81,61 @@ def test_param_change_reruns_stage_and_descendants_only(tmp_path: Path) -> None:
     plan = {i.stage.name: i for i in Runner(_config(tmp_path), toy.stages()).plan()}
     assert plan["a"].state == "fresh" and plan["d"].state == "fresh"
     assert plan["b"].state == "stale" and plan["b"].reasons == ["param toy.b: 1 → 5"]
-    assert plan["c"].state == "stale" and plan["c"].reasons == ["input `b` changed upstream"]
+    assert plan["c"].state == "stale"
+    assert plan["c"].reasons == ["input `b` is remade upstream first"]
     toy.calls.clear()
     Runner(_config(tmp_path), toy.stages()).run()
     assert toy.calls == ["b", "c"]
     assert pl.read_parquet(tmp_path / "runs/r/c.parquet")["x"].to_list() == [7, 8, 9]
+
+
+def test_identical_outputs_keep_downstream_fresh(tmp_path: Path) -> None:
+    """Inputs enter fingerprints by content: a stage that runs again and writes the same
+    bytes (here: a parameter its output ignores changed) leaves its consumers fresh."""
+    toy = Toy()
+    Runner(_config(tmp_path), toy.stages()).run()
+    stages = toy.stages()
+    b = stages[1]
+    stages[1] = Stage(
+        name=b.name,
+        fn=b.fn,
+        inputs=b.inputs,
+        outputs=b.outputs,
+        params=lambda c: {"toy": {"b": 1, "comment": "same output"}},
+    )
+    toy.calls.clear()
+    rows = Runner(_config(tmp_path), stages).run()
+    assert toy.calls == ["b"]
+    assert [r[:2] for r in rows] == [
+        ("a", "skipped"),
+        ("b", "ran"),
+        ("c", "skipped"),
+        ("d", "skipped"),
+    ]
+    manifest = Manifest(tmp_path / "runs/r")
+    content = manifest.get("b")["outputs"]["b"]["content"]  # type: ignore[index]
+    assert manifest.get("c")["components"]["inputs"] == {"b": f"content:{content}"}  # type: ignore[index]
+
+
+def test_changed_output_content_reruns_consumers(tmp_path: Path) -> None:
+    """The same stage fingerprint but other bytes on disk after a forced run (a
+    non-deterministic stage) reruns the consumers: they are keyed on what they read."""
+    toy = Toy()
+    Runner(_config(tmp_path), toy.stages()).run()
+    toy.knobs["a"] = 2  # the function now writes other values under the old params
+    stages = toy.stages()
+    stages[0] = Stage(
+        name="a",
+        fn=stages[0].fn,
+        outputs=stages[0].outputs,
+        params=lambda c: {"toy": {"a": 1}, "run": {"seed": c.run.seed}},
+    )
+    toy.calls.clear()
+    Runner(_config(tmp_path), stages).run(only=["a"], force=True)
+    plan = {i.stage.name: i for i in Runner(_config(tmp_path), stages).plan()}
+    assert plan["a"].state == "fresh"
+    assert plan["b"].reasons == ["input `a` changed upstream"]
+    assert plan["d"].reasons == ["input `a` changed upstream"]
 
 
 def test_shared_param_change_reruns_everything(tmp_path: Path) -> None:

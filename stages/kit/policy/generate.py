@@ -41,6 +41,16 @@ class GenerationSettings:
         return room if self.max_prompt_tokens is None else min(room, self.max_prompt_tokens)
 
 
+def part_seed(seed: int, *names: object) -> int:
+    """The sampling seed of one part of generation, from the run seed and what the part *is*
+    (adapter, chunk), not its position in the stage's list: adding a model to an evaluation
+    leaves every other model's samples as they were, so their parts can be reused."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((seed, *names)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
 @dataclass
 class GenerationResult:
     """Completions in input order (``None`` for skipped prompts) and the policy counters."""

@@ -86,3 +86,33 @@ def test_source_content_change_makes_ingest_stale(tmp_path: Path) -> None:
     data.write_text(json.dumps({"prompt": "a", "response": "c"}) + "\n")
     plan = Runner(cfg).plan()
     assert plan[0].state == "stale" and plan[0].reasons == ["external input sources[0] changed"]
+
+
+def test_an_edit_limit_never_reads_reruns_only_ingest(tmp_path: Path) -> None:
+    """Ingest reruns (its file changed) and writes the same bytes: score, pareto and select
+    stay fresh, because their fingerprints see the content of what they read."""
+    rows = [
+        {"prompt": f"Question {i}?", "response": f"Answer number {i} is {'long ' * i}."}
+        for i in range(12)
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "paretohqd.toml").write_text(
+        '[ingest]\nheldout_fraction = 0.0\n[[ingest.sources]]\nkind = "table"\npath = "d.jsonl"\n'
+        "limit = 8\n"
+        '[[objectives]]\nname = "concise"\nscorer = "heuristic"\n'
+        'options = { metric = "conciseness", target = 5 }\n'
+        '[[objectives]]\nname = "long"\nscorer = "heuristic"\noptions = { metric = "verbosity" }\n'
+        "[select]\nk = 2\nstep = 0.5\n"
+    )
+    cfg = load_config(tmp_path / "paretohqd.toml")
+    first = Runner(cfg).run()
+    assert {name for name, outcome, _ in first if outcome == "ran"} >= {"ingest", "select"}
+    rows[10]["response"] = "edited beyond the limit"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    plan = {i.stage.name: i for i in Runner(cfg).plan()}
+    assert plan["ingest"].state == "stale"
+    assert plan["score"].reasons == ["input `samples` is remade upstream first"]
+    again = Runner(cfg).run()
+    assert [name for name, outcome, _ in again if outcome == "ran"] == ["ingest"]
+    assert all(i.state == "fresh" for i in Runner(cfg).plan())
