@@ -10,6 +10,7 @@ can move together.
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,19 @@ DEFAULT_CONFIG_NAME = "paretohqd.toml"
 
 
 _NUMBERS = (int, float, int | None, float | None)
+
+#: What every ``device`` key accepts (the policy's, a scorer's options).
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = a GPU index) or mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+
+
+def check_device(value: Any, key: str | None = None) -> str:
+    """Return ``value`` if it is a device this pipeline can use, else raise ``ValueError``
+    naming ``key`` (when given) and the accepted forms (:data:`DEVICE_FORMS`)."""
+    if isinstance(value, str) and _DEVICE.fullmatch(value):
+        return value
+    what = f"{key} = {value!r}" if key else repr(value)
+    raise ValueError(f"{what} is not a device; use {DEVICE_FORMS}")
 
 
 class Section(BaseModel):
@@ -227,8 +241,13 @@ class PolicyConfig(Section):
     )
     llama2c: Llama2cConfig | None = Field(None, description="convert this llama2.c checkpoint")
     gguf: GgufConfig | None = Field(None, description="load this GGUF checkpoint")
-    device: str = Field("auto", description="auto (cuda if present) | cpu | cuda[:N]")
+    device: str = Field("auto", description="auto (cuda if present) | cpu | cuda[:N] | mps")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicyConfig:
@@ -385,6 +404,8 @@ class Config(Section):
             )
         heads = {h.name for h in self.reward_heads}
         for i, obj in enumerate(self.objectives):
+            if ":" not in obj.scorer and "device" in obj.options:  # a plug-in's are its own
+                check_device(obj.options["device"], f"objectives[{i}].options.device")
             if obj.model and obj.model.startswith("run:"):
                 ref = obj.model.removeprefix("run:")
                 if not ref.startswith("reward_heads/") or ref.split("/", 1)[1] not in heads:
