@@ -472,7 +472,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``a.b.c=value``: the value as a TOML value, else as a plain string."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key:
+    if not sep or not all(part.strip() for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set select.k=50")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
@@ -535,10 +535,38 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _union_branch(part: Any) -> bool:
+    """Whether a location part names a branch of a union (``list[list[float]]``,
+    ``literal['simplex','ric13']``, ``int``) rather than a key."""
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
+
+
+def _one_per_union(errors: list[Any]) -> list[Any]:
+    """The errors with union branches taken out of their keys, and of the errors the branches
+    of one union raise at one key, only the branch the input got furthest into (a list given
+    for ``select.grid`` is judged as a list of vectors, a string as a grid name)."""
+    out: list[Any] = []
+    chosen: dict[tuple[Any, ...], tuple[int, int]] = {}  # key -> (depth, index in out)
+    for item in errors:
+        loc = tuple(item["loc"])
+        cut = next((i for i, part in enumerate(loc) if _union_branch(part)), None)
+        clean = {**item, "loc": tuple(p for p in loc if not _union_branch(p))}
+        if cut is None:
+            out.append(clean)
+        elif loc[:cut] not in chosen:
+            chosen[loc[:cut]] = (len(loc), len(out))
+            out.append(clean)
+        elif len(loc) > chosen[loc[:cut]][0]:
+            index = chosen[loc[:cut]][1]
+            chosen[loc[:cut]] = (len(loc), index)
+            out[index] = clean
+    return out
+
+
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
     """One line per problem: the dotted key, what is wrong, what is accepted."""
     lines = []
-    for item in err.errors():
+    for item in _one_per_union(err.errors()):
         loc = tuple(item["loc"])
         key = ".".join(str(p) for p in loc) or "<top level>"
         if item["type"] == "extra_forbidden":
@@ -548,8 +576,11 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], source
             lines.append(f"{source}: missing required key `{key}`")
         else:
             got = item.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            lines.append(f"{source}: `{key}`: {item['msg']}{shown}")
+            msg = item["msg"].removeprefix("Value error, ")
+            said = repr(got) in msg or "got " in msg  # the message already shows the value
+            shown = "" if isinstance(got, dict | list) or said else f" (got {got!r})"
+            where = f"`{key}`: " if loc else ""  # a whole-config check names its keys itself
+            lines.append(f"{source}: {where}{msg}{shown}")
     return "\n".join(lines)
 
 
@@ -569,8 +600,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             f"config file {cfg_path} not found; pass --config FILE or create one with "
             "`paretohqd init DIR`"
         )
+    if cfg_path.is_dir():
+        raise ConfigError(
+            f"config file {cfg_path} is a directory; pass the TOML file in it, e.g. "
+            f"--config {cfg_path / DEFAULT_CONFIG_NAME}"
+        )
     try:
-        data = tomllib.loads(cfg_path.read_text())
+        data = tomllib.loads(cfg_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{cfg_path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); save the config as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
     source = str(cfg_path)

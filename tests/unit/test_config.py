@@ -191,3 +191,23 @@ def test_a_plugins_options_are_its_own(tmp_path: Path) -> None:
         BASE + '[[objectives]]\nname = "p"\nscorer = "mypkg:make"\noptions = { device = "tpu" }\n'
     )
     assert load_config(_write(tmp_path, text)).objectives[0].options["device"] == "tpu"
+
+
+def test_config_files_that_are_not_text_or_not_files(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_bytes(b'[run]\nname = "\xff"\n')
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xff at offset 14\)"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="is a directory; pass the TOML file in it"):
+        load_config(tmp_path)
+
+
+def test_a_union_mistake_is_one_line_at_its_key(tmp_path: Path) -> None:
+    """`select.grid` is a name or a list of vectors: one error, judged by what was given."""
+    for grid, want in (
+        ('"cube"', r"`select\.grid`: Input should be 'simplex' or 'ric13'"),
+        ('[[0.5, "x"]]', r"`select\.grid\.0\.1`: Input should be a valid number"),
+    ):
+        with pytest.raises(ConfigError, match=want) as err:
+            load_config(_write(tmp_path, BASE + f"[select]\ngrid = {grid}\n"))
+        assert "\n" not in str(err.value) and "literal[" not in str(err.value)
