@@ -92,6 +92,28 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+def _stage_options(
+    only: list[str] | None, from_: str | None, until: str | None
+) -> tuple[list[str] | None, str | None, str | None]:
+    """``--only``/``--from``/``--until`` as the runner takes them; an option given without a
+    stage name (``--only ,``, ``--until ""``) is refused, never read as "every stage"."""
+    from paretohqd.errors import StageError
+
+    names = _split(only)
+    empty = [
+        flag
+        for flag, given, value in (
+            ("--only", only, names),
+            ("--from", from_, (from_ or "").strip()),
+            ("--until", until, (until or "").strip()),
+        )
+        if given is not None and not value
+    ]
+    if empty:
+        raise StageError(f"{empty[0]} was given no stage name; name one (see `paretohqd status`)")
+    return names, from_ and from_.strip(), until and until.strip()
+
+
 @app.command()
 @friendly
 def init(
@@ -107,7 +129,13 @@ def init(
     target = directory / DEFAULT_CONFIG_NAME
     if target.exists() and not force:
         raise ConfigError(f"{target} exists; use --force to overwrite it")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(
+            f"{directory} is not a directory (it, or a folder above it, is a file); "
+            "give a directory to hold the config"
+        ) from None
     text = (resources.files("paretohqd") / "templates" / "starter.toml").read_text()
     target.write_text(text)
     _console().print(f"wrote {target}; edit the [[ingest.sources]] paths, then `paretohqd run`")
@@ -145,7 +173,8 @@ def run(
         label = "skipped (fresh)" if outcome == "skipped" else outcome
         console.print(Text.assemble((f"{stage:<12} {label}", style), f"  {detail}"))
 
-    runner.run(only=_split(only), from_=from_, until=until, force=force, dry_run=dry_run, log=log)
+    names, first, last = _stage_options(only, from_, until)
+    runner.run(only=names, from_=first, until=last, force=force, dry_run=dry_run, log=log)
     console.print(f"run directory: {cfg.run_dir}")
 
 
