@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from paretohqd.errors import ParetoHqDError
+from paretohqd.errors import ParetoHqDError, describe_os_error
 
 app = typer.Typer(
     name="paretohqd",
@@ -52,8 +52,25 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
 
+def _error(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; the exit (code 2) for the caller to raise."""
+    from rich.text import Text
+
+    _console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {message}"))
+    return typer.Exit(2)
+
+
 def friendly(fn: F) -> F:
-    """Print user errors (``ParetoHqDError``) briefly and exit 2; keep bugs' tracebacks."""
+    """Print user errors (``ParetoHqDError``) and the machine's OS errors (a full disk, a
+    read-only directory) in one line and exit 2; keep bugs' tracebacks.
+
+    A ``run`` stopped by an OS error leaves the stage it was in incomplete (its manifest entry
+    is written only after it succeeds), so running again once the cause is fixed resumes it.
+    """
+    # For `run` the way out is another run.root; for the other commands, another path.
+    elsewhere = (
+        "choose another run.root (--set run.root=DIR); then run again (finished stages are kept)"
+    )
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -62,10 +79,13 @@ def friendly(fn: F) -> F:
         except ParetoHqDError as exc:
             if _state["debug"]:
                 raise
-            from rich.text import Text
-
-            _console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"))
-            raise typer.Exit(2) from None
+            raise _error(str(exc)) from None
+        except OSError as exc:
+            what = describe_os_error(exc)
+            if what is None or _state["debug"]:
+                raise
+            where = elsewhere if fn.__name__ == "run" else "write elsewhere"
+            raise _error(f"{what}, or {where}") from None
         except KeyboardInterrupt:
             _console(stderr=True).print("interrupted: completed stages are kept; rerun to resume")
             raise typer.Exit(130) from None
