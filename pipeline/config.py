@@ -273,7 +273,9 @@ class SFTConfig(Section):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="modules LoRA adapts (checked against the policy when it loads)",
     )
     max_length: int = Field(512, ge=8, description="prompt+completion tokens (prompt cut left)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")

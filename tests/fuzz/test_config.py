@@ -95,6 +95,13 @@ CASES = [
     _bad("negative-k", "[select]\nk = -3\n", "`select.k`", "greater than or equal to 1"),
     _bad("zero-part-size", "[score]\npart_size = 0\n", "`score.part_size`"),
     _bad("zero-sft-steps", "[sft]\nsteps = 0\n", "`sft.steps`"),
+    _bad(
+        "no-lora-target-modules",
+        "[sft]\ntarget_modules = []\n",
+        "`sft.target_modules`",
+        "at least 1 item",
+        note="accepted; peft's NoMatchingPeftModuleError traceback when SFT started",
+    ),
     Case(
         "negative-source-limit",
         DATA,
