@@ -621,7 +621,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         keys, value = parse_override(text)
         _apply_override(data, keys, value)
         source = f"{cfg_path} (with --set)"
-    return config_from_dict(data, base_dir=cfg_path.resolve().parent, source=source)
+    config = config_from_dict(data, base_dir=cfg_path.resolve().parent, source=source)
+    _check_run_dir(config)
+    return config
+
+
+def _check_run_dir(config: Config) -> None:
+    """The run directory may not exist yet, but no file may stand where it or a folder above
+    it goes (``run.root`` naming a data file, say)."""
+    for path in (config.run_dir, *config.run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(
+                    f"{config.source}: the run directory {config.run_dir} cannot be made: "
+                    f"{path} is a file; choose another run.root or run.name"
+                )
+            return
 
 
 def declared_tables() -> dict[str, type[Section]]:

@@ -47,16 +47,18 @@ _OS_ERRORS = {
     errno.EIO: ("input/output error", "check the disk"),
     errno.EMFILE: ("too many open files", "raise the limit (ulimit -n)"),
     errno.ENFILE: ("too many open files on the system", "close other programs"),
+    errno.EISDIR: ("a directory is in the way", "move it away"),
+    errno.ENOTDIR: ("a file is in the way (a folder of the path is a file)", "move it away"),
 }
 
 
 def describe_os_error(exc: OSError) -> str | None:
-    """``what happened on PATH; what to do`` for an OS error the machine caused (disk full, a
+    """``what happened: PATH; what to do`` for an OS error the machine caused (disk full, a
     read-only or unwritable directory, ...); ``None`` for any other ``OSError``, which is a
     bug and keeps its traceback."""
     known = _OS_ERRORS.get(exc.errno or 0)
     if known is None:
         return None
     what, todo = known
-    where = f" on {exc.filename}" if exc.filename else ""
+    where = f": {exc.filename}" if exc.filename else ""
     return f"{what}{where}; {todo}"

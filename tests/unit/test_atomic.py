@@ -43,10 +43,11 @@ def test_a_refused_directory_names_the_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("code", "says"),
     [
-        (errno.ENOSPC, "no space left on the device on /r/x; free some space"),
-        (errno.EDQUOT, "disk quota exceeded on /r/x"),
-        (errno.EROFS, "read-only file system on /r/x"),
-        (errno.EACCES, "permission denied on /r/x; make the directory writable"),
+        (errno.ENOSPC, "no space left on the device: /r/x; free some space"),
+        (errno.EDQUOT, "disk quota exceeded: /r/x"),
+        (errno.EROFS, "read-only file system: /r/x"),
+        (errno.EACCES, "permission denied: /r/x; make the directory writable"),
+        (errno.EISDIR, "a directory is in the way: /r/x; move it away"),
     ],
 )
 def test_the_machines_os_errors_read_as_one_line(code: int, says: str) -> None:

@@ -240,7 +240,7 @@ def test_disk_full_is_one_line_and_the_stage_resumes(
     run_dir = tiny_config.parent / "runs" / "t"
     [line] = _error_lines(result)
     assert result.exit_code == 2, result.output
-    assert line.startswith("error: no space left on the device on ")
+    assert line.startswith("error: no space left on the device: ")
     assert str(run_dir / "samples.parquet") in line
     assert "free some space" in line and "--set run.root=DIR" in line
     assert "ingest" not in _manifest_stages(run_dir)
@@ -277,7 +277,7 @@ def test_an_unwritable_run_directory_is_one_line(
     [line] = _error_lines(result)
     assert result.exit_code == 2, result.output
     assert says in line and line.endswith("then run again (finished stages are kept)")
-    assert f"on {run_dir / 'quarantine.parquet'};" in line and ".tmp-" not in line
+    assert f": {run_dir / 'quarantine.parquet'};" in line and ".tmp-" not in line
     assert "ingest" not in _manifest_stages(run_dir)
 
 
@@ -323,7 +323,7 @@ def test_a_read_only_run_directory(tiny_config: Path) -> None:
     try:
         result = runner.invoke(app, ["run", "-c", c, "--until", "ingest"])
         [line] = _error_lines(result)
-        assert result.exit_code == 2 and line.startswith("error: permission denied on ")
+        assert result.exit_code == 2 and line.startswith("error: permission denied: ")
         assert str(run_dir) in line and "--set run.root=DIR" in line
         assert "ingest" not in _manifest_stages(run_dir)
     finally:
