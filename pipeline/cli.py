@@ -325,13 +325,21 @@ def train_reward(
     seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
 ) -> None:
     """Fit a Bradley-Terry reward head on a frozen encoder from chosen/rejected pairs."""
+    from paretohqd.errors import ConfigError
     from paretohqd.registry import package_tool
 
+    mapping = [c.partition("=") for c in column or []]
+    for name, sep, value in mapping:
+        if not (name and sep and value):
+            raise ConfigError(
+                f"--column {name}{sep}{value}: expected SCHEMA=COLUMN, e.g. --column "
+                "prompt=question"
+            )
     result = package_tool("train-reward").fn(
         data=data,
         out=out,
         kind=kind,
-        columns=dict(c.split("=", 1) for c in column or []),
+        columns={name: value for name, _, value in mapping},
         limit=limit,
         encoder=encoder,
         val_fraction=val_fraction,

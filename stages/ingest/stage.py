@@ -82,7 +82,8 @@ def filter_records(config: Config, records: list[Record]) -> tuple[list[Record],
             sid = sample_id(rec.prompt, rec.response)
             first = seen.get(sid)
             if first is not None:
-                reason = f"duplicate of sample {sid} ({first.file} row {first.row})"
+                where = f"{_rel(first.file, config.base_dir)} row {first.row}"
+                reason = f"duplicate of sample {sid} ({where})"
             else:
                 seen[sid] = rec
         if reason is not None:

@@ -107,7 +107,13 @@ QUARANTINED = [
         "prompt is empty",
         note="kept: the length filter counted the transcript's role markers",
     ),
-    _quarantine("duplicate-row", json.dumps(GOOD[0]), 6, "duplicate of sample"),
+    _quarantine(
+        "duplicate-row",
+        json.dumps(GOOD[0]),
+        6,
+        "duplicate of sample cccb398ad01e5262 (d.jsonl row 1)",
+        note="the reason held the absolute path, where the file column is relative",
+    ),
     Case(
         "utf8-bom",
         {"d.jsonl": b"\xef\xbb\xbf" + jsonl()},
