@@ -1,7 +1,9 @@
 """Atomic writes: a reader never sees a half-written file.
 
 Everything is written to a temporary name in the same directory and renamed into place, so a
-crash or Ctrl-C leaves either the old file or the new one, never a truncated one.
+crash or Ctrl-C leaves either the old file or the new one, never a truncated one. A write the
+machine refuses (a full disk, a read-only directory) raises its ``OSError`` naming the target
+path, not the temporary one, so the user learns which output could not be written.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     Works for files and directories: a directory target that exists is replaced whole.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _naming(exc, path.parent) from exc
     tmp = _tmp_name(path)
     try:
         yield tmp
@@ -41,11 +46,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (writers such as pyarrow's name no file, others name the
+    temporary one); same errno, so the same ``OSError`` subclass."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def write_text(path: Path, text: str) -> None:

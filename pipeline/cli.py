@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from paretohqd.errors import ParetoHqDError
+from paretohqd.errors import ParetoHqDError, describe_os_error
 
 app = typer.Typer(
     name="paretohqd",
@@ -52,8 +52,25 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
 
+def _error(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; the exit (code 2) for the caller to raise."""
+    from rich.text import Text
+
+    _console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {message}"))
+    return typer.Exit(2)
+
+
 def friendly(fn: F) -> F:
-    """Print user errors (``ParetoHqDError``) briefly and exit 2; keep bugs' tracebacks."""
+    """Print user errors (``ParetoHqDError``) and the machine's OS errors (a full disk, a
+    read-only directory) in one line and exit 2; keep bugs' tracebacks.
+
+    A ``run`` stopped by an OS error leaves the stage it was in incomplete (its manifest entry
+    is written only after it succeeds), so running again once the cause is fixed resumes it.
+    """
+    # For `run` the way out is another run.root; for the other commands, another path.
+    elsewhere = (
+        "choose another run.root (--set run.root=DIR); then run again (finished stages are kept)"
+    )
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -62,10 +79,13 @@ def friendly(fn: F) -> F:
         except ParetoHqDError as exc:
             if _state["debug"]:
                 raise
-            from rich.text import Text
-
-            _console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"))
-            raise typer.Exit(2) from None
+            raise _error(str(exc)) from None
+        except OSError as exc:
+            what = describe_os_error(exc)
+            if what is None or _state["debug"]:
+                raise
+            where = elsewhere if fn.__name__ == "run" else "write elsewhere"
+            raise _error(f"{what}, or {where}") from None
         except KeyboardInterrupt:
             _console(stderr=True).print("interrupted: completed stages are kept; rerun to resume")
             raise typer.Exit(130) from None
@@ -92,6 +112,28 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+def _stage_options(
+    only: list[str] | None, from_: str | None, until: str | None
+) -> tuple[list[str] | None, str | None, str | None]:
+    """``--only``/``--from``/``--until`` as the runner takes them; an option given without a
+    stage name (``--only ,``, ``--until ""``) is refused, never read as "every stage"."""
+    from paretohqd.errors import StageError
+
+    names = _split(only)
+    empty = [
+        flag
+        for flag, given, value in (
+            ("--only", only, names),
+            ("--from", from_, (from_ or "").strip()),
+            ("--until", until, (until or "").strip()),
+        )
+        if given is not None and not value
+    ]
+    if empty:
+        raise StageError(f"{empty[0]} was given no stage name; name one (see `paretohqd status`)")
+    return names, from_ and from_.strip(), until and until.strip()
+
+
 @app.command()
 @friendly
 def init(
@@ -107,7 +149,13 @@ def init(
     target = directory / DEFAULT_CONFIG_NAME
     if target.exists() and not force:
         raise ConfigError(f"{target} exists; use --force to overwrite it")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(
+            f"{directory} is not a directory (it, or a folder above it, is a file); "
+            "give a directory to hold the config"
+        ) from None
     text = (resources.files("paretohqd") / "templates" / "starter.toml").read_text()
     target.write_text(text)
     _console().print(f"wrote {target}; edit the [[ingest.sources]] paths, then `paretohqd run`")
@@ -145,7 +193,8 @@ def run(
         label = "skipped (fresh)" if outcome == "skipped" else outcome
         console.print(Text.assemble((f"{stage:<12} {label}", style), f"  {detail}"))
 
-    runner.run(only=_split(only), from_=from_, until=until, force=force, dry_run=dry_run, log=log)
+    names, first, last = _stage_options(only, from_, until)
+    runner.run(only=names, from_=first, until=last, force=force, dry_run=dry_run, log=log)
     console.print(f"run directory: {cfg.run_dir}")
 
 
@@ -276,13 +325,21 @@ def train_reward(
     seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
 ) -> None:
     """Fit a Bradley-Terry reward head on a frozen encoder from chosen/rejected pairs."""
+    from paretohqd.errors import ConfigError
     from paretohqd.registry import package_tool
 
+    mapping = [c.partition("=") for c in column or []]
+    for name, sep, value in mapping:
+        if not (name and sep and value):
+            raise ConfigError(
+                f"--column {name}{sep}{value}: expected SCHEMA=COLUMN, e.g. --column "
+                "prompt=question"
+            )
     result = package_tool("train-reward").fn(
         data=data,
         out=out,
         kind=kind,
-        columns=dict(c.split("=", 1) for c in column or []),
+        columns={name: value for name, _, value in mapping},
         limit=limit,
         encoder=encoder,
         val_fraction=val_fraction,

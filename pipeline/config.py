@@ -10,6 +10,7 @@ can move together.
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,19 @@ DEFAULT_CONFIG_NAME = "paretohqd.toml"
 
 
 _NUMBERS = (int, float, int | None, float | None)
+
+#: What every ``device`` key accepts (the policy's, a scorer's options).
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = a GPU index) or mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+
+
+def check_device(value: Any, key: str | None = None) -> str:
+    """Return ``value`` if it is a device this pipeline can use, else raise ``ValueError``
+    naming ``key`` (when given) and the accepted forms (:data:`DEVICE_FORMS`)."""
+    if isinstance(value, str) and _DEVICE.fullmatch(value):
+        return value
+    what = f"{key} = {value!r}" if key else repr(value)
+    raise ValueError(f"{what} is not a device; use {DEVICE_FORMS}")
 
 
 class Section(BaseModel):
@@ -227,8 +241,13 @@ class PolicyConfig(Section):
     )
     llama2c: Llama2cConfig | None = Field(None, description="convert this llama2.c checkpoint")
     gguf: GgufConfig | None = Field(None, description="load this GGUF checkpoint")
-    device: str = Field("auto", description="auto (cuda if present) | cpu | cuda[:N]")
+    device: str = Field("auto", description="auto (cuda if present) | cpu | cuda[:N] | mps")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicyConfig:
@@ -254,7 +273,9 @@ class SFTConfig(Section):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="modules LoRA adapts (checked against the policy when it loads)",
     )
     max_length: int = Field(512, ge=8, description="prompt+completion tokens (prompt cut left)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
@@ -385,6 +406,8 @@ class Config(Section):
             )
         heads = {h.name for h in self.reward_heads}
         for i, obj in enumerate(self.objectives):
+            if ":" not in obj.scorer and "device" in obj.options:  # a plug-in's are its own
+                check_device(obj.options["device"], f"objectives[{i}].options.device")
             if obj.model and obj.model.startswith("run:"):
                 ref = obj.model.removeprefix("run:")
                 if not ref.startswith("reward_heads/") or ref.split("/", 1)[1] not in heads:
@@ -451,7 +474,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``a.b.c=value``: the value as a TOML value, else as a plain string."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key:
+    if not sep or not all(part.strip() for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set select.k=50")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
@@ -514,10 +537,38 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _union_branch(part: Any) -> bool:
+    """Whether a location part names a branch of a union (``list[list[float]]``,
+    ``literal['simplex','ric13']``, ``int``) rather than a key."""
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
+
+
+def _one_per_union(errors: list[Any]) -> list[Any]:
+    """The errors with union branches taken out of their keys, and of the errors the branches
+    of one union raise at one key, only the branch the input got furthest into (a list given
+    for ``select.grid`` is judged as a list of vectors, a string as a grid name)."""
+    out: list[Any] = []
+    chosen: dict[tuple[Any, ...], tuple[int, int]] = {}  # key -> (depth, index in out)
+    for item in errors:
+        loc = tuple(item["loc"])
+        cut = next((i for i, part in enumerate(loc) if _union_branch(part)), None)
+        clean = {**item, "loc": tuple(p for p in loc if not _union_branch(p))}
+        if cut is None:
+            out.append(clean)
+        elif loc[:cut] not in chosen:
+            chosen[loc[:cut]] = (len(loc), len(out))
+            out.append(clean)
+        elif len(loc) > chosen[loc[:cut]][0]:
+            index = chosen[loc[:cut]][1]
+            chosen[loc[:cut]] = (len(loc), index)
+            out[index] = clean
+    return out
+
+
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
     """One line per problem: the dotted key, what is wrong, what is accepted."""
     lines = []
-    for item in err.errors():
+    for item in _one_per_union(err.errors()):
         loc = tuple(item["loc"])
         key = ".".join(str(p) for p in loc) or "<top level>"
         if item["type"] == "extra_forbidden":
@@ -527,8 +578,11 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], source
             lines.append(f"{source}: missing required key `{key}`")
         else:
             got = item.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            lines.append(f"{source}: `{key}`: {item['msg']}{shown}")
+            msg = item["msg"].removeprefix("Value error, ")
+            said = repr(got) in msg or "got " in msg  # the message already shows the value
+            shown = "" if isinstance(got, dict | list) or said else f" (got {got!r})"
+            where = f"`{key}`: " if loc else ""  # a whole-config check names its keys itself
+            lines.append(f"{source}: {where}{msg}{shown}")
     return "\n".join(lines)
 
 
@@ -548,8 +602,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             f"config file {cfg_path} not found; pass --config FILE or create one with "
             "`paretohqd init DIR`"
         )
+    if cfg_path.is_dir():
+        raise ConfigError(
+            f"config file {cfg_path} is a directory; pass the TOML file in it, e.g. "
+            f"--config {cfg_path / DEFAULT_CONFIG_NAME}"
+        )
     try:
-        data = tomllib.loads(cfg_path.read_text())
+        data = tomllib.loads(cfg_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{cfg_path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); save the config as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
     source = str(cfg_path)
@@ -557,7 +621,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         keys, value = parse_override(text)
         _apply_override(data, keys, value)
         source = f"{cfg_path} (with --set)"
-    return config_from_dict(data, base_dir=cfg_path.resolve().parent, source=source)
+    config = config_from_dict(data, base_dir=cfg_path.resolve().parent, source=source)
+    _check_run_dir(config)
+    return config
+
+
+def _check_run_dir(config: Config) -> None:
+    """The run directory may not exist yet, but no file may stand where it or a folder above
+    it goes (``run.root`` naming a data file, say)."""
+    for path in (config.run_dir, *config.run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(
+                    f"{config.source}: the run directory {config.run_dir} cannot be made: "
+                    f"{path} is a file; choose another run.root or run.name"
+                )
+            return
 
 
 def declared_tables() -> dict[str, type[Section]]:

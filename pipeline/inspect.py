@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,20 @@ class Result:
 
     columns: list[str]
     rows: list[tuple[Any, ...]]
+
+
+def sql_error(exc: BaseException) -> str:
+    """DuckDB's error in one line: its first line, and where in the query (DuckDB draws that
+    as a ``LINE n: ...`` line and a ``^`` marker below it)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    message = f"SQL error: {lines[0] if lines else type(exc).__name__}"
+    for line, marker in itertools.pairwise(lines):
+        if line.startswith("LINE ") and marker.lstrip().startswith("^"):
+            head = line.split(":", 1)[0]
+            column = len(marker) - len(marker.lstrip()) - len(head) - 1
+            message += f" (query {head.lower()}, column {column})"
+            break
+    return message
 
 
 @dataclass
@@ -76,7 +91,9 @@ class Session:
         try:
             statements = duckdb.extract_statements(query)
         except duckdb.Error as exc:
-            raise ConfigError(f"SQL error: {exc}") from None
+            raise ConfigError(sql_error(exc)) from None
+        if not statements:
+            raise ConfigError("the query is empty; give a SELECT statement (see --schema)")
         for st in statements:
             kind = st.type.name
             if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: check that one too
@@ -97,7 +114,7 @@ class Session:
             rows = rel.fetchall()
         except duckdb.Error as exc:
             hint = f" (views: {', '.join(self.views)})" if "does not exist" in str(exc) else ""
-            raise ConfigError(f"SQL error: {exc}{hint}") from None
+            raise ConfigError(f"{sql_error(exc)}{hint}") from None
         return Result([d[0] for d in rel.description or []], rows)
 
     def export(self, query: str, output: Path, *, force: bool = False) -> int:
@@ -125,7 +142,7 @@ class Session:
             result = self.con.sql(query).arrow()
             table = result.read_all() if hasattr(result, "read_all") else result
         except duckdb.Error as exc:
-            raise ConfigError(f"SQL error: {exc}") from None
+            raise ConfigError(sql_error(exc)) from None
         write_parquet(output, table)
         return int(table.num_rows)
 

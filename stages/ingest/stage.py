@@ -20,6 +20,7 @@ from paretohqd.stages.kit.records import (
     normalise,
     prompt_id,
     sample_id,
+    to_messages,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ def filter_records(config: Config, records: list[Record]) -> tuple[list[Record],
     for i, rec in enumerate(records):
         reason = None
         p, r = normalise(rec.prompt), normalise(rec.response)
-        if len(p) < cfg.min_prompt_chars:
+        if not any(m["content"] for m in to_messages(rec.prompt)):
+            reason = "prompt is empty (no text in any turn)"
+        elif len(p) < cfg.min_prompt_chars:
             reason = f"prompt shorter than min_prompt_chars={cfg.min_prompt_chars}"
         elif cfg.max_prompt_chars is not None and len(p) > cfg.max_prompt_chars:
             reason = f"prompt longer than max_prompt_chars={cfg.max_prompt_chars}"
@@ -79,7 +82,8 @@ def filter_records(config: Config, records: list[Record]) -> tuple[list[Record],
             sid = sample_id(rec.prompt, rec.response)
             first = seen.get(sid)
             if first is not None:
-                reason = f"duplicate of sample {sid} ({first.file} row {first.row})"
+                where = f"{_rel(first.file, config.base_dir)} row {first.row}"
+                reason = f"duplicate of sample {sid} ({where})"
             else:
                 seen[sid] = rec
         if reason is not None:
@@ -98,11 +102,7 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
     kept, dropped = filter_records(config, records)
     rejected += dropped
     if not kept:
-        reasons = Counter(r.reason.split(" (")[0] for r in rejected)
-        why = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5)) or (
-            "the sources are empty"
-        )
-        raise DataError(f"ingest: no valid samples remain ({why}); see the sources in the config")
+        raise _nothing_valid(config, rejected)
 
     samples = _samples_table(config, kept)
     write_parquet(ctx.path("samples"), samples)
@@ -122,6 +122,27 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
             for split, n in samples.group_by("split").agg(pl.col("prompt_id").n_unique()).rows()
         },
     }
+
+
+def _nothing_valid(config: Config, rejected: list[Rejected]) -> DataError:
+    """Why no sample survived: the commonest reasons and the first rejected row (file and
+    row), or, when nothing was read at all, the files that held no rows."""
+    if not rejected:
+        files = ", ".join(
+            _rel(str(config.resolve(src.path)), config.base_dir) for src in config.ingest.sources
+        )
+        return DataError(
+            f"ingest: no valid samples remain: the sources hold no rows ({files}); "
+            "check ingest.sources[].path"
+        )
+    reasons = Counter(r.reason.split(" (")[0] for r in rejected)
+    why = "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(5))
+    first = rejected[0]
+    return DataError(
+        f"ingest: no valid samples remain ({why}; the first is "
+        f"{_rel(first.file, config.base_dir)} row {first.row}); fix those rows, or the "
+        "source's columns"
+    )
 
 
 def _read_sources(

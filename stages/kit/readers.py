@@ -62,16 +62,40 @@ def _clean_text(value: Any) -> str | None:
     return next((why for item in items if (why := _clean_text(item))), None)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _first_byte(fh: io.BufferedIOBase) -> tuple[bytes, int]:
+    """The first byte of the file that is not a UTF-8 byte-order mark or whitespace, and how
+    many line breaks came before it (so quarantined rows keep their real line numbers)."""
+    head = fh.read(1)
+    if head == _BOM[:1]:
+        rest = fh.read(2)
+        head = fh.read(1) if rest == _BOM[1:] else head + rest
+    skipped = 0
+    while head and head.isspace():
+        skipped += head == b"\n"
+        head = fh.read(1)
+    return head, skipped
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads``; nesting too deep for the parser is a :class:`json.JSONDecodeError`."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
 def iter_json_rows(path: Path, label: str, out: ReaderOutput) -> Iterator[tuple[int, Any]]:
     """Rows of a JSONL file (or a JSON array file). A line that is not UTF-8, not JSON, or
-    holds text that is not valid Unicode goes to quarantine with its line number."""
+    holds text that is not valid Unicode goes to quarantine with its line number. A UTF-8
+    byte-order mark at the start of the file is skipped."""
     with _open_bytes(path) as fh:
-        head = fh.read(1)
-        while head and head.isspace():
-            head = fh.read(1)
+        head, skipped = _first_byte(fh)
         if head == b"[":
             try:
-                rows = json.loads((head + fh.read()).decode("utf-8"))
+                rows = _parse_json((head + fh.read()).decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise DataError(f"{path}: not a valid UTF-8 JSON array ({exc})") from None
             for row, raw in enumerate(rows, start=1):
@@ -82,7 +106,7 @@ def iter_json_rows(path: Path, label: str, out: ReaderOutput) -> Iterator[tuple[
                     yield row, raw
             return
         first = head + fh.readline()
-        for lineno, data in enumerate([first, *fh] if head else [], start=1):
+        for lineno, data in enumerate([first, *fh] if head else [], start=1 + skipped):
             if not data.strip():
                 continue
             try:
@@ -93,7 +117,7 @@ def iter_json_rows(path: Path, label: str, out: ReaderOutput) -> Iterator[tuple[
                 out.rejected.append(Rejected(label, str(path), lineno, reason, excerpt(shown)))
                 continue
             try:
-                raw = json.loads(line)
+                raw = _parse_json(line)
             except json.JSONDecodeError as exc:
                 out.rejected.append(
                     Rejected(label, str(path), lineno, f"invalid JSON: {exc.msg}", excerpt(line))
@@ -121,8 +145,10 @@ def _extras(row: Mapping[str, Any], names: list[str]) -> dict[str, float | None]
             values[name] = None
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"extra column {name!r} is {type(value).__name__}, expected a number")
+        elif not math.isfinite(value):
+            raise ValueError(f"extra column {name!r} is {value}, expected a finite number")
         else:
-            values[name] = float(value) if math.isfinite(value) else None
+            values[name] = float(value)
     return values
 
 
@@ -205,7 +231,12 @@ def _table_rows(
     try:
         frame = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(path)
     except Exception as exc:  # polars raises many types for unreadable files
-        raise DataError(f"{path}: cannot read as {fmt}: {exc}") from None
+        # polars adds paragraphs of advice about its own options: keep the first line
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{path}: cannot read as {fmt}: {what}; fix the file, or set `format` for source "
+            f"{label!r}"
+        ) from None
     wanted = set(_mapping(src, label).values()) | set(src.extra_columns)
     missing = sorted(wanted - set(frame.columns))
     if missing:
@@ -556,6 +587,13 @@ def read_source(config: Config, index: int, src: SourceConfig) -> ReaderOutput:
     try:
         return READERS[src.kind](src, path, label)
     except (OSError, EOFError) as exc:  # a directory, a bad or cut .gz, unreadable bytes
+        if src.kind == "hf-datasets":
+            where = path if path.exists() else f"{src.path!r} (no such directory; as a hub id)"
+            raise DataError(
+                f"ingest.sources[{index}].path: {where} (source {label!r}): "
+                f"{_file_problem(exc)}; give a directory saved with save_to_disk, or a hub "
+                "dataset id while online"
+            ) from None
         what = "a directory, not a file" if path.is_dir() else _file_problem(exc)
         raise DataError(
             f"ingest.sources[{index}].path: {path} (source {label!r}): {what}; fix or replace "
@@ -569,4 +607,6 @@ def _file_problem(exc: BaseException) -> str:
         return "not a gzip file although it ends in .gz"
     if isinstance(exc, EOFError):
         return "cut short (the compressed stream ends early)"
-    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    lines = text.strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__

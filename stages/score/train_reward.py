@@ -28,8 +28,14 @@ def train_reward(
     from paretohqd.stages.kit.readers import read_source
     from paretohqd.stages.kit.scoring.embedding import load_encoder, save_head, train_bt_head
 
+    if not data.exists():
+        raise DataError(f"{data} does not exist; give a pairwise data file or directory")
     src = {"kind": kind, "path": str(data.resolve()), "columns": columns or {}, "limit": limit}
-    cfg = config_from_dict({"ingest": {"sources": [src]}}, base_dir=Path.cwd(), source="cli")
+    cfg = config_from_dict(
+        {"ingest": {"sources": [src]}},
+        base_dir=Path.cwd(),
+        source="train-reward (--kind, --column, --limit as a source)",
+    )
     pairs = [
         (p.chosen.prompt, p.chosen.response, p.rejected.response)
         for p in read_source(cfg, 0, cfg.ingest.sources[0]).preferences

@@ -125,9 +125,16 @@ def select_stage(
 
 
 def stages(config: Config) -> list[Stage]:
-    """Round one's select stage, and the linear comparison arm when asked for."""
+    """Round one's select stage, and the linear comparison arm when asked for.
+
+    The preference grid is checked here, when the graph is built, so a wrong vector in
+    ``select.grid`` is refused before any stage runs rather than after scoring and sorting.
+    """
+    from paretohqd.stages.kit.preferences import build_grid
+
     if not config.objectives:
         return []
+    build_grid(config.select.grid, len(config.pareto_objectives), step=config.select.step)
     extra = []
     if config.select.compare_linear:
         extra.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -204,3 +205,128 @@ def test_a_missing_model_file_blocks_only_its_stage(tiny_config: Path) -> None:
     assert code == 0, out
     code, out = _invoke("run", "-c", c, "--until", "base_model")
     assert code == 2 and "stage 'base_model' cannot run" in out and "nope.bin" in out
+
+
+def _manifest_stages(run_dir: Path) -> dict[str, object]:
+    path = run_dir / "manifest.json"
+    return json.loads(path.read_text())["stages"] if path.exists() else {}
+
+
+def _error_lines(result: object) -> list[str]:
+    from fuzzkit import PROGRESS
+
+    text = result.output  # type: ignore[attr-defined]
+    return [line for line in text.splitlines() if line.strip() and not PROGRESS.match(line)]
+
+
+def test_disk_full_is_one_line_and_the_stage_resumes(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while ingest writes (pyarrow names no file): one line naming the output and what
+    to do, exit 2, no manifest entry and no temp file; a rerun once there is space completes."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    real = pq.write_table
+
+    def full(table: object, where: object, **kw: object) -> None:
+        Path(str(where)).write_bytes(b"PAR1 half")  # a partial file, as a full disk leaves
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    c = str(tiny_config)
+    result = runner.invoke(app, ["run", "-c", c, "--until", "ingest"])
+    run_dir = tiny_config.parent / "runs" / "t"
+    [line] = _error_lines(result)
+    assert result.exit_code == 2, result.output
+    assert line.startswith("error: no space left on the device: ")
+    assert str(run_dir / "samples.parquet") in line
+    assert "free some space" in line and "--set run.root=DIR" in line
+    assert "ingest" not in _manifest_stages(run_dir)
+    assert not list(run_dir.glob(".*.tmp-*")) and not (run_dir / "samples.parquet").exists()
+    code, out = _invoke("status", "-c", c)
+    assert code == 0 and "interrupted run" in out
+    monkeypatch.setattr(pq, "write_table", real)
+    code, out = _invoke("run", "-c", c, "--until", "ingest")
+    assert code == 0 and "ingest       ran" in out and "ingest" in _manifest_stages(run_dir)
+
+
+@pytest.mark.parametrize(
+    ("err", "says"),
+    [("EROFS", "read-only file system"), ("EACCES", "make the directory writable")],
+)
+def test_an_unwritable_run_directory_is_one_line(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch, err: str, says: str
+) -> None:
+    """The rename into place refused (a read-only mount, no write permission): the message
+    names the output, not the temporary file, and the stage stays incomplete."""
+    import errno
+    import os
+
+    real = os.replace
+
+    def refuse(src: object, dst: object) -> None:
+        if str(dst).endswith("quarantine.parquet"):
+            raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)), str(src))
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", refuse)
+    result = runner.invoke(app, ["run", "-c", str(tiny_config), "--until", "ingest"])
+    run_dir = tiny_config.parent / "runs" / "t"
+    [line] = _error_lines(result)
+    assert result.exit_code == 2, result.output
+    assert says in line and line.endswith("then run again (finished stages are kept)")
+    assert f": {run_dir / 'quarantine.parquet'};" in line and ".tmp-" not in line
+    assert "ingest" not in _manifest_stages(run_dir)
+
+
+def test_other_os_errors_are_bugs_and_keep_their_traceback(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import pyarrow.parquet as pq
+
+    def missing(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(pq, "write_table", missing)
+    result = runner.invoke(app, ["run", "-c", str(tiny_config), "--until", "ingest"])
+    assert result.exit_code == 1 and isinstance(result.exception, FileNotFoundError)
+
+
+def _permissions_enforced() -> bool:
+    """False for root with its usual capabilities, which writes into read-only directories."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        return True
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o555)
+        try:
+            Path(tmp, "probe").write_text("")
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(tmp, 0o755)
+    return False
+
+
+@pytest.mark.skipif(not _permissions_enforced(), reason="root writes into read-only directories")
+def test_a_read_only_run_directory(tiny_config: Path) -> None:
+    """A real chmod: the run directory exists but cannot be written."""
+    c = str(tiny_config)
+    run_dir = tiny_config.parent / "runs" / "t"
+    run_dir.mkdir(parents=True)
+    run_dir.chmod(0o555)
+    try:
+        result = runner.invoke(app, ["run", "-c", c, "--until", "ingest"])
+        [line] = _error_lines(result)
+        assert result.exit_code == 2 and line.startswith("error: permission denied: ")
+        assert str(run_dir) in line and "--set run.root=DIR" in line
+        assert "ingest" not in _manifest_stages(run_dir)
+    finally:
+        run_dir.chmod(0o755)
+    code, out = _invoke("run", "-c", c, "--until", "ingest")
+    assert code == 0, out

@@ -158,3 +158,56 @@ def test_evaluate_bounds_are_checked_at_load(tmp_path: Path) -> None:
         load_config(_write(tmp_path, BASE + objectives + "bounds = {b = [0, 1]}\n"))
     with pytest.raises(ConfigError, match=r"evaluate\.bounds\.a = \[1\.0, 0\.0\]: min must be"):
         load_config(_write(tmp_path, BASE + objectives + "bounds = {a = [1, 0]}\n"))
+
+
+@pytest.mark.parametrize("device", ["gpu0", "cuda:x", "tpu", "cuda:", "CPU", "cuda:-1", ""])
+def test_a_device_that_is_no_device_is_refused_at_load(tmp_path: Path, device: str) -> None:
+    """Every table with a device: the policy's, and a built-in scorer's options."""
+    policy = BASE + f'[policy]\nmodel = "m"\ndevice = "{device}"\n'
+    scorer = BASE + (
+        '[[objectives]]\nname = "h"\nscorer = "hf-classifier"\nmodel = "m"\n'
+        f'options = {{ device = "{device}" }}\n'
+    )
+    for text, key in ((policy, "policy.device"), (scorer, "objectives[0].options.device")):
+        with pytest.raises(ConfigError) as err:
+            load_config(_write(tmp_path, text))
+        msg = str(err.value)
+        assert key in msg and repr(device) in msg and "\n" not in msg
+        assert "auto, cpu, cuda, cuda:N" in msg and "mps" in msg
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_every_device_form_loads(tmp_path: Path, device: str) -> None:
+    text = BASE + f'[policy]\nmodel = "m"\ndevice = "{device}"\n'
+    text += '[[objectives]]\nname = "h"\nscorer = "embedding-head"\nmodel = "m"\n'
+    text += f'options = {{ device = "{device}" }}\n'
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.policy is not None and cfg.policy.device == device
+
+
+def test_a_plugins_options_are_its_own(tmp_path: Path) -> None:
+    """A plug-in scorer may give `device` its own meaning: the config does not judge it."""
+    text = (
+        BASE + '[[objectives]]\nname = "p"\nscorer = "mypkg:make"\noptions = { device = "tpu" }\n'
+    )
+    assert load_config(_write(tmp_path, text)).objectives[0].options["device"] == "tpu"
+
+
+def test_config_files_that_are_not_text_or_not_files(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_bytes(b'[run]\nname = "\xff"\n')
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xff at offset 14\)"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="is a directory; pass the TOML file in it"):
+        load_config(tmp_path)
+
+
+def test_a_union_mistake_is_one_line_at_its_key(tmp_path: Path) -> None:
+    """`select.grid` is a name or a list of vectors: one error, judged by what was given."""
+    for grid, want in (
+        ('"cube"', r"`select\.grid`: Input should be 'simplex' or 'ric13'"),
+        ('[[0.5, "x"]]', r"`select\.grid\.0\.1`: Input should be a valid number"),
+    ):
+        with pytest.raises(ConfigError, match=want) as err:
+            load_config(_write(tmp_path, BASE + f"[select]\ngrid = {grid}\n"))
+        assert "\n" not in str(err.value) and "literal[" not in str(err.value)

@@ -6,12 +6,12 @@ generation and method stages agree on devices, dtypes and padding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from paretohqd.errors import ModelError
+from paretohqd.errors import ConfigError, ModelError
 
 
 def pick_device(device: str = "auto") -> str:
@@ -107,6 +107,35 @@ def load_policy(
         peft_model: Any = PeftModel.from_pretrained(lm, str(adapter), is_trainable=trainable)
         return peft_model.to(dev)
     return lm.to(dev)
+
+
+def lora_layers(model: Any) -> list[str]:
+    """The names LoRA can target in ``model``: the leaf names of its linear layers (and
+    GPT-2-style ``Conv1D``), once each, in model order (``q_proj, k_proj, ...``)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    names: dict[str, None] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear | Conv1D):
+            names[name.rsplit(".", 1)[-1]] = None
+    return list(names)
+
+
+def check_lora_targets(
+    model: Any, targets: Sequence[str], *, model_name: str, key: str = "sft.target_modules"
+) -> None:
+    """Refuse LoRA target names that match no module of ``model`` (peft's rule: a module
+    matches when its dotted name is the target or ends with ``.target``), naming the config
+    ``key`` and the model's linear layers, before peft fails with a traceback."""
+    modules = [name for name, _ in model.named_modules() if name]
+    missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in modules)]
+    if missing:
+        verb = "matches" if len(missing) == 1 else "match"
+        raise ConfigError(
+            f"{key}: {', '.join(map(repr, missing))} {verb} no module of the policy "
+            f"{model_name}; its linear layers are {', '.join(lora_layers(model)) or 'none'}"
+        )
 
 
 def context_length(model: Any) -> int:

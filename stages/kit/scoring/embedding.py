@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from paretohqd.config import check_device
 from paretohqd.executor import on_release
 from paretohqd.stages.kit.scoring.batching import (
     pad_batch,
@@ -652,6 +653,11 @@ class EmbeddingHeadOptions(BaseModel):
     )
     batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda ...")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
 
 
 class EmbeddingHeadScorer:

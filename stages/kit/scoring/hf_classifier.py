@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from paretohqd.config import check_device
 from paretohqd.stages.kit.scoring.batching import (
     pad_batch,
     progress_bar,
@@ -48,12 +49,18 @@ class HFClassifierOptions(BaseModel):
     )
     batch_size: int = Field(16, ge=1, description="rows per forward pass")
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
+
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on cuda, float32 on cpu"
     )
     trust_remote_code: bool = Field(False, description="allow the model's own Python code")
     revision: str | None = Field(None, description="hub revision (hub ids only)")
     progress: bool = Field(True, description="show a progress bar on a terminal")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
 
 
 def _offline() -> bool:

@@ -106,7 +106,7 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
     import pyarrow as pa
 
     from paretohqd.stages.kit.scoring.cache import text_keys
-    from paretohqd.stages.kit.scoring.scorers import ScoreValueError
+    from paretohqd.stages.kit.scoring.scorers import ScorerError, ScoreValueError
 
     prompts = frame["prompt"].to_list()
     responses = frame["response"].to_list()
@@ -141,6 +141,8 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
                     f"(`paretohqd sql \"select * from samples where sample_id = '{sid}'\"`); "
                     "fix the scorer or drop that sample"
                 ) from None
+            except ScorerError as exc:  # a column that is not there, rows it cannot take
+                raise DataError(f"score: {exc}") from None
             values[idx] = out
             counts.update(scorer.last_stats)
             if cache is not None and mine is not None:

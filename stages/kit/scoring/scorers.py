@@ -146,7 +146,8 @@ def parse_options(
         elif err["type"] == "missing":
             msg = f"objective {name!r}: option {key!r} is required (accepted: {accepted})"
         else:
-            msg = f"objective {name!r}: option {key!r}: {err['msg']} (got {err.get('input')!r})"
+            why = err["msg"].removeprefix("Value error, ")
+            msg = f"objective {name!r}: option {key!r}: {why} (got {err.get('input')!r})"
         raise ScorerError(msg) from None
 
 

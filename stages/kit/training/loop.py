@@ -163,7 +163,12 @@ def lora_policy(
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer, pick_device
+    from paretohqd.stages.kit.policy.loading import (
+        check_lora_targets,
+        load_policy,
+        load_tokenizer,
+        pick_device,
+    )
 
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
@@ -172,6 +177,7 @@ def lora_policy(
         base_model, adapter=init_adapter, trainable=True, device=device, dtype=settings.dtype
     )
     if init_adapter is None:
+        check_lora_targets(model, settings.target_modules, model_name=base_model)
         model = get_peft_model(
             model,
             LoraConfig(

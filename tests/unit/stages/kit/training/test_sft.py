@@ -78,3 +78,25 @@ def test_torch_threads_is_set_for_the_block_and_restored() -> None:
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_target_modules_the_model_lacks_are_one_config_error(
+    tiny_policy: Path, tmp_path: Path
+) -> None:
+    """Names no module of the policy carries fail when the model loads, naming the config key
+    and the model's linear layers, instead of peft's traceback; nothing is written."""
+    from dataclasses import replace
+
+    from paretohqd.errors import ConfigError
+
+    bad = replace(FAST, target_modules=("q_proj", "qkv_proj", "dense"))
+    with pytest.raises(ConfigError) as err:
+        train_adapter(str(tiny_policy), SftObjective(ROWS), bad, tmp_path / "a")
+    msg = str(err.value)
+    assert msg.startswith("sft.target_modules: 'qkv_proj', 'dense' match no module")
+    assert "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj" in msg
+    assert "\n" not in msg and not (tmp_path / "a").exists()
+    # a dotted suffix of a module's name is a target too, as in peft
+    ok = replace(FAST, steps=1, target_modules=("self_attn.q_proj",))
+    train_adapter(str(tiny_policy), SftObjective(ROWS), ok, tmp_path / "b")
+    assert (tmp_path / "b" / "adapter_config.json").exists()
