@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,12 +18,58 @@ import typer
 
 from paretohqd.errors import ParetoHqDError, describe_os_error
 
+
+class _OneLineUsage(typer.core.TyperGroup):
+    """Click's usage errors (an unknown option or command, a value of the wrong type) in one
+    ``error:`` line with the help command to try, exit 2: the same shape as every other error,
+    so scripts and people read one line, not a Usage line and a boxed panel."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        import sys
+
+        call = {
+            "args": args,
+            "prog_name": prog_name,
+            "complete_var": complete_var,
+            "windows_expand_args": windows_expand_args,
+            **extra,
+        }
+        if not standalone_mode:
+            return super().main(standalone_mode=False, **call)
+        try:
+            rv = super().main(standalone_mode=False, **call)
+        except typer.Abort:
+            _console(stderr=True).print("aborted")
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's exceptions, as typer vendors them
+            code = int(getattr(exc, "exit_code", 2))
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # a bare command: its help
+                sys.exit(code)
+            format_message = getattr(exc, "format_message", None)
+            message = format_message() if callable(format_message) else str(exc)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            _error(f"{message}{hint}")
+            sys.exit(code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="paretohqd",
     help="Multi-objective LLM alignment as a staged, inspectable pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_OneLineUsage,
 )
 
 ConfigOpt = Annotated[

@@ -83,7 +83,6 @@ class Case:
     kept: tuple[str, ...] | None = None  # exit 0: the responses in samples.parquet
     quarantined: tuple[tuple[int, str], ...] = ()  # exit 0: (row, reason fragment)
     before: tuple[tuple[str, ...], ...] = ()  # commands that must succeed first
-    usage: bool = False  # a typer/click usage error: its own Usage + Error panel
     note: str = ""  # for the report: the bug this case found, if any
 
 
@@ -162,7 +161,7 @@ def check(case: Case, directory: Path) -> Outcome:
     assert got.exception is None, f"{shown}\nuncaught {got.exception!r}"
     assert "Traceback" not in got.output, shown
     assert got.code == case.code, shown
-    if case.code != 0 and not case.usage:
+    if case.code != 0:
         assert len(got.error_lines) == 1, f"{shown}\nexpected one error line"
         assert got.error_lines[0].startswith("error: "), shown
         assert got.stderr.strip() == got.error_lines[0], shown

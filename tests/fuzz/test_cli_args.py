@@ -1,8 +1,7 @@
 """Malformed command lines: stage names, ``--set``, ``paretohqd sql``, the other commands.
 
-Each is one ``error:`` line and exit 2. Typer's own usage errors (an unknown option or
-command, an option value of the wrong type) exit 2 too, with click's ``Usage:`` line and error
-panel, which is how every click program answers them.
+Each is one ``error:`` line and exit 2, click's own usage errors too (an unknown option or
+command, an option value of the wrong type): one line with the ``--help`` to try.
 """
 
 from __future__ import annotations
@@ -228,15 +227,29 @@ CASES = [
         says=("train-reward", "kind", "'xml'"),
         note="named the source 'cli'",
     ),
-    Case("usage-unknown-option", DATA, CFG, args=("run", "--bogus"), usage=True, says=("--bogus",)),
-    Case("usage-unknown-command", DATA, CFG, args=("nope",), usage=True, says=("nope",)),
+    Case(
+        "usage-unknown-option",
+        DATA,
+        CFG,
+        args=("run", "--bogus"),
+        says=("--bogus", "paretohqd run --help"),
+        note="was click's Usage line and a boxed panel",
+    ),
+    Case(
+        "usage-unknown-command",
+        DATA,
+        CFG,
+        args=("nope",),
+        says=("'nope'", "paretohqd --help"),
+        note="was click's Usage line and a boxed panel",
+    ),
     Case(
         "usage-round-not-a-number",
         DATA,
         CFG,
         args=("plot", "selection", "--round", "abc"),
-        usage=True,
-        says=("--round",),
+        says=("--round", "paretohqd plot selection --help"),
+        note="was click's Usage line and a boxed panel",
     ),
 ]
 
