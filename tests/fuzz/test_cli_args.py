@@ -233,7 +233,7 @@ CASES = [
         CFG,
         args=("run", "--bogus"),
         says=("--bogus", "paretohqd run --help"),
-        note="was click's Usage line and a boxed panel",
+        note="click's Usage line and a boxed panel (3+ lines)",
     ),
     Case(
         "usage-unknown-command",
@@ -241,7 +241,7 @@ CASES = [
         CFG,
         args=("nope",),
         says=("'nope'", "paretohqd --help"),
-        note="was click's Usage line and a boxed panel",
+        note="click's Usage line and a boxed panel (3+ lines)",
     ),
     Case(
         "usage-round-not-a-number",
@@ -249,7 +249,7 @@ CASES = [
         CFG,
         args=("plot", "selection", "--round", "abc"),
         says=("--round", "paretohqd plot selection --help"),
-        note="was click's Usage line and a boxed panel",
+        note="click's Usage line and a boxed panel (3+ lines)",
     ),
 ]
 
