@@ -223,11 +223,15 @@ def run(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="rerun selected stages")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would run")] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", help="local | ray: shorthand for --set executor.kind=..."),
+    ] = None,
 ) -> None:
     """Run the stale stages of the pipeline (fresh ones are skipped)."""
     from paretohqd.runner import Runner
 
-    cfg = _load(config, set_)
+    cfg = _load(config, [*(set_ or []), *([f"executor.kind={executor}"] if executor else [])])
     runner = Runner(cfg)
     console = _console()
     styles = {"ran": "green", "skipped": "dim", "would run": "yellow", "running": "cyan"}

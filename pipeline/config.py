@@ -369,6 +369,41 @@ class EvaluateConfig(Section):
     )
 
 
+class StageResources(Section):
+    """What one stage's workers get on a Ray cluster (``[executor.stages.<stage>]``)."""
+
+    actors: int | None = Field(
+        None, ge=1, description="actors in a part stage's pool (None: the cluster's CPUs / cpus)"
+    )
+    cpus: float = Field(1.0, gt=0, description="CPUs per actor or training task")
+    gpus: float = Field(0.0, ge=0, description="GPUs per actor or training task (0.5 packs two)")
+    max_parallel: int | None = Field(
+        None, ge=1, description="items (adapters, heads) trained at once (None: as resources allow)"
+    )
+
+
+class ExecutorConfig(Section):
+    """Where stages' parts and items run. Speed only: nothing here enters a fingerprint, and
+    results are the same on either executor (on the same device type)."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: this process; ray: a Ray cluster (pip install .[ray])"
+    )
+    address: str = Field(
+        "local",
+        description="ray.init address: local (an embedded cluster), auto (the running "
+        "cluster), or ray://HOST:PORT",
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of an embedded cluster")
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of an embedded cluster")
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict, description="ray.init runtime_env (pip, env_vars, working_dir)"
+    )
+    stages: dict[str, StageResources] = Field(
+        default_factory=dict, description="per-stage resources, by stage name"
+    )
+
+
 class Config(Section):
     """The whole run configuration (one table per stage).
 
@@ -391,6 +426,7 @@ class Config(Section):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     init: InitConfig = Field(default_factory=InitConfig)
     evaluate: EvaluateConfig | None = None
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

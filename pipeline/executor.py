@@ -144,6 +144,27 @@ def work_key(ctx: StageContext, definition: Mapping[str, Any]) -> str:
     )
 
 
+def plan_items(
+    ctx: StageContext, items: Sequence[Item], root: Path
+) -> tuple[dict[str, str], list[Item], ItemsRun, dict[str, str]]:
+    """What a map over ``items`` must do: every item's key, the items to make (key changed,
+    directory missing, or a forced run), a result listing the kept ones, and the recorded keys
+    that stay current."""
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{ctx.stage.name}: item ids repeat: {ids}")
+    recorded = read_item_keys(root)
+    keys = {item.id: item_key(ctx, item) for item in items}
+    todo = [
+        item
+        for item in items
+        if ctx.force or not (recorded.get(item.id) == keys[item.id] and (root / item.id).is_dir())
+    ]
+    result = ItemsRun(keys=dict(keys), kept=[item.id for item in items if item not in todo])
+    current = {i: k for i, k in recorded.items() if i in keys and i in result.kept}
+    return keys, todo, result, current
+
+
 def read_item_keys(root: Path) -> dict[str, str]:
     """The keys recorded for the items under ``root`` (empty when none are)."""
     path = root / ITEMS_FILE
@@ -154,12 +175,13 @@ def read_item_keys(root: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _write_item_keys(root: Path, keys: Mapping[str, str]) -> None:
+def write_item_keys(root: Path, keys: Mapping[str, str]) -> None:
+    """Record ``keys`` as the current items under ``root`` (atomically; the driver's job)."""
     root.mkdir(parents=True, exist_ok=True)
     write_text(root / ITEMS_FILE, json.dumps(dict(sorted(keys.items())), indent=1))
 
 
-def _bar(total: int, initial: int, desc: str, unit: str) -> Any:
+def progress_bar(total: int, initial: int, desc: str, unit: str) -> Any:
     """A tqdm bar on a terminal; silent otherwise (CI, logs)."""
     from tqdm.auto import tqdm
 
@@ -192,7 +214,9 @@ class LocalExecutor:
         parts.begin(force=ctx.force)
         todo = [i for i in range(n_parts) if not parts.done(i)]
         weight = list(sizes) if sizes is not None else [1] * n_parts
-        bar = _bar(sum(weight), sum(weight) - sum(weight[i] for i in todo), ctx.stage.name, unit)
+        bar = progress_bar(
+            sum(weight), sum(weight) - sum(weight[i] for i in todo), ctx.stage.name, unit
+        )
         try:
             for i in todo:
                 parts.write(i, worker(spec, i))
@@ -216,35 +240,22 @@ class LocalExecutor:
         item when the run is forced), keep the others, and remove directories of items no
         longer listed."""
         ids = [item.id for item in items]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{ctx.stage.name}: item ids repeat: {ids}")
-        recorded = read_item_keys(root)
-        result = ItemsRun()
-        keys = {item.id: item_key(ctx, item) for item in items}
-        result.keys = dict(keys)
-        todo = [
-            item
-            for item in items
-            if ctx.force
-            or not (recorded.get(item.id) == keys[item.id] and (root / item.id).is_dir())
-        ]
-        result.kept = [item.id for item in items if item not in todo]
-        current = {i: k for i, k in recorded.items() if i in keys and i in result.kept}
-        bar = _bar(len(items), len(result.kept), ctx.stage.name, unit)
+        keys, todo, result, current = plan_items(ctx, items, root)
+        bar = progress_bar(len(items), len(result.kept), ctx.stage.name, unit)
         try:
             for item in todo:
                 current.pop(item.id, None)
-                _write_item_keys(root, current)  # a half-made item is never "current"
+                write_item_keys(root, current)  # a half-made item is never "current"
                 result.metrics[item.id] = dict(worker(spec, item, keys[item.id], root / item.id))
                 current[item.id] = keys[item.id]
-                _write_item_keys(root, current)
+                write_item_keys(root, current)
                 result.made.append(item.id)
                 bar.update(1)
         finally:
             bar.close()
             release_worker_state()
         result.removed = prune_dirs(root, set(ids))
-        _write_item_keys(root, {i: current[i] for i in ids if i in current})
+        write_item_keys(root, {i: current[i] for i in ids if i in current})
         return result
 
 
@@ -291,5 +302,10 @@ def release_worker_state(slot: str | None = None) -> None:
 
 
 def executor_for(ctx: StageContext) -> Executor:
-    """The executor a stage runs on (local; ``[executor]`` will choose another, #15)."""
+    """The executor ``[executor]`` chooses: this process, or a Ray cluster."""
+    if ctx.config.executor.kind == "ray":
+        from paretohqd.ray_executor import RayExecutor
+
+        ray_executor: Executor = RayExecutor(ctx.config.executor)
+        return ray_executor
     return LocalExecutor()

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from paretohqd.atomic import remove, write_text
 from paretohqd.catalog import connect, run_check, sql_hash
 from paretohqd.config import Config, dump_config
-from paretohqd.errors import ParetoHqDError, StageError
+from paretohqd.errors import ConfigError, ParetoHqDError, StageError
 from paretohqd.executor import release_worker_state
 from paretohqd.hashing import FileHasher, canonical_json, sha256_json
 from paretohqd.lock import RunLock
@@ -159,6 +159,13 @@ class Runner:
         self.artifacts = artifacts_of(self.stages)
         self.producer = {a.name: s.name for s in self.stages for a in s.outputs}
         self.hasher = FileHasher(self.run_dir / ".cache" / "file-hashes.json")
+        unknown = sorted(set(config.executor.stages) - {s.name for s in self.stages})
+        if unknown:
+            known = ", ".join(s.name for s in self.stages)
+            raise ConfigError(
+                f"executor.stages names {', '.join(map(repr, unknown))}, which is no stage of "
+                f"this config (stages: {known})"
+            )
 
     # ------------------------------------------------------------------ planning
     def stage(self, name: str) -> Stage:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,30 @@ def test_new_base_weights_remake_the_items_other_inputs_do_not(tmp_path: Path) -
     ctx("base-1", "s-1").map_items(make_item, {}, items, root)
     assert ctx("base-1", "s-2").map_items(make_item, {}, items, root).kept == ["a"]
     assert ctx("base-2", "s-2").map_items(make_item, {}, items, root).made == ["a"]
+
+
+def test_executor_settings_are_checked_and_ray_is_asked_for_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paretohqd.errors import ConfigError
+    from paretohqd.executor import LocalExecutor, executor_for
+    from paretohqd.ray_executor import RayExecutor, ensure_ray
+    from paretohqd.runner import Runner
+
+    ctx = _ctx(tmp_path)
+    assert isinstance(executor_for(ctx), LocalExecutor)
+    ray_config = config_from_dict(
+        {
+            "ingest": {"sources": [{"kind": "table", "path": "x"}]},
+            "executor": {"kind": "ray", "stages": {"scroe": {"actors": 2}}},
+        },
+        base_dir=tmp_path,
+        source="test",
+    )
+    ctx.config = ray_config
+    assert isinstance(executor_for(ctx), RayExecutor)
+    with pytest.raises(ConfigError, match=r"executor.stages names 'scroe'.*stages: ingest"):
+        Runner(ray_config)
+    monkeypatch.setitem(sys.modules, "ray", None)  # not installed
+    with pytest.raises(ConfigError, match=r"pip install 'paretohqd\[ray\]'"):
+        ensure_ray(ray_config.executor)
