@@ -13,9 +13,11 @@ units of work move (see :mod:`paretohqd.executor`):
 - **items** (one adapter or reward head each) are Ray tasks with the stage's CPUs and GPUs, at
   most ``max_parallel`` at a time; the driver alone records their keys, after each returns.
 
-``run.root`` must be the same path on every node (shared storage); an embedded cluster
-(``address = "local"``) is this machine. Nothing here changes a number: workers apply the run's
-thread settings as the local executor does, and seeds belong to the parts and items themselves.
+``run.root`` must be the same path on every node (shared storage): before the first unit of
+work the driver writes a nonce file into the run directory and one task per node reads it back
+(:func:`check_shared_storage`), failing fast with what to do. Nothing here changes a number:
+workers use the driver's thread count (float sums depend on it) and seeds belong to the parts
+and items themselves.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class _PartActor:
     """One actor of a part pool: runs ``worker(spec, i)`` for the indices it is given and writes
     each part into ``store`` (unless an earlier attempt already did)."""
 
-    def __init__(self, worker: PartWorker, spec: Any, store: Parts, threads: int | None) -> None:
+    def __init__(self, worker: PartWorker, spec: Any, store: Parts, threads: int) -> None:
         from paretohqd.runner import apply_threads
 
         apply_threads(threads)
@@ -98,7 +100,7 @@ class _PartActor:
 
 
 def _make_item(
-    worker: ItemWorker, spec: Any, item: Item, key: str, target: Path, threads: int | None
+    worker: ItemWorker, spec: Any, item: Item, key: str, target: Path, threads: int
 ) -> dict[str, Any]:
     """A training task: one item into ``target`` (atomically, as the worker always does)."""
     from paretohqd.runner import apply_threads
@@ -116,6 +118,32 @@ class RayExecutor:
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
+
+    def _connect(self, ctx: StageContext) -> Any:
+        """Ray, connected, with the run directory checked to be visible from every node."""
+        ray = ensure_ray(self.cfg)
+        check_shared_storage(ray, ctx.run_dir)
+        return ray
+
+    @staticmethod
+    def _threads(ctx: StageContext) -> int:
+        """The threads workers use: ``run.threads``, else the driver's own torch count. Ray
+        gives a worker one thread per CPU it holds, and float sums depend on the thread count,
+        so workers use the driver's to give the numbers a local run gives."""
+        if ctx.config.run.threads is not None:
+            return int(ctx.config.run.threads)
+        import torch
+
+        return int(torch.get_num_threads())
+
+    @classmethod
+    def _runtime_env(cls, ctx: StageContext) -> dict[str, Any]:
+        """Worker processes started with the driver's thread count in the environment: BLAS
+        libraries (numpy's, behind the reward heads) read it once, when they load, so setting
+        it later in the worker is too late."""
+        n = str(cls._threads(ctx))
+        names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+        return {"env_vars": dict.fromkeys(names, n)}
 
     def _resources(self, ctx: StageContext) -> StageResources:
         from paretohqd.config import StageResources
@@ -139,7 +167,7 @@ class RayExecutor:
         todo = [i for i in range(n_parts) if not parts.done(i)]
         if not todo:
             return PartsRun(parts=n_parts, resumed=n_parts)
-        ray = ensure_ray(self.cfg)
+        ray = self._connect(ctx)
         res = self._resources(ctx)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         size = min(len(todo), res.actors or max(1, int(cpus // res.cpus)))
@@ -150,15 +178,14 @@ class RayExecutor:
                 "worker": worker,
                 "spec": spec,
                 "store": parts,
-                "threads": ctx.config.run.threads,
+                "threads": self._threads(ctx),
             },
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=size),
             num_cpus=res.cpus,
             num_gpus=res.gpus or None,
-            max_restarts=-1,
-            max_task_retries=-1,
-        )
+            runtime_env=self._runtime_env(ctx),
+        )  # Ray Data restarts lost actors and retries their tasks by default (-1, -1)
         done = sum(weight) - sum(weight[i] for i in todo)
         bar = progress_bar(sum(weight), done, ctx.stage.name, unit)
         try:
@@ -203,9 +230,14 @@ class RayExecutor:
         result: ItemsRun,
         unit: str,
     ) -> None:
-        ray = ensure_ray(self.cfg)
+        ray = self._connect(ctx)
         res = self._resources(ctx)
-        task = ray.remote(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=2)(_make_item)
+        task = ray.remote(
+            num_cpus=res.cpus,
+            num_gpus=res.gpus,
+            max_retries=2,
+            runtime_env=self._runtime_env(ctx),
+        )(_make_item)
         limit = res.max_parallel or len(todo)
         spec_ref = ray.put(spec)
         queue = list(todo)
@@ -217,7 +249,7 @@ class RayExecutor:
                     item = queue.pop(0)
                     target = root / item.id
                     ref = task.remote(
-                        worker, spec_ref, item, keys[item.id], target, ctx.config.run.threads
+                        worker, spec_ref, item, keys[item.id], target, self._threads(ctx)
                     )
                     running[ref] = item
                 ready, _ = ray.wait(list(running), num_returns=1)
@@ -232,3 +264,52 @@ class RayExecutor:
             for ref in running:
                 ray.cancel(ref, force=True)
         result.made.sort(key=[i.id for i in todo].index)
+
+
+#: Run directories whose visibility from every node this process has checked.
+_CHECKED: set[str] = set()
+
+
+def _read_nonce(path: str) -> str:
+    """A task pinned to one node: what the nonce file holds there (empty if it is not there)."""
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def check_shared_storage(ray: Any, run_dir: Path) -> None:
+    """Fail fast unless every alive node sees ``run_dir`` at the same path: the driver writes a
+    nonce file there and one task per node reads it back (workers write parts and adapters
+    into the run directory themselves)."""
+    import uuid
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from paretohqd.atomic import remove, write_text
+    from paretohqd.errors import StageError
+
+    if str(run_dir) in _CHECKED:
+        return
+    nonce = uuid.uuid4().hex
+    path = run_dir / f".ray-storage-{nonce[:12]}"
+    write_text(path, nonce)
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        read = ray.remote(num_cpus=0)(_read_nonce)
+        refs = [
+            read.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(path))
+            for n in nodes
+        ]
+        blind = [n for n, got in zip(nodes, ray.get(refs), strict=True) if got != nonce]
+    finally:
+        remove(path)
+    if blind:
+        where = ", ".join(str(n.get("NodeManagerAddress", n["NodeID"])) for n in blind)
+        raise StageError(
+            f"run.root is not shared: node(s) {where} cannot read {run_dir} at the same path; "
+            "put run.root on storage every node mounts at the same path (NFS, a cluster volume)"
+        )
+    _CHECKED.add(str(run_dir))

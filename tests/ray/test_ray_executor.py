@@ -143,3 +143,20 @@ def test_the_score_stage_on_ray_writes_the_local_bytes(tmp_path: Path) -> None:
         "score": "fresh",
     }
     assert Manifest(remote.run_dir).get("score") is not None
+
+
+def test_a_run_root_a_node_cannot_see_fails_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The storage check: the embedded cluster sees the run directory; a node that reads
+    another file system (simulated: the nonce reads back empty) stops the run in one line."""
+    import paretohqd.ray_executor as rx
+    from paretohqd.errors import StageError
+
+    run_dir = tmp_path / "run"
+    rx.check_shared_storage(ray, run_dir)
+    assert not list(run_dir.glob(".ray-storage-*"))  # the nonce file is removed
+    monkeypatch.setattr(rx, "_CHECKED", set())
+    monkeypatch.setattr(rx, "_read_nonce", lambda path: "")
+    with pytest.raises(StageError, match=r"run.root is not shared: node\(s\) .* cannot read"):
+        rx.check_shared_storage(ray, run_dir)
