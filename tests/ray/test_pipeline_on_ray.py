@@ -10,8 +10,6 @@ import pytest
 
 pytest.importorskip("ray")
 
-from testpaths import DATA
-
 from paretohqd.config import load_config
 from paretohqd.runner import Runner
 
@@ -22,25 +20,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 KNOWN = ("eval/", "value_heads.safetensors")
 
 
-def test_every_stage_on_ray_matches_the_local_run(tmp_path: Path) -> None:
+def test_every_stage_on_ray_matches_the_local_run(tiny_config: Path, tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
     import test_pipeline as tp
 
-    base = f"""
-[run]
-name = "t"
-[ingest]
-heldout_fraction = 0.2
-[[ingest.sources]]
-kind = "hh-rlhf"
-name = "hh"
-path = "{DATA / "hh-rlhf/harmless-base/test.jsonl.gz"}"
-limit = 40
-[[ingest.sources]]
-kind = "oasst"
-path = "{DATA / "oasst-en100/en_100_tree.jsonl"}"
-limit = 5
-{tp.TAIL}"""
+    base = tiny_config.read_text() + tp.TAIL
     runs = {}
     for kind in ("local", "ray"):
         (tmp_path / kind).mkdir()
