@@ -165,6 +165,22 @@ def plan_items(
     return keys, todo, result, current
 
 
+def finish_items(root: Path, ids: Sequence[str], current: Mapping[str, str]) -> list[str]:
+    """After a map over items: remove the directories of items no longer listed, record the
+    keys of the current ones, and return what was removed."""
+    removed: list[str] = prune_dirs(root, set(ids))
+    write_item_keys(root, {i: current[i] for i in ids if i in current})
+    return removed
+
+
+def plan_parts(ctx: StageContext, store: Parts | None, n_parts: int) -> tuple[Parts, list[int]]:
+    """The store a map over parts writes into (the stage's own when ``store`` is None), ready
+    for this attempt, and the parts it still lacks."""
+    parts = store if store is not None else ctx.parts()
+    parts.begin(force=ctx.force)
+    return parts, [i for i in range(n_parts) if not parts.done(i)]
+
+
 def read_item_keys(root: Path) -> dict[str, str]:
     """The keys recorded for the items under ``root`` (empty when none are)."""
     path = root / ITEMS_FILE
@@ -210,9 +226,7 @@ class LocalExecutor:
         holds (an interrupted attempt's; a keyed store's unchanged parts unless forced) are
         skipped.
         """
-        parts = store if store is not None else ctx.parts()
-        parts.begin(force=ctx.force)
-        todo = [i for i in range(n_parts) if not parts.done(i)]
+        parts, todo = plan_parts(ctx, store, n_parts)
         weight = list(sizes) if sizes is not None else [1] * n_parts
         bar = progress_bar(
             sum(weight), sum(weight) - sum(weight[i] for i in todo), ctx.stage.name, unit
@@ -254,8 +268,7 @@ class LocalExecutor:
         finally:
             bar.close()
             release_worker_state()
-        result.removed = prune_dirs(root, set(ids))
-        write_item_keys(root, {i: current[i] for i in ids if i in current})
+        result.removed = finish_items(root, ids, current)
         return result
 
 

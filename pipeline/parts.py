@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -51,9 +52,12 @@ class Parts(Protocol):
         """The stage's artifact is written: keep or drop the parts as the store's policy says."""
 
 
-class _Reading:
+class _Reading(ABC):
+    """Reading back for both stores: whatever :meth:`paths` lists, in order."""
+
+    @abstractmethod
     def paths(self) -> list[Path]:
-        raise NotImplementedError
+        """The written parts, in order."""
 
     def iter_tables(self) -> Iterator[pa.Table]:
         """Read the parts in order."""

@@ -33,7 +33,9 @@ from paretohqd.executor import (
     ItemWorker,
     PartsRun,
     PartWorker,
+    finish_items,
     plan_items,
+    plan_parts,
     progress_bar,
     release_worker_state,
     write_item_keys,
@@ -162,9 +164,7 @@ class RayExecutor:
         unit: str = "part",
     ) -> PartsRun:
         """Write every missing part on an actor pool; progress follows on the driver."""
-        parts = store if store is not None else ctx.parts()
-        parts.begin(force=ctx.force)
-        todo = [i for i in range(n_parts) if not parts.done(i)]
+        parts, todo = plan_parts(ctx, store, n_parts)
         if not todo:
             return PartsRun(parts=n_parts, resumed=n_parts)
         ray = self._connect(ctx)
@@ -207,15 +207,12 @@ class RayExecutor:
     ) -> ItemsRun:
         """Make the items whose key changed as Ray tasks (``max_parallel`` at a time); the
         driver records each key when its task returns, and prunes what left."""
-        from paretohqd.atomic import prune_dirs
-
         ids = [item.id for item in items]
         keys, todo, result, current = plan_items(ctx, items, root)
         write_item_keys(root, current)  # items about to be remade are never "current"
         if todo:
             self._run_items(ctx, worker, spec, todo, keys, root, current, result, unit)
-        result.removed = prune_dirs(root, set(ids))
-        write_item_keys(root, {i: current[i] for i in ids if i in current})
+        result.removed = finish_items(root, ids, current)
         return result
 
     def _run_items(

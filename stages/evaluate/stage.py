@@ -207,7 +207,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
         scoring=scoring_spec(ctx),
     )
     n_parts = len(models) * spec.chunks
-    parts = ctx.keyed_parts([_part_definition(ctx, spec, i) for i in range(n_parts)])
+    parts = ctx.keyed_parts(_part_definitions(ctx, spec))
     sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
     run = ctx.map_parts(
         evaluate_part, spec, n_parts, store=parts, sizes=sizes * len(models), unit="prompt"
@@ -223,27 +223,43 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     return {**outputs, "heldout": heldout, "parts": {"total": run.parts, "reused": run.resumed}}
 
 
-def _part_definition(ctx: StageContext, spec: EvaluateSpec, index: int) -> dict[str, Any]:
-    """What part ``index``'s rows depend on (its key; the stage's identity, with the policy's
-    and the scorers' external identities, is added): the model (start and adapter weights),
-    the prompts, the generation settings, the scoring parameters and the seed."""
+def _part_definitions(ctx: StageContext, spec: EvaluateSpec) -> list[dict[str, Any]]:
+    """What each part's rows depend on (its key; the stage's identity, with the policy's and
+    the scorers' external identities, is added): the model (start and adapter weights, hashed
+    once per model), the prompts, the generation settings, the scoring parameters and the
+    seed."""
     from dataclasses import asdict
 
     from paretohqd.hashing import sha256_json
     from paretohqd.stages.kit.identity import adapter_identity, model_identity
     from paretohqd.stages.kit.scoring.run import score_params
 
-    (method, pref_id, adapter, start), _, chunk = spec.part(index)
-    return {
-        "model": [method, pref_id],
-        "start": model_identity(start, ctx.hasher),
-        "adapter": None if adapter is None else adapter_identity(adapter, ctx.hasher),
-        "prompts": sha256_json(chunk),
+    shared = {
         "settings": asdict(spec.settings),
         "backend": spec.backend,
         "scoring": score_params(ctx.config),
-        "seed": spec.part_seed(index),
     }
+    models = [
+        {
+            "model": [method, pref_id],
+            "start": model_identity(start, ctx.hasher),
+            "adapter": None if adapter is None else adapter_identity(adapter, ctx.hasher),
+        }
+        for method, pref_id, adapter, start in spec.models
+    ]
+    chunks = [
+        sha256_json(spec.prompts[c * spec.part_size : (c + 1) * spec.part_size])
+        for c in range(spec.chunks)
+    ]
+    return [
+        {
+            **models[i // spec.chunks],
+            "prompts": chunks[i % spec.chunks],
+            **shared,
+            "seed": spec.part_seed(i),
+        }
+        for i in range(len(spec.models) * spec.chunks)
+    ]
 
 
 def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict[str, Any]:

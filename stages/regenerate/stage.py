@@ -167,7 +167,7 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
         key=ctx.fingerprint,
     )
     n_parts = len(reps) * spec.chunks
-    parts = ctx.keyed_parts([_part_definition(ctx, spec, i) for i in range(n_parts)])
+    parts = ctx.keyed_parts(_part_definitions(ctx, spec))
     sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
     run = ctx.map_parts(
         regenerate_part, spec, n_parts, store=parts, sizes=sizes * len(reps), unit="prompt"
@@ -184,24 +184,32 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     }
 
 
-def _part_definition(ctx: StageContext, spec: RegenerateSpec, index: int) -> dict[str, Any]:
-    """What part ``index``'s rows depend on (its key; the stage's identity is added): the base
-    policy and the representative's weights, the prompts, the settings and the seed."""
+def _part_definitions(ctx: StageContext, spec: RegenerateSpec) -> list[dict[str, Any]]:
+    """What each part's rows depend on (its key; the stage's identity is added): the base
+    policy and the representative's weights (hashed once each), the prompts, the settings and
+    the seed."""
     from dataclasses import asdict
 
     from paretohqd.hashing import sha256_json
     from paretohqd.stages.kit.identity import adapter_identity, model_identity
 
-    pref, _, chunk = spec.part(index)
-    return {
-        "base": model_identity(spec.base, ctx.hasher),
-        "adapter": adapter_identity(spec.adapters / pref, ctx.hasher),
-        "pref_id": pref,
-        "prompts": sha256_json(chunk),
-        "settings": asdict(spec.settings),
-        "backend": spec.backend,
-        "seed": spec.seed(index),
-    }
+    base = model_identity(spec.base, ctx.hasher)
+    adapters = {p: adapter_identity(spec.adapters / p, ctx.hasher) for p in spec.representatives}
+    out = []
+    for index in range(len(spec.representatives) * spec.chunks):
+        pref, _, chunk = spec.part(index)
+        out.append(
+            {
+                "base": base,
+                "adapter": adapters[pref],
+                "pref_id": pref,
+                "prompts": sha256_json(chunk),
+                "settings": asdict(spec.settings),
+                "backend": spec.backend,
+                "seed": spec.seed(index),
+            }
+        )
+    return out
 
 
 def _assemble(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, dict[str, int]]:
