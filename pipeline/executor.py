@@ -233,7 +233,7 @@ class LocalExecutor:
         )
         try:
             for i in todo:
-                parts.write(i, worker(spec, i))
+                parts.write(i, run_unit(worker, spec, i))
                 bar.update(weight[i])
         finally:
             bar.close()
@@ -260,7 +260,8 @@ class LocalExecutor:
             for item in todo:
                 current.pop(item.id, None)
                 write_item_keys(root, current)  # a half-made item is never "current"
-                result.metrics[item.id] = dict(worker(spec, item, keys[item.id], root / item.id))
+                metrics = run_unit(worker, spec, item, keys[item.id], root / item.id)
+                result.metrics[item.id] = dict(metrics)
                 current[item.id] = keys[item.id]
                 write_item_keys(root, current)
                 result.made.append(item.id)
@@ -293,6 +294,27 @@ def worker_state(slot: str, key: Any, factory: Callable[[], T]) -> T:
 
 
 _RELEASE_HOOKS: list[Callable[[], None]] = []
+_UNIT_HOOKS: list[Callable[[], None]] = []
+
+
+def on_unit(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register ``hook`` to run before every unit of work (a part, an item), in whatever
+    process runs it.
+
+    A cache of computed values (an encoder's embeddings) clears itself here, so units share no
+    computed state: a part's numbers are the same whether it runs after other parts in this
+    process or alone on a Ray worker. Loaded models stay (:func:`worker_state`); only what
+    they computed goes.
+    """
+    _UNIT_HOOKS.append(hook)
+    return hook
+
+
+def run_unit(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` as one unit of work: the :func:`on_unit` hooks first."""
+    for hook in _UNIT_HOOKS:
+        hook()
+    return fn(*args)
 
 
 def on_release(hook: Callable[[], None]) -> Callable[[], None]:

@@ -38,6 +38,7 @@ from paretohqd.executor import (
     plan_parts,
     progress_bar,
     release_worker_state,
+    run_unit,
     write_item_keys,
 )
 
@@ -96,7 +97,7 @@ class _PartActor:
         for index in batch["index"]:
             i = int(index)
             if not self.store.done(i):
-                self.store.write(i, self.worker(self.spec, i))
+                self.store.write(i, run_unit(self.worker, self.spec, i))
             done.append(i)
         return {"index": done}
 
@@ -109,7 +110,7 @@ def _make_item(
 
     apply_threads(threads)
     try:
-        return dict(worker(spec, item, key, target))
+        return dict(run_unit(worker, spec, item, key, target))
     finally:
         release_worker_state()
 

@@ -81,6 +81,29 @@ def test_parts_on_ray_equal_local_and_resume_what_is_missing(tmp_path: Path) -> 
     assert pl.concat(read).equals(pl.concat([pl.read_parquet(p) for p in local.parts().paths()]))
 
 
+def dying_part(spec: dict[str, Any], index: int) -> pl.DataFrame:
+    """``square_part``, but the worker process dies (``os._exit``) in part 2 the first time."""
+    import os
+
+    flag = Path(spec["flag"])
+    if index == 2 and not flag.exists():
+        flag.write_text("died once")
+        os._exit(1)
+    return square_part(spec, index)
+
+
+def test_a_worker_killed_mid_part_is_restarted_and_the_parts_are_the_same(tmp_path: Path) -> None:
+    local, remote = _ctx(tmp_path / "l", "local"), _ctx(tmp_path / "r")
+    LocalExecutor().map_parts(local, square_part, {"scale": 5, "log": str(tmp_path / "l.log")}, 5)
+    spec = {"scale": 5, "log": str(tmp_path / "r.log"), "flag": str(tmp_path / "died")}
+    run = RayExecutor(remote.config.executor).map_parts(remote, dying_part, spec, 5)
+    assert (tmp_path / "died").exists()  # the worker did die once, in part 2
+    assert (run.parts, run.resumed) == (5, 0)
+    assert sorted(set(_ran(tmp_path / "r.log"))) == [0, 1, 2, 3, 4]
+    got = pl.concat([pl.read_parquet(p) for p in remote.parts().paths()])
+    assert got.equals(pl.concat([pl.read_parquet(p) for p in local.parts().paths()]))
+
+
 def make_item(spec: dict[str, Any], item: Item, key: str, target: Path) -> dict[str, Any]:
     """An item worker: writes ``target`` whole and atomically, as the training workers do."""
     from paretohqd.atomic import atomic_path

@@ -226,6 +226,22 @@ def test_releasing_all_state_clears_registered_caches() -> None:
         _RELEASE_HOOKS.remove(hook)
 
 
+def test_every_part_and_item_starts_with_the_unit_hooks(tmp_path: Path) -> None:
+    from paretohqd.executor import _UNIT_HOOKS, LocalExecutor, on_unit
+
+    starts: list[str] = []
+    hook = on_unit(lambda: starts.append("start"))
+    try:
+        ctx = _ctx(tmp_path)
+        LocalExecutor().map_parts(ctx, square_part, {"scale": 1}, 3)
+        assert starts == ["start"] * 3
+        items = [Item(i, {"x": i}) for i in ("a", "b")]
+        LocalExecutor().map_items(ctx, make_item, {}, items, tmp_path / "items")
+        assert starts == ["start"] * 5
+    finally:
+        _UNIT_HOOKS.remove(hook)
+
+
 def test_new_base_weights_remake_the_items_other_inputs_do_not(tmp_path: Path) -> None:
     """An adapter is keyed on the models it sits on (a converted policy, the shared start)."""
     root = tmp_path / "run" / "adapters"

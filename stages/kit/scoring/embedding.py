@@ -15,7 +15,9 @@ similarity). Both are cheap given the cached embeddings.
 
 Embedding cache. Each encoder keeps an LRU map from sha256(text) to (embedding, truncated);
 :func:`load_encoder` returns one shared encoder per (directory, settings) in the process, so
-several heads on one encoder run one encoder pass per unique text (prompts repeat a lot).
+several heads on one encoder run one encoder pass per unique text (prompts repeat a lot). The
+cache lives for one unit of work (a part, an item; see :func:`paretohqd.executor.on_unit`), so
+no part's numbers depend on what ran before it.
 
 Public API: :class:`SentenceEncoder`, :func:`load_encoder`, :func:`default_encoder_path`,
 :class:`BTHead`, :func:`head_features`, :func:`train_bt_head`, :func:`save_head`,
@@ -37,7 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from paretohqd.config import check_device
-from paretohqd.executor import on_release
+from paretohqd.executor import on_release, on_unit
 from paretohqd.stages.kit.scoring.batching import (
     pad_batch,
     progress_bar,
@@ -290,8 +292,18 @@ def _pool(hidden: Any, mask: Any, mode: str) -> Any:
 
 
 _ENCODERS: dict[tuple[Any, ...], SentenceEncoder] = {}
-# Shared within a stage, dropped between stages (the engine releases worker state then).
+# Encoders are shared within a stage and dropped between stages (the engine releases worker
+# state then); their embeddings are shared within one unit of work (a part, an item) only.
+# Embeddings depend slightly (~1e-7) on which texts share a padded batch, so a cache carried
+# from one part to the next would make a part's scores depend on the parts run before it in
+# the same process, and a Ray worker running it alone would get other numbers.
 on_release(_ENCODERS.clear)
+
+
+@on_unit
+def _clear_embeddings() -> None:
+    for enc in _ENCODERS.values():
+        enc.cache.clear()
 
 
 def load_encoder(

@@ -187,3 +187,20 @@ def test_head_errors(trained, encoder, tmp_path: Path) -> None:
         build_scorer("embedding-head", name="h", model=str(tmp_path / "h"))
     with pytest.raises(ScorerError, match="unknown option 'batchsize'"):
         build_scorer("embedding-head", name="h", model="x", options={"batchsize": 2})
+
+
+def test_embeddings_are_cached_within_one_unit_of_work_only(minilm_dir: Path) -> None:
+    """A part's embeddings never come from an earlier part's batches: a part run alone on a Ray
+    worker must give the numbers it gives after other parts in this process."""
+    from paretohqd.executor import run_unit
+
+    encoder = load_encoder(minilm_dir, device="cpu")
+
+    def part(texts: list[str]) -> np.ndarray:
+        assert len(encoder.cache) == 0  # nothing left from the previous unit
+        return encoder.encode(texts)[0]
+
+    alone = run_unit(part, ["a cat sat", "on the mat"])
+    run_unit(part, ["on the mat", "a much longer sentence that pads the batch differently"])
+    again = run_unit(part, ["a cat sat", "on the mat"])
+    assert np.array_equal(alone, again)
