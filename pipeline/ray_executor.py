@@ -115,6 +115,106 @@ def _make_item(
         release_worker_state()
 
 
+def _train_loop(config: dict[str, Any]) -> None:
+    """One Ray Train worker: the item worker under :func:`data_parallel` with this worker's
+    rank (``torch.distributed`` is set up by ``TorchTrainer``); rank 0 saves the item and
+    reports its metrics."""
+    import json
+
+    import ray.train
+
+    from paretohqd.runner import apply_threads
+    from paretohqd.stages.kit.training.loop import data_parallel
+
+    apply_threads(config["threads"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    if config["gpus"]:
+        import ray.train.torch
+        import torch
+
+        torch.cuda.set_device(ray.train.torch.get_device())
+    try:
+        with data_parallel(rank, world):
+            metrics = run_unit(
+                config["worker"], config["spec"], config["item"], config["key"], config["target"]
+            )
+    finally:
+        release_worker_state()
+    if rank == 0:  # shared storage, as the item itself
+        from paretohqd.atomic import write_text
+
+        write_text(Path(config["metrics"]), json.dumps(dict(metrics), default=str))
+
+
+def _train_item(
+    worker: ItemWorker,
+    spec: Any,
+    item: Item,
+    key: str,
+    target: Path,
+    threads: int,
+    res: StageResources,
+    storage: str,
+) -> dict[str, Any]:
+    """A coordinating task: one item trained by ``res.workers`` Ray Train workers
+    (``TorchTrainer``, gloo on CPUs, NCCL on GPUs), each with the stage's CPUs and GPUs."""
+    import json
+
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    name = f"{item.id}-{key[:12]}"
+    metrics = Path(storage) / name / "item-metrics.json"
+    per_worker = {"CPU": res.cpus, **({"GPU": res.gpus} if res.gpus else {})}
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={
+            "worker": worker,
+            "spec": spec,
+            "item": item,
+            "key": key,
+            "target": target,
+            "threads": threads,
+            "gpus": res.gpus,
+            "metrics": str(metrics),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=res.workers, use_gpu=res.gpus > 0, resources_per_worker=per_worker
+        ),
+        run_config=RunConfig(name=name, storage_path=storage),
+    )
+    trainer.fit()
+    try:
+        return dict(json.loads(metrics.read_text()))
+    finally:
+        import shutil
+
+        shutil.rmtree(metrics.parent, ignore_errors=True)
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The project's own error inside a Ray failure (a task's, an actor's, a Ray Train
+    worker's), so the driver prints the one line it would print locally; None if there is
+    none."""
+    from paretohqd.errors import ParetoHqDError
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ParetoHqDError):
+            found: BaseException = e
+            return found
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+        todo += list(getattr(e, "worker_failures", {}).values())
+        todo += list(getattr(e, "errors", []) or [])
+    return None
+
+
 class RayExecutor:
     """Parts on a Ray Data actor pool and items as Ray tasks; the same results as
     :class:`~paretohqd.executor.LocalExecutor`."""
@@ -122,14 +222,14 @@ class RayExecutor:
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
 
-    def _connect(self, ctx: StageContext) -> Any:
+    def connect(self, ctx: StageContext) -> Any:
         """Ray, connected, with the run directory checked to be visible from every node."""
         ray = ensure_ray(self.cfg)
         check_shared_storage(ray, ctx.run_dir)
         return ray
 
     @staticmethod
-    def _threads(ctx: StageContext) -> int:
+    def threads(ctx: StageContext) -> int:
         """The threads workers use: ``run.threads``, else the driver's own torch count. Ray
         gives a worker one thread per CPU it holds, and float sums depend on the thread count,
         so workers use the driver's to give the numbers a local run gives."""
@@ -140,15 +240,32 @@ class RayExecutor:
         return int(torch.get_num_threads())
 
     @classmethod
-    def _runtime_env(cls, ctx: StageContext) -> dict[str, Any]:
+    def runtime_env(cls, ctx: StageContext) -> dict[str, Any]:
         """Worker processes started with the driver's thread count in the environment: BLAS
         libraries (numpy's, behind the reward heads) read it once, when they load, so setting
         it later in the worker is too late."""
-        n = str(cls._threads(ctx))
+        n = str(cls.threads(ctx))
         names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
         return {"env_vars": dict.fromkeys(names, n)}
 
-    def _resources(self, ctx: StageContext) -> StageResources:
+    def pool(self, ctx: StageContext, units: int) -> dict[str, Any]:
+        """``map_batches`` arguments for an actor pool over ``units`` parts, one part per call:
+        the stage's ``actors`` (default: the cluster's CPUs / ``cpus``), CPUs and GPUs per
+        actor, and the driver's thread count. Ray Data restarts lost actors and retries their
+        tasks by default (``max_restarts``/``max_task_retries`` -1)."""
+        ray = ensure_ray(self.cfg)
+        res = self.resources(ctx)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        size = min(units, res.actors or max(1, int(cpus // res.cpus)))
+        return {
+            "batch_size": 1,
+            "compute": ray.data.ActorPoolStrategy(size=max(1, size)),
+            "num_cpus": res.cpus,
+            "num_gpus": res.gpus or None,
+            "runtime_env": self.runtime_env(ctx),
+        }
+
+    def resources(self, ctx: StageContext) -> StageResources:
         from paretohqd.config import StageResources
 
         return self.cfg.stages.get(ctx.stage.name) or StageResources()
@@ -168,10 +285,7 @@ class RayExecutor:
         parts, todo = plan_parts(ctx, store, n_parts)
         if not todo:
             return PartsRun(parts=n_parts, resumed=n_parts)
-        ray = self._connect(ctx)
-        res = self._resources(ctx)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        size = min(len(todo), res.actors or max(1, int(cpus // res.cpus)))
+        ray = self.connect(ctx)
         weight = list(sizes) if sizes is not None else [1] * n_parts
         ds = ray.data.from_items([{"index": i} for i in todo]).map_batches(
             _PartActor,
@@ -179,19 +293,17 @@ class RayExecutor:
                 "worker": worker,
                 "spec": spec,
                 "store": parts,
-                "threads": self._threads(ctx),
+                "threads": self.threads(ctx),
             },
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=size),
-            num_cpus=res.cpus,
-            num_gpus=res.gpus or None,
-            runtime_env=self._runtime_env(ctx),
-        )  # Ray Data restarts lost actors and retries their tasks by default (-1, -1)
+            **self.pool(ctx, len(todo)),
+        )
         done = sum(weight) - sum(weight[i] for i in todo)
         bar = progress_bar(sum(weight), done, ctx.stage.name, unit)
         try:
             for row in ds.iter_rows():
                 bar.update(weight[int(row["index"])])
+        except Exception as exc:  # Ray Data wraps what a worker raised
+            raise (user_error(exc) or exc) from None
         finally:
             bar.close()
         return PartsRun(parts=n_parts, resumed=n_parts - len(todo))
@@ -228,16 +340,32 @@ class RayExecutor:
         result: ItemsRun,
         unit: str,
     ) -> None:
-        ray = self._connect(ctx)
-        res = self._resources(ctx)
-        task = ray.remote(
-            num_cpus=res.cpus,
-            num_gpus=res.gpus,
-            max_retries=2,
-            runtime_env=self._runtime_env(ctx),
-        )(_make_item)
-        limit = res.max_parallel or len(todo)
+        ray = self.connect(ctx)
+        res = self.resources(ctx)
+        threads = self.threads(ctx)
         spec_ref = ray.put(spec)
+        if res.workers > 1:  # one coordinating task per item; its workers hold the resources
+            trainer = ray.remote(num_cpus=0, max_retries=0, runtime_env=self.runtime_env(ctx))(
+                _train_item
+            )
+            storage = str(ctx.run_dir / ".ray-train")
+
+            def submit(item: Item) -> Any:
+                return trainer.remote(
+                    worker, spec_ref, item, keys[item.id], root / item.id, threads, res, storage
+                )
+        else:
+            task = ray.remote(
+                num_cpus=res.cpus,
+                num_gpus=res.gpus,
+                max_retries=2,
+                runtime_env=self.runtime_env(ctx),
+            )(_make_item)
+
+            def submit(item: Item) -> Any:
+                return task.remote(worker, spec_ref, item, keys[item.id], root / item.id, threads)
+
+        limit = res.max_parallel or len(todo)
         queue = list(todo)
         running: dict[Any, Item] = {}
         bar = progress_bar(len(keys), len(keys) - len(todo), ctx.stage.name, unit)
@@ -245,14 +373,13 @@ class RayExecutor:
             while queue or running:
                 while queue and len(running) < limit:
                     item = queue.pop(0)
-                    target = root / item.id
-                    ref = task.remote(
-                        worker, spec_ref, item, keys[item.id], target, self._threads(ctx)
-                    )
-                    running[ref] = item
+                    running[submit(item)] = item
                 ready, _ = ray.wait(list(running), num_returns=1)
                 item = running.pop(ready[0])
-                result.metrics[item.id] = ray.get(ready[0])
+                try:
+                    result.metrics[item.id] = ray.get(ready[0])
+                except ray.exceptions.RayError as exc:
+                    raise (user_error(exc) or exc) from None
                 current[item.id] = keys[item.id]
                 write_item_keys(root, current)
                 result.made.append(item.id)

@@ -191,11 +191,19 @@ class Runner:
         sql.update({f"checks/{name}": sql_hash(f"checks/{name}") for name in stage.checks})
         return {
             "version": stage.version,
-            "params": stage.resolved_params(self.config),
+            "params": stage.resolved_params(self.stage_config(stage.name)),
             "inputs": {name: input_fps.get(name, "") for name in stage.inputs},
             "sql": sql,
             "external": dict(external),
         }
+
+    def stage_config(self, name: str) -> Config:
+        """The config stage ``name`` runs with and is fingerprinted by: ``"auto"`` devices and
+        dtypes resolved on this driver for where the stage's work runs
+        (:func:`paretohqd.devices.resolve_config`)."""
+        from paretohqd.devices import resolve_config
+
+        return resolve_config(self.config, name)
 
     def input_identity(self, manifest: Manifest, name: str) -> str:
         """What artifact ``name`` is, as its consumers' fingerprints see it: the content hash
@@ -279,7 +287,7 @@ class Runner:
         item = next(i for i in self.plan() if i.stage.name == name)
         return StageContext(
             stage=stage,
-            config=self.config,
+            config=self.stage_config(name),
             run_dir=self.run_dir,
             fingerprint=item.fingerprint,
             artifacts=self.artifacts,
@@ -394,7 +402,7 @@ class Runner:
         manifest.save()
         ctx = StageContext(
             stage=stage,
-            config=self.config,
+            config=self.stage_config(stage.name),
             run_dir=self.run_dir,
             fingerprint=fp,
             artifacts=self.artifacts,

@@ -2,7 +2,7 @@
 
 Models are the base policy and every adapter the run trained (ParetoHqD rounds one and two,
 MODPO, RACO, ...). Each (model, chunk of prompts) is one resumable part that is generated and
-scored in one go (:func:`evaluate_part` of (:class:`EvaluateSpec`, index), run by the engine's
+scored in one go (:class:`EvaluateSpec`'s request and finish for one index, run by the engine's
 executor), so a killed evaluation resumes without regenerating. Sampling is seeded per
 part by what the part is (model, chunk), so ``paretohqd run --only evaluate --force``
 reproduces the numbers; parts are keyed by what defines them (the model's weights, the
@@ -22,7 +22,11 @@ from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError, StageError
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.pareto.bounds import layer_bounds
-from paretohqd.stages.kit.policy.generate import GenerationSettings
+from paretohqd.stages.kit.policy.generate import (
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+)
 from paretohqd.stages.kit.scoring.run import ScoringSpec
 
 if TYPE_CHECKING:
@@ -123,38 +127,43 @@ class EvaluateSpec:
         (method, pref_id, _, _), c, _ = self.part(index)
         return part_seed(self.seed, "evaluate", method, pref_id, c)
 
+    @property
+    def key(self) -> str:
+        """The stage's fingerprint (workers reload a model rewritten under its path)."""
+        return self.scoring.key
 
-def evaluate_part(spec: EvaluateSpec, index: int) -> pl.DataFrame:
-    """Part ``index``: one model's responses to one chunk of held-out prompts (seeded by
-    :meth:`EvaluateSpec.part_seed`) with every objective's score.
+    def request(self, index: int) -> GenerationRequest:
+        """Part ``index``'s prompts for its model (adapter on its start, or a whole model),
+        with :meth:`part_seed`."""
+        (_, _, adapter, start), _, chunk = self.part(index)
+        prompts = tuple(p for _, p in chunk)
+        return GenerationRequest(start, prompts, adapter, self.part_seed(index), self.key)
 
-    The model's start is loaded once per process and replaced when a part needs another start
-    (models come grouped by start), so one policy is in memory at a time.
-    """
-    import polars as pl
+    def finish(self, index: int, result: GenerationResult) -> pl.DataFrame:
+        """Part ``index``'s rows: the model's responses (skipped prompts dropped) with every
+        objective's score; scorers are loaded once per process."""
+        import polars as pl
 
-    from paretohqd.stages.kit.policy.generate import worker_generator
-    from paretohqd.stages.kit.scoring.run import score_part, worker_scorers
+        from paretohqd.stages.kit.scoring.run import score_part, worker_scorers
 
-    (method, pref_id, adapter, start), _, chunk = spec.part(index)
-    generator = worker_generator(start, spec.settings, spec.backend, key=spec.scoring.key)
-    seed = spec.part_seed(index)
-    result = generator.generate([p for _, p in chunk], adapter=adapter, seed=seed)
-    kept = [(pid, p, t) for (pid, p), t in zip(chunk, result.texts, strict=True) if t is not None]
-    frame = pl.DataFrame(
-        {
-            "sample_id": [f"{method}/{pref_id}/{pid}" for pid, _, _ in kept],
-            "method": method,
-            "pref_id": pref_id,
-            "prompt_id": [pid for pid, _, _ in kept],
-            "prompt": [p for _, p, _ in kept],
-            "response": [t for _, _, t in kept],
-        }
-    )
-    scorers, cache = worker_scorers(spec.scoring)
-    scored = pl.from_arrow(score_part(frame, scorers, cache))
-    assert isinstance(scored, pl.DataFrame)
-    return frame.join(scored, on="sample_id").drop("sample_id")
+        (method, pref_id, _, _), _, chunk = self.part(index)
+        kept = [
+            (pid, p, t) for (pid, p), t in zip(chunk, result.texts, strict=True) if t is not None
+        ]
+        frame = pl.DataFrame(
+            {
+                "sample_id": [f"{method}/{pref_id}/{pid}" for pid, _, _ in kept],
+                "method": method,
+                "pref_id": pref_id,
+                "prompt_id": [pid for pid, _, _ in kept],
+                "prompt": [p for _, p, _ in kept],
+                "response": [t for _, _, t in kept],
+            }
+        )
+        scorers, cache = worker_scorers(self.scoring)
+        scored = pl.from_arrow(score_part(frame, scorers, cache))
+        assert isinstance(scored, pl.DataFrame)
+        return frame.join(scored, on="sample_id").drop("sample_id")
 
 
 def _heldout_prompts(ctx: StageContext) -> list[tuple[str, str]]:
@@ -190,7 +199,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
 
     from paretohqd.atomic import write_parquet
     from paretohqd.hashing import sha256_json
-    from paretohqd.stages.kit.policy.generate import generation_settings
+    from paretohqd.stages.kit.policy.generate import generation_settings, map_generation_parts
     from paretohqd.stages.kit.scoring.run import scoring_spec
 
     cfg, policy = ctx.config.evaluate, ctx.config.policy
@@ -209,9 +218,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
     n_parts = len(models) * spec.chunks
     parts = ctx.keyed_parts(_part_definitions(ctx, spec))
     sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
-    run = ctx.map_parts(
-        evaluate_part, spec, n_parts, store=parts, sizes=sizes * len(models), unit="prompt"
-    )
+    run = map_generation_parts(ctx, spec, n_parts, store=parts, sizes=sizes * len(models))
     rows = pl.concat([pl.read_parquet(p) for p in parts.paths()])
     write_parquet(ctx.path("eval_generations"), rows)
     heldout = {

@@ -2,7 +2,7 @@
 
 Representatives (docs/algorithms.md §6): the adapter of each one-hot preference plus the
 most balanced preference of the grid. Each (adapter, chunk of prompts) is one resumable part,
-:func:`regenerate_part` of (:class:`RegenerateSpec`, index), run by the engine's executor, so a
+:class:`RegenerateSpec`'s request and finish for one index, run by the engine's executor, so a
 killed run continues where it stopped; the policy is loaded once per process, only when some
 part is left to do. A part is keyed by what defines it (the adapter's weights, the prompts,
 the settings, its seed), and seeded by what it is rather than by its position, so when the
@@ -24,7 +24,11 @@ import numpy as np
 from paretohqd.catalog import run_sql
 from paretohqd.errors import DataError
 from paretohqd.stage import StageContext
-from paretohqd.stages.kit.policy.generate import GenerationSettings
+from paretohqd.stages.kit.policy.generate import (
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -75,43 +79,44 @@ class RegenerateSpec:
         pref, c, _ = self.part(index)
         return part_seed(self.settings.seed, "regenerate", pref, c)
 
+    def request(self, index: int) -> GenerationRequest:
+        """Part ``index``'s prompts for its representative, with :meth:`seed`."""
+        pref, _, chunk = self.part(index)
+        return GenerationRequest(
+            self.base, tuple(p for _, p in chunk), self.adapters / pref, self.seed(index), self.key
+        )
 
-def regenerate_part(spec: RegenerateSpec, index: int) -> pl.DataFrame:
-    """Part ``index``: one representative's responses to one chunk of prompts, sampled with
-    :meth:`RegenerateSpec.seed`, with the part's generation counters on every row."""
-    import polars as pl
+    def finish(self, index: int, result: GenerationResult) -> pl.DataFrame:
+        """Part ``index``'s rows: the representative's responses (skipped prompts dropped),
+        with the part's generation counters on every row."""
+        import polars as pl
 
-    from paretohqd.stages.kit.policy.generate import worker_generator
-    from paretohqd.stages.kit.records import normalise, sample_id
+        from paretohqd.stages.kit.records import normalise, sample_id
 
-    pref, _, chunk = spec.part(index)
-    generator = worker_generator(spec.base, spec.settings, spec.backend, key=spec.key)
-    result = generator.generate(
-        [p for _, p in chunk], adapter=spec.adapters / pref, seed=spec.seed(index)
-    )
-    rows = [
-        (pid, prompt, normalise(text))
-        for (pid, prompt), text in zip(chunk, result.texts, strict=True)
-        if text is not None
-    ]
-    return pl.DataFrame(
-        {
-            "sample_id": [sample_id(p, t) for _, p, t in rows],
-            "prompt_id": [pid for pid, _, _ in rows],
-            "prompt": [p for _, p, _ in rows],
-            "response": [t for _, _, t in rows],
-            "source": f"regen:{pref}",
-            "split": "train",
-            "truncated_prompts": result.truncated,
-            "skipped_prompts": result.skipped,
-            "new_tokens": result.new_tokens,
-        },
-        schema_overrides={
-            "truncated_prompts": pl.Int32,
-            "skipped_prompts": pl.Int32,
-            "new_tokens": pl.Int64,
-        },
-    )
+        pref, _, chunk = self.part(index)
+        rows = [
+            (pid, prompt, normalise(text))
+            for (pid, prompt), text in zip(chunk, result.texts, strict=True)
+            if text is not None
+        ]
+        return pl.DataFrame(
+            {
+                "sample_id": [sample_id(p, t) for _, p, t in rows],
+                "prompt_id": [pid for pid, _, _ in rows],
+                "prompt": [p for _, p, _ in rows],
+                "response": [t for _, _, t in rows],
+                "source": f"regen:{pref}",
+                "split": "train",
+                "truncated_prompts": result.truncated,
+                "skipped_prompts": result.skipped,
+                "new_tokens": result.new_tokens,
+            },
+            schema_overrides={
+                "truncated_prompts": pl.Int32,
+                "skipped_prompts": pl.Int32,
+                "new_tokens": pl.Int64,
+            },
+        )
 
 
 def _representatives_of(ctx: StageContext) -> list[str]:
@@ -134,7 +139,7 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     import polars as pl
 
     from paretohqd.atomic import write_parquet
-    from paretohqd.stages.kit.policy.generate import generation_settings
+    from paretohqd.stages.kit.policy.generate import generation_settings, map_generation_parts
     from paretohqd.stages.kit.policy.identity import policy_model
 
     cfg, gen_cfg = ctx.config.regenerate, ctx.config.generation
@@ -169,9 +174,7 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
     n_parts = len(reps) * spec.chunks
     parts = ctx.keyed_parts(_part_definitions(ctx, spec))
     sizes = [min(cfg.part_size, len(prompts) - c * cfg.part_size) for c in range(spec.chunks)]
-    run = ctx.map_parts(
-        regenerate_part, spec, n_parts, store=parts, sizes=sizes * len(reps), unit="prompt"
-    )
+    run = map_generation_parts(ctx, spec, n_parts, store=parts, sizes=sizes * len(reps))
     table, counts = _assemble([pl.read_parquet(p) for p in parts.paths()])
     write_parquet(ctx.path("generations"), table)
     parts.complete()

@@ -188,21 +188,21 @@ def test_every_stage_then_everything_skipped(
     import paretohqd.stages.evaluate.stage as evaluate_stage
     import paretohqd.stages.regenerate.stage as regenerate_stage
 
-    for module, worker, output in (
-        (regenerate_stage, "regenerate_part", "generations.parquet"),
-        (evaluate_stage, "evaluate_part", "eval/generations.parquet"),
+    for spec_class, output in (
+        (regenerate_stage.RegenerateSpec, "generations.parquet"),
+        (evaluate_stage.EvaluateSpec, "eval/generations.parquet"),
     ):
         whole = pl.read_parquet(run / output)
-        stage = "regenerate" if module is regenerate_stage else "evaluate"
-        real = getattr(module, worker)
+        stage = "regenerate" if spec_class is regenerate_stage.RegenerateSpec else "evaluate"
+        real = spec_class.finish
 
-        def one_then_stop(spec: object, index: int, real: object = real) -> object:
+        def one_then_stop(spec: object, index: int, result: object, real: object = real) -> object:
             if index > 0:
                 raise KeyboardInterrupt
-            return real(spec, index)  # type: ignore[operator]
+            return real(spec, index, result)  # type: ignore[operator]
 
         with monkeypatch.context() as patch:
-            patch.setattr(module, worker, one_then_stop)
+            patch.setattr(spec_class, "finish", one_then_stop)
             with pytest.raises(KeyboardInterrupt):
                 Runner(load_config(tiny_config)).run(only=[stage], force=True)
         Runner(load_config(tiny_config)).run(only=[stage], force=True)

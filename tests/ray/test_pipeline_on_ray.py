@@ -34,7 +34,6 @@ def _same(a: Path, b: Path) -> bool:
     return pl.read_parquet(a).drop(TIMINGS).equals(pl.read_parquet(b).drop(TIMINGS))
 
 
-
 def test_every_stage_on_ray_matches_the_local_run(tiny_config: Path, tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
     import test_pipeline as tp

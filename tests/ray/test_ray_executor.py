@@ -4,7 +4,6 @@ the local executor, resumes that skip what is written, and keys recorded by the 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,45 +12,19 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from paretohqd.config import config_from_dict, load_config  # noqa: E402
+from raykit import stage_context  # noqa: E402
+
+from paretohqd.config import load_config  # noqa: E402
 from paretohqd.executor import Item, LocalExecutor, read_item_keys  # noqa: E402
-from paretohqd.hashing import FileHasher  # noqa: E402
 from paretohqd.manifest import Manifest  # noqa: E402
 from paretohqd.ray_executor import RayExecutor  # noqa: E402
 from paretohqd.runner import Runner  # noqa: E402
-from paretohqd.stage import Artifact, Stage, StageContext  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cluster() -> Any:
-    """One embedded cluster for the module; this module's workers travel by value (Ray's
-    workers cannot import test files)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield ray
-    ray.shutdown()
-
-
 def _ctx(tmp_path: Path, kind: str = "ray", **executor: Any) -> Any:
-    config = config_from_dict(
-        {
-            "run": {"name": "r"},
-            "ingest": {"sources": [{"kind": "table", "path": "x"}]},
-            "executor": {"kind": kind, **executor},
-        },
-        base_dir=tmp_path,
-        source="test",
-    )
-    return StageContext(
-        stage=Stage(name="toy", fn=lambda ctx: None),
-        config=config,
-        run_dir=tmp_path / "run",
-        fingerprint="f" * 64,
-        artifacts={"a": Artifact("a", "a.parquet")},
-        hasher=FileHasher(tmp_path / "hashes.json"),
-    )
+    return stage_context(tmp_path, executor={"kind": kind, **executor})
 
 
 def square_part(spec: dict[str, Any], index: int) -> pl.DataFrame:

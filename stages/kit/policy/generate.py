@@ -51,6 +51,19 @@ def part_seed(seed: int, *names: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What one generation part asks for: ``prompts`` answered by ``adapter`` (None: the
+    start model itself) on ``start``, sampled with ``seed``. ``key`` (the stage's fingerprint)
+    keeps a worker from reusing a model whose files a later stage rewrote under one path."""
+
+    start: str
+    prompts: tuple[str, ...]
+    adapter: Path | None
+    seed: int
+    key: str
+
+
 @dataclass
 class GenerationResult:
     """Completions in input order (``None`` for skipped prompts) and the policy counters."""
@@ -61,7 +74,7 @@ class GenerationResult:
     new_tokens: int
 
 
-def _fit_prompts(
+def fit_prompts(
     tok: Any, prompts: Sequence[str], limit: int, policy: str
 ) -> tuple[list[list[int] | None], int, int]:
     from paretohqd.stages.kit.policy.loading import bos_prefix
@@ -142,7 +155,7 @@ class TransformersGenerator:
 
         st, tok = self.settings, self.tok
         rendered = [render_prompt(tok, p, st.template) for p in prompts]
-        fitted, truncated, skipped = _fit_prompts(tok, rendered, self.limit, st.long_prompt)
+        fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
         order = sorted(
             (i for i, ids in enumerate(fitted) if ids is not None),
             key=lambda i: len(fitted[i] or []),
@@ -300,7 +313,7 @@ class VllmGenerator:
                 f"prompt in a {self.max_model_len}-token context"
             )
         rendered = [render_prompt(tok, p, st.template) for p in prompts]
-        fitted, truncated, skipped = _fit_prompts(tok, rendered, self.limit, st.long_prompt)
+        fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
         lora = None if adapter is None else self._lora(adapter)
         params = SamplingParams(
             max_tokens=st.max_new_tokens,
@@ -386,6 +399,31 @@ def worker_generator(
         {"model": model, "settings": asdict(settings), "backend": backend, "key": key},
         lambda: make_generator(model, settings, backend),
     )
+
+
+def generation_part(job: Any, index: int) -> Any:
+    """Part ``index`` of a generation stage (regenerate, evaluate) in this process: the job's
+    :class:`GenerationRequest` through this worker's generator, then the job's ``finish``
+    (which builds, and for evaluate scores, the part's table)."""
+    req: GenerationRequest = job.request(index)
+    generator = worker_generator(req.start, job.settings, job.backend, key=req.key)
+    result = generator.generate(list(req.prompts), adapter=req.adapter, seed=req.seed)
+    return job.finish(index, result)
+
+
+def map_generation_parts(
+    ctx: Any, job: Any, n_parts: int, *, store: Any, sizes: Sequence[int], unit: str = "prompt"
+) -> Any:
+    """Every missing part of a generation stage: one part at a time on the executor's workers
+    (:func:`generation_part`), or, on Ray with ``executor.generation.engine = "ray-llm"``,
+    every part in one mixed-adapter ``ray.data.llm`` stream
+    (:func:`~paretohqd.stages.kit.policy.ray_llm.map_parts_ray_llm`)."""
+    executor = ctx.config.executor
+    if executor.kind == "ray" and executor.generation.engine == "ray-llm":
+        from paretohqd.stages.kit.policy.ray_llm import map_parts_ray_llm
+
+        return map_parts_ray_llm(ctx, job, n_parts, store=store, sizes=sizes, unit=unit)
+    return ctx.map_parts(generation_part, job, n_parts, store=store, sizes=sizes, unit=unit)
 
 
 def generate_transformers(

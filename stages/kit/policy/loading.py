@@ -21,7 +21,11 @@ def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device = {device!r} but no CUDA GPU is visible; use device = 'auto'")
+        raise ModelError(
+            f"device = {device!r} but torch sees no CUDA GPU in this process; set "
+            "policy.device = 'cpu', or run the stage where a GPU is (on Ray, 'auto' means a "
+            "GPU exactly when [executor.stages.<stage>] gpus > 0)"
+        )
     return device
 
 

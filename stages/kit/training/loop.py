@@ -25,6 +25,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,11 +91,63 @@ class Step:
     #: Micro-batches to accumulate over; losses are divided by it.
     accum: int
     sampler: Sampler
+    #: This worker's rank among ``world`` data-parallel workers (see :func:`data_parallel`).
+    rank: int = 0
+    world: int = 1
 
     def micro_batches(self) -> Iterator[list[int]]:
-        """The step's ``accum`` micro-batches, drawn lazily from the loop's sampler."""
-        for _ in range(self.accum):
-            yield self.sampler.take()
+        """The step's micro-batches this worker computes, drawn lazily from the loop's sampler:
+        all ``accum`` of them alone, every ``world``-th from ``rank`` on under data parallelism
+        (every worker draws all of them, so the samplers stay in step)."""
+        for k in range(self.accum):
+            take = self.sampler.take()
+            if k % self.world == self.rank:
+                yield take
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's place among the workers that train one adapter together."""
+
+    rank: int
+    world: int
+
+
+_DATA_PARALLEL = DataParallel(0, 1)
+
+
+@contextmanager
+def data_parallel(rank: int, world: int) -> Iterator[None]:
+    """Train adapters in this block as worker ``rank`` of ``world`` (``torch.distributed`` is
+    initialised by the caller: Ray Train's ``TorchTrainer``).
+
+    Each step's ``grad_accum`` micro-batches are shared out (worker ``r`` computes micro-batches
+    ``r, r + world, ...``), the gradients are summed across workers, and every worker takes the
+    same optimiser step, so the adapter is the one a single process trains from the same micro-
+    batches, up to the order of float sums. Rank 0 alone saves it.
+    """
+    global _DATA_PARALLEL
+    before = _DATA_PARALLEL
+    _DATA_PARALLEL = DataParallel(rank, world)
+    try:
+        yield
+    finally:
+        _DATA_PARALLEL = before
+
+
+def _all_reduce(params: list[Any], result: StepLoss) -> StepLoss:
+    """Sum the adapter's gradients, the logged loss and the tokens over the data-parallel
+    workers (a worker without a micro-batch this step contributes zeros)."""
+    import torch
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+    totals = torch.tensor([result.loss, float(result.tokens)], dtype=torch.float64)
+    dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+    return StepLoss(float(totals[0]), int(totals[1]), result.columns)
 
 
 class Objective(ABC):
@@ -112,6 +165,9 @@ class Objective(ABC):
     lr_option: str = "the lr"
     #: Optimiser steps per training step (PAMA: PPO epochs per rollout).
     updates: int = 1
+    #: Whether the gradients are a sum over :meth:`Step.micro_batches`, so several workers can
+    #: share a step's micro-batches (:func:`data_parallel`): SFT's are.
+    data_parallel: bool = False
 
     @abstractmethod
     def prepare(self, tok: Any, model: Any, device: str, settings: SFTSettings) -> int:
@@ -245,14 +301,15 @@ def train_adapter(
         **objective.state(),
         **(extra_state or {}),
     }
-    save_adapter(
-        out_dir,
-        model,
-        log,
-        state,
-        objective.card(state),
-        extra=lambda tmp: objective.write_files(tmp, log),
-    )
+    if _DATA_PARALLEL.rank == 0:  # the others hold the same weights
+        save_adapter(
+            out_dir,
+            model,
+            log,
+            state,
+            objective.card(state),
+            extra=lambda tmp: objective.write_files(tmp, log),
+        )
     return metrics
 
 
@@ -263,6 +320,18 @@ def _train_steps(
     finite check → AdamW and warm-up steps; one log row per training step."""
     import torch
 
+    dp = _DATA_PARALLEL
+    if dp.world > 1 and not objective.data_parallel:
+        raise DataError(
+            f"{objective.name}: only SFT trains one adapter on several workers; set the stage's "
+            "[executor.stages.<stage>] workers = 1"
+        )
+    if dp.world > settings.grad_accum:
+        raise DataError(
+            f"{objective.name}: {dp.world} workers share each step's micro-batches but "
+            f"grad_accum = {settings.grad_accum} gives only {settings.grad_accum}; raise "
+            "sft.grad_accum to a multiple of the workers (the batch is batch_size × grad_accum)"
+        )
     options = objective.optimiser(settings)
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -273,7 +342,10 @@ def _train_steps(
     for index in range(objective.steps(settings)):
         for epoch in range(objective.updates):
             opt.zero_grad(set_to_none=True)
-            result = objective.gradients(Step(index, epoch, params, settings.grad_accum, sampler))
+            step = Step(index, epoch, params, settings.grad_accum, sampler, dp.rank, dp.world)
+            result = objective.gradients(step)
+            if dp.world > 1:
+                result = _all_reduce(params, result)
             if not math.isfinite(result.loss):
                 raise DataError(
                     f"{objective.name}: loss became {result.loss} at step {index}; "

@@ -118,6 +118,7 @@ class SftObjective(Objective):
     shared start of the baselines)."""
 
     name = "sft"
+    data_parallel = True
 
     def __init__(self, rows: Sequence[tuple[str, str]], *, lr_option: str = "sft.lr") -> None:
         if not rows:

@@ -14,10 +14,10 @@ import pyarrow as pa
 from paretohqd.config import load_config
 from paretohqd.executor import release_worker_state
 from paretohqd.runner import Runner
-from paretohqd.stages.evaluate.stage import EvaluateSpec, evaluate_part
-from paretohqd.stages.kit.policy.generate import GenerationSettings
+from paretohqd.stages.evaluate.stage import EvaluateSpec
+from paretohqd.stages.kit.policy.generate import GenerationSettings, generation_part
 from paretohqd.stages.kit.scoring.run import ScoringSpec
-from paretohqd.stages.regenerate.stage import RegenerateSpec, regenerate_part
+from paretohqd.stages.regenerate.stage import RegenerateSpec
 from paretohqd.stages.score.stage import ScoreSpec, score_samples_part
 
 #: Both processes compute (no score cache), so their counters must agree too.
@@ -38,7 +38,7 @@ def _specs(tiny_config: Path, heuristics: str) -> list[tuple[Any, Any]]:
     return [
         (score_samples_part, ScoreSpec(config.run_dir / "samples.parquet", 16, scoring)),
         (
-            regenerate_part,
+            generation_part,
             RegenerateSpec(
                 base="policy",
                 settings=settings,
@@ -51,7 +51,7 @@ def _specs(tiny_config: Path, heuristics: str) -> list[tuple[Any, Any]]:
             ),
         ),
         (
-            evaluate_part,
+            generation_part,
             EvaluateSpec(
                 models=(("base", "base", None, "policy"), ("x", "p", Path("a/p"), "policy")),
                 prompts=prompts,
