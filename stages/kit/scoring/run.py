@@ -96,6 +96,22 @@ def _row_keys(keys: list[str], extras: Mapping[str, Any]) -> list[str]:
     return [sha256_json([key, [float(extras[n][i]) for n in names]]) for i, key in enumerate(keys)]
 
 
+def _empty_at_part_floor(scorer: Any, responses: Sequence[str]) -> np.ndarray | None:
+    """The empty responses of a scorer under ``score.empty_response = "min"`` with no known
+    minimum, whose score is the lowest score of the part's other rows (cache hits included,
+    so the value does not depend on what the cache held, or on which worker scored the part);
+    None for every other scorer."""
+    if getattr(scorer, "empty_response", "score") != "min":
+        return None
+    if getattr(getattr(scorer, "inner", None), "floor", None) is not None:
+        return None
+    return np.fromiter(
+        (not (r.strip() if isinstance(r, str) else True) for r in responses),
+        dtype=bool,
+        count=len(responses),
+    )
+
+
 def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> Any:
     """Score one part: a table of sample_id + one float64 column per objective.
 
@@ -126,6 +142,10 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
             values[~missing] = hit[~missing]
             todo = missing
             counts["cache_hits"] += int((~missing).sum())
+        empty = _empty_at_part_floor(scorer, responses)
+        if empty is not None:  # set below, from the whole part: never scored, never cached
+            values[empty] = np.nan
+            todo &= ~empty
         idx = np.flatnonzero(todo)
         if idx.size:
             try:
@@ -147,6 +167,14 @@ def score_part(frame: Any, scorers: Sequence[Any], cache: Any | None = None) -> 
             counts.update(scorer.last_stats)
             if cache is not None and mine is not None:
                 cache.store(scorer, [mine[i] for i in idx], values[idx])
+        if empty is not None and empty.any():
+            if empty.all():
+                raise DataError(
+                    f"score: objective {scorer.name!r}: every response of a part is empty and "
+                    "the scorer has no known minimum; set score.empty_response = 'score'"
+                )
+            values[empty] = values[~empty].min()
+            counts["empty_responses"] += int(empty.sum())
         columns[scorer.name] = pa.array(values, pa.float64())
         stats[scorer.name] = dict(counts)
     table = pa.table(columns)

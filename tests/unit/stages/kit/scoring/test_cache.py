@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from paretohqd.stages.kit.scoring import cache as cache_mod
 from paretohqd.stages.kit.scoring.cache import ScoreCache, text_key, text_keys
@@ -113,3 +114,28 @@ def test_a_scorer_reading_columns_is_cached_on_their_values(tmp_path: Path) -> N
     assert again.column("w").to_pylist() == first.column("w").to_pylist()
     stats = json.loads(again.schema.metadata[STATS_KEY])  # text-only scores came from the cache
     assert stats["w"].get("cache_hits") == 2 and not stats["q"].get("cache_hits")
+
+
+def test_empty_responses_at_the_minimum_do_not_depend_on_the_cache(tmp_path: Path) -> None:
+    """``empty_response = "min"`` with no known floor: an empty row gets the lowest score of its
+    part, cache hits included, so a warm cache (another part, another worker) changes nothing,
+    and the empty row's value is never cached."""
+    import polars as pl
+
+    from paretohqd.stages.kit.scoring.run import STATS_KEY, score_part
+
+    frame = pl.DataFrame(
+        {"sample_id": ["a", "b", "c"], "prompt": ["p"] * 3, "response": ["xx", "", "yyyyy"]}
+    )
+    cold = score_part(frame, [build_scorer(PLUGIN, name="l", empty_response="min")])
+    cache = ScoreCache(tmp_path / "cache")
+    # only the short row is cached: scored alone, the floor of that call would be the long one
+    warm_scorer = build_scorer(PLUGIN, name="l", empty_response="min")
+    score_part(frame.slice(0, 1), [warm_scorer], cache)
+    warm = score_part(frame.slice(1), [build_scorer(PLUGIN, name="l", empty_response="min")], cache)
+    both = score_part(frame, [build_scorer(PLUGIN, name="l", empty_response="min")], cache)
+    assert cold.column("l").to_pylist() == both.column("l").to_pylist() == [2.1, 2.1, 5.1]
+    assert warm.column("l").to_pylist() == [5.1, 5.1]  # its own part's minimum
+    assert json.loads(both.schema.metadata[STATS_KEY])["l"]["empty_responses"] == 1
+    with pytest.raises(Exception, match="every response of a part is empty"):
+        score_part(frame.slice(1, 1), [build_scorer(PLUGIN, name="l", empty_response="min")])

@@ -189,18 +189,34 @@ def test_head_errors(trained, encoder, tmp_path: Path) -> None:
         build_scorer("embedding-head", name="h", model="x", options={"batchsize": 2})
 
 
-def test_embeddings_are_cached_within_one_unit_of_work_only(minilm_dir: Path) -> None:
-    """A part's embeddings never come from an earlier part's batches: a part run alone on a Ray
-    worker must give the numbers it gives after other parts in this process."""
+def test_cpu_embeddings_depend_on_the_text_alone(minilm_dir: Path) -> None:
+    """On a CPU each text is encoded alone, so its embedding is the same bits whatever it is
+    encoded with, and a cache shared across units of work and stages changes no number."""
+    encoder = load_encoder(minilm_dir, device="cpu")
+    assert encoder.batch_invariant
+    texts = ["a cat sat", "on the mat", "a much longer sentence that pads a batch differently"]
+    together, _ = encoder.forward(texts)
+    apart = np.concatenate([encoder.forward([t])[0] for t in reversed(texts)])[::-1]
+    assert np.array_equal(together, apart)
+
+
+def test_batched_embeddings_are_cached_within_one_unit_of_work_only(minilm_dir: Path) -> None:
+    """A batched (GPU) encoder's embeddings depend on their batch: its cache is cleared before
+    every part and item, so a part run alone on a Ray worker gives the same numbers."""
     from paretohqd.executor import run_unit
 
-    encoder = load_encoder(minilm_dir, device="cpu")
+    encoder = load_encoder(minilm_dir, device="cpu", max_length=64)
+    encoder.batch_invariant = False  # as on a GPU
+    encoder.cache = type(encoder.cache)()
+    try:
 
-    def part(texts: list[str]) -> np.ndarray:
-        assert len(encoder.cache) == 0  # nothing left from the previous unit
-        return encoder.encode(texts)[0]
+        def part(texts: list[str]) -> np.ndarray:
+            assert len(encoder.cache) == 0  # nothing left from the previous unit
+            return encoder.encode(texts)[0]
 
-    alone = run_unit(part, ["a cat sat", "on the mat"])
-    run_unit(part, ["on the mat", "a much longer sentence that pads the batch differently"])
-    again = run_unit(part, ["a cat sat", "on the mat"])
-    assert np.array_equal(alone, again)
+        alone = run_unit(part, ["a cat sat", "on the mat"])
+        run_unit(part, ["on the mat", "a much longer sentence that pads the batch differently"])
+        again = run_unit(part, ["a cat sat", "on the mat"])
+        assert np.array_equal(alone, again)
+    finally:
+        encoder.batch_invariant = True
