@@ -117,6 +117,7 @@ lint: setup
 # benchmarks against the libraries a user would otherwise pick (prints ratios)
 bench: setup
     {{bin}}/python benchmarks/bench_pareto.py || echo "bench_pareto: some targets missed (see the table)"
+    {{bin}}/python benchmarks/bench_pareto_engine.py --quick
     {{bin}}/python benchmarks/bench_select.py
     {{bin}}/python benchmarks/bench_score.py
 

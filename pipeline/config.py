@@ -189,6 +189,11 @@ class ParetoConfig(Section):
         default_factory=list,
         description="objectives that span the Pareto space, in order (empty: all objectives)",
     )
+    engine: Literal["auto", "numba", "moocore"] = Field(
+        "auto",
+        description="auto: moocore on small pools, the numba kernels on large ones (the same "
+        "layers; speed only)",
+    )
 
 
 class SelectConfig(Section):

@@ -19,7 +19,7 @@ LAYERS_ROUND2 = Artifact("layers_round2", "round2/layers.parquet")
 
 def _params(config: Config) -> Any:
     return {
-        "pareto": config.pareto.model_dump(mode="json"),
+        "pareto": config.pareto.model_dump(mode="json", exclude={"engine"}),  # speed only
         "objectives": config.pareto_objectives,
     }
 

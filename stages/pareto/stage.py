@@ -1,4 +1,5 @@
-"""The pareto stage function: normalise in DuckDB, sort into layers with the numba kernel."""
+"""The pareto stage function: normalise in DuckDB, sort into layers (moocore on a small pool,
+the numba kernels on a large one: :mod:`~paretohqd.stages.kit.pareto.engine`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     import polars as pl
     import pyarrow as pa
 
-    from paretohqd.stages.kit.pareto.nds import NonFiniteScoreError, nondominated_layers
+    from paretohqd.stages.kit.pareto.engine import NonFiniteScoreError, pareto_layers
 
     objectives = ctx.config.pareto_objectives
     splits = ctx.config.pareto.splits
@@ -63,7 +64,7 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
     norm_col = table.column("norm").combine_chunks()
     norm = np.asarray(norm_col.flatten(), dtype=np.float64).reshape(-1, len(objectives))
     try:
-        layers = nondominated_layers(norm)
+        layers, engine = pareto_layers(norm, engine=ctx.config.pareto.engine)
     except NonFiniteScoreError as exc:
         sid = table.column("sample_id")[exc.row].as_py()
         raise DataError(
@@ -83,5 +84,6 @@ def run_pareto(ctx: StageContext, *, roles: Mapping[str, str], output: str) -> d
         "rows": int(table.num_rows),
         "layers": len(counts),
         "layer_sizes_first10": [int(c) for c in counts[:10]],
+        "engine": engine,
         "arrow_type": str(pa.list_(pa.float64())),
     }
