@@ -205,6 +205,16 @@ def progress_bar(total: int, initial: int, desc: str, unit: str) -> Any:
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, leave=False)
 
 
+def parts_progress(
+    ctx: StageContext, n_parts: int, todo: Sequence[int], sizes: Sequence[int] | None, unit: str
+) -> tuple[Any, list[int]]:
+    """The progress bar of a map over parts, started at what earlier attempts wrote, and each
+    part's weight on it (``sizes``, e.g. rows; 1 each when None)."""
+    weight = list(sizes) if sizes is not None else [1] * n_parts
+    done = sum(weight) - sum(weight[i] for i in todo)
+    return progress_bar(sum(weight), done, ctx.stage.name, unit), weight
+
+
 class LocalExecutor:
     """Everything in this process, in order: today's behaviour, and the reference the other
     executors must match."""
@@ -227,10 +237,7 @@ class LocalExecutor:
         skipped.
         """
         parts, todo = plan_parts(ctx, store, n_parts)
-        weight = list(sizes) if sizes is not None else [1] * n_parts
-        bar = progress_bar(
-            sum(weight), sum(weight) - sum(weight[i] for i in todo), ctx.stage.name, unit
-        )
+        bar, weight = parts_progress(ctx, n_parts, todo, sizes, unit)
         try:
             for i in todo:
                 parts.write(i, run_unit(worker, spec, i))

@@ -34,6 +34,7 @@ from paretohqd.executor import (
     PartsRun,
     PartWorker,
     finish_items,
+    parts_progress,
     plan_items,
     plan_parts,
     progress_bar,
@@ -286,7 +287,6 @@ class RayExecutor:
         if not todo:
             return PartsRun(parts=n_parts, resumed=n_parts)
         ray = self.connect(ctx)
-        weight = list(sizes) if sizes is not None else [1] * n_parts
         ds = ray.data.from_items([{"index": i} for i in todo]).map_batches(
             _PartActor,
             fn_constructor_kwargs={
@@ -297,8 +297,7 @@ class RayExecutor:
             },
             **self.pool(ctx, len(todo)),
         )
-        done = sum(weight) - sum(weight[i] for i in todo)
-        bar = progress_bar(sum(weight), done, ctx.stage.name, unit)
+        bar, weight = parts_progress(ctx, n_parts, todo, sizes, unit)
         try:
             for row in ds.iter_rows():
                 bar.update(weight[int(row["index"])])

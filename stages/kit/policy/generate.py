@@ -74,6 +74,35 @@ class GenerationResult:
     new_tokens: int
 
 
+def decode_completion(tok: Any, ids: Sequence[int]) -> tuple[str, int]:
+    """A completion's text and token count, the same for every backend: cut at EOS, pad ids
+    dropped (never part of a completion), special tokens skipped."""
+    ids = [int(t) for t in ids]
+    if tok.eos_token_id in ids:
+        ids = ids[: ids.index(tok.eos_token_id)]
+    ids = [t for t in ids if t != tok.pad_token_id]
+    return tok.decode(ids, skip_special_tokens=True), len(ids)
+
+
+def vllm_sampling(settings: GenerationSettings, seed: int) -> dict[str, Any]:
+    """``vllm.SamplingParams`` arguments of one request (greedy as temperature 0)."""
+    return {
+        "max_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature if settings.do_sample else 0.0,
+        "top_p": settings.top_p if settings.do_sample else 1.0,
+        "top_k": settings.top_k if settings.do_sample else 0,
+        "seed": seed,
+    }
+
+
+def vllm_dtype(settings: GenerationSettings, on_cpu: bool) -> str:
+    """vLLM's dtype: the policy's, else float32 on a CPU (the transformers backend's CPU
+    numbers) and the model's own on a GPU."""
+    if settings.dtype != "auto":
+        return settings.dtype
+    return "float32" if on_cpu or settings.device == "cpu" else "auto"
+
+
 def fit_prompts(
     tok: Any, prompts: Sequence[str], limit: int, policy: str
 ) -> tuple[list[list[int] | None], int, int]:
@@ -193,12 +222,8 @@ class TransformersGenerator:
                     input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
                 )
                 for j, i in enumerate(idx):
-                    new = out[j, width:].tolist()
-                    if tok.eos_token_id in new:
-                        new = new[: new.index(tok.eos_token_id)]
-                    new = [t for t in new if t != tok.pad_token_id]
-                    new_tokens += len(new)
-                    texts[i] = tok.decode(new, skip_special_tokens=True)
+                    texts[i], n = decode_completion(tok, out[j, width:].tolist())
+                    new_tokens += n
         return GenerationResult(texts, truncated, skipped, new_tokens)
 
 
@@ -252,11 +277,7 @@ class VllmGenerator:
             _check_cpu_head_dim(base_model)
         self.settings = settings
         self.tok = load_tokenizer(base_model)
-        if settings.dtype != "auto":
-            dtype = settings.dtype
-        else:
-            # float32 on CPU: the same numbers as the transformers backend's CPU default.
-            dtype = "float32" if on_cpu or settings.device == "cpu" else "auto"
+        dtype = vllm_dtype(settings, on_cpu)
         self.lora_rank = lora_rank
         self.llm = LLM(
             model=base_model,
@@ -315,13 +336,7 @@ class VllmGenerator:
         rendered = [render_prompt(tok, p, st.template) for p in prompts]
         fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
         lora = None if adapter is None else self._lora(adapter)
-        params = SamplingParams(
-            max_tokens=st.max_new_tokens,
-            temperature=st.temperature if st.do_sample else 0.0,
-            top_p=st.top_p if st.do_sample else 1.0,
-            top_k=st.top_k if st.do_sample else 0,
-            seed=st.seed if seed is None else seed,
-        )
+        params = SamplingParams(**vllm_sampling(st, st.seed if seed is None else seed))
         keep = [i for i, ids in enumerate(fitted) if ids is not None]
         texts: list[str | None] = [None] * len(prompts)
         if not keep:
@@ -334,13 +349,8 @@ class VllmGenerator:
         )
         new_tokens = 0
         for i, out in zip(keep, outs, strict=True):
-            ids = list(out.outputs[0].token_ids)
-            if tok.eos_token_id in ids:
-                ids = ids[: ids.index(tok.eos_token_id)]
-            # As the transformers backend counts: pad ids are never part of a completion.
-            ids = [t for t in ids if t != tok.pad_token_id]
-            texts[i] = tok.decode(ids, skip_special_tokens=True)
-            new_tokens += len(ids)
+            texts[i], n = decode_completion(tok, out.outputs[0].token_ids)
+            new_tokens += n
         return GenerationResult(texts, truncated, skipped, new_tokens)
 
 

@@ -144,7 +144,11 @@ def check_lora_targets(
 
 def context_length(model: Any) -> int:
     """The model's context window in tokens."""
-    cfg = model.config
+    return config_context_length(model.config)
+
+
+def config_context_length(cfg: Any) -> int:
+    """The context window a model config names (2048 when it names none)."""
     for key in ("max_position_embeddings", "n_positions", "seq_length"):
         value = getattr(cfg, key, None)
         if isinstance(value, int) and value > 0:

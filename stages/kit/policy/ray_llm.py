@@ -24,6 +24,7 @@ A job (the stage's part spec) provides ``settings``, ``request(index)`` →
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,23 +54,17 @@ def model_context(model: str) -> int:
     """The context length vLLM takes for ``model`` (its config's), without loading weights."""
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(model)
-    for key in ("max_position_embeddings", "n_positions", "seq_length"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 2048
+    from paretohqd.stages.kit.policy.loading import config_context_length
+
+    return config_context_length(AutoConfig.from_pretrained(model))
 
 
-def sampling_params(settings: GenerationSettings, seed: int) -> dict[str, Any]:
-    """One row's ``vllm.SamplingParams`` as a plain dict: exactly the local vLLM backend's."""
-    return {
-        "max_tokens": settings.max_new_tokens,
-        "temperature": settings.temperature if settings.do_sample else 0.0,
-        "top_p": settings.top_p if settings.do_sample else 1.0,
-        "top_k": settings.top_k if settings.do_sample else 0,
-        "seed": seed,
-    }
+@functools.lru_cache(maxsize=8)
+def tokenizer_of(model: str) -> Any:
+    """``model``'s tokenizer, loaded once per process (the driver and each finishing actor)."""
+    from paretohqd.stages.kit.policy.loading import load_tokenizer
+
+    return load_tokenizer(model)
 
 
 def plan_rows(
@@ -82,7 +77,7 @@ def plan_rows(
     ``{part, row, tokenized_prompt, model, sampling_params}``: ``model`` is the adapter
     directory (a LoRA request in vLLM) or the start model itself (no adapter).
     """
-    from paretohqd.stages.kit.policy.generate import fit_prompts
+    from paretohqd.stages.kit.policy.generate import fit_prompts, vllm_sampling
     from paretohqd.stages.kit.policy.loading import render_prompt
 
     settings: GenerationSettings = job.settings
@@ -100,7 +95,7 @@ def plan_rows(
         rendered = [render_prompt(tok, p, settings.template) for p in req.prompts]
         fitted, truncated, skipped = fit_prompts(tok, rendered, budget, settings.long_prompt)
         model = str(Path(req.adapter).resolve()) if req.adapter is not None else req.start
-        params = sampling_params(settings, req.seed)
+        params = vllm_sampling(settings, req.seed)
         sent = [
             {
                 "part": i,
@@ -124,15 +119,13 @@ def part_result(
     local vLLM backend decodes: cut at EOS, pad ids dropped, special tokens skipped."""
     if len(row_ids) != plan.rows:
         raise ModelError(f"ray-llm: a part came back with {len(row_ids)} of its {plan.rows} rows")
+    from paretohqd.stages.kit.policy.generate import decode_completion
+
     texts: list[str | None] = [None] * plan.prompts
     new_tokens = 0
     for j, out in zip(row_ids, generated, strict=True):
-        ids = [int(t) for t in out]
-        if tok.eos_token_id in ids:
-            ids = ids[: ids.index(tok.eos_token_id)]
-        ids = [t for t in ids if t != tok.pad_token_id]
-        texts[int(j)] = tok.decode(ids, skip_special_tokens=True)
-        new_tokens += len(ids)
+        texts[int(j)], n = decode_completion(tok, out)
+        new_tokens += n
     return GenerationResult(texts, plan.truncated, plan.skipped, new_tokens)
 
 
@@ -148,14 +141,6 @@ class _FinishParts:
 
         apply_threads(threads)
         self.job, self.store, self.plans, self.rows = job, store, plans, Path(rows)
-        self.toks: dict[str, Any] = {}
-
-    def _tokenizer(self, start: str) -> Any:
-        from paretohqd.stages.kit.policy.loading import load_tokenizer
-
-        if start not in self.toks:
-            self.toks[start] = load_tokenizer(start)
-        return self.toks[start]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import pyarrow.parquet as pq
@@ -173,7 +158,7 @@ class _FinishParts:
                     table = pq.read_table(self.rows / f"part={i}")
                     ids = table.column("row").to_pylist()
                     tokens = table.column("generated_tokens").to_pylist()
-                tok = self._tokenizer(self.job.request(i).start)
+                tok = tokenizer_of(self.job.request(i).start)
                 result = part_result(tok, plan, ids, tokens)
                 self.store.write(i, run_unit(self.job.finish, i, result))
             done.append(i)
@@ -184,12 +169,10 @@ def engine_kwargs(
     cfg: GenerationEngineConfig, settings: GenerationSettings, on_gpu: bool
 ) -> dict[str, Any]:
     """``vllm.LLM`` arguments of each replica: LoRA on, the run seed, the local backend's
-    dtype rule (float32 unless a GPU serves it or the policy names one), and the user's own
-    ``engine_kwargs`` last."""
-    if settings.dtype != "auto":
-        dtype = settings.dtype
-    else:
-        dtype = "auto" if on_gpu and settings.device != "cpu" else "float32"
+    dtype rule, and the user's own ``engine_kwargs`` last."""
+    from paretohqd.stages.kit.policy.generate import vllm_dtype
+
+    dtype = vllm_dtype(settings, on_cpu=not on_gpu)
     return {
         "enable_lora": True,
         "max_lora_rank": cfg.max_lora_rank,
@@ -239,13 +222,6 @@ ProcessorFactory = Callable[
 ]
 
 
-def remove_tree(path: Path) -> None:
-    """Remove ``path`` and everything below it, if it is there."""
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def group_rows(files: Sequence[str], out: Path) -> None:
     """The engine's output rows as one Parquet directory per part (``out/part=I``), in row
     order (DuckDB, out of core: the rows never pass through Python)."""
@@ -274,9 +250,9 @@ def map_parts_ray_llm(
     """Write every missing part of a generation stage through one ``ray.data.llm`` stream per
     start model (see the module docstring). ``processor`` builds the engine; tests pass a
     stand-in with the same row contract."""
-    from paretohqd.executor import PartsRun, plan_parts, progress_bar
+    from paretohqd.atomic import remove
+    from paretohqd.executor import PartsRun, parts_progress, plan_parts
     from paretohqd.ray_executor import RayExecutor
-    from paretohqd.stages.kit.policy.loading import load_tokenizer
 
     parts, todo = plan_parts(ctx, store, n_parts)
     if not todo:
@@ -284,26 +260,18 @@ def map_parts_ray_llm(
     executor = RayExecutor(ctx.config.executor)
     ray = executor.connect(ctx)
     settings: GenerationSettings = job.settings
-    toks: dict[str, Any] = {}
-
-    def tokenizer(start: str) -> Any:
-        if start not in toks:
-            toks[start] = load_tokenizer(start)
-        return toks[start]
 
     def limit(start: str) -> int:
         return settings.prompt_limit(model_context(start))
 
-    rows, plans = plan_rows(job, todo, tokenizer, limit)
-    weight = list(sizes) if sizes is not None else [1] * n_parts
-    done = sum(weight) - sum(weight[i] for i in todo)
-    bar = progress_bar(sum(weight), done, ctx.stage.name, unit)
+    rows, plans = plan_rows(job, todo, tokenizer_of, limit)
+    bar, weight = parts_progress(ctx, n_parts, todo, sizes, unit)
     cfg = ctx.config.executor.generation
     # The engine's output goes to shared storage, not through the driver; an attempt killed
     # before its parts are written leaves it behind, and the next attempt (which holds the
     # run's lock, as this one does) clears it.
     scratch = ctx.run_dir / ".ray-llm" / ctx.stage.name
-    remove_tree(scratch)
+    remove(scratch)
     try:
         files = []
         for k, (start, start_rows) in enumerate(rows.items()):
@@ -327,7 +295,7 @@ def map_parts_ray_llm(
             bar.update(weight[int(row["part"])])
     finally:
         bar.close()
-        remove_tree(scratch)
+        remove(scratch)
     missing = [i for i in todo if not parts.done(i)]
     if missing:
         raise ModelError(f"ray-llm: parts {missing[:5]} were not written; rerun to resume")
