@@ -287,6 +287,12 @@ class SFTConfig(Section):
     template: Literal["plain", "chat"] = Field(
         "plain", description="plain transcript, or the tokenizer's chat template"
     )
+    fused: bool = Field(
+        True,
+        description="train a stage's adapters together over one frozen base (one forward and "
+        "backward per micro-batch for all of them; each equals training it alone up to float "
+        "rounding); off: one adapter at a time",
+    )
 
 
 class GenerationConfig(Section):

@@ -51,6 +51,13 @@ PartWorker = Callable[[Any, int], "pl.DataFrame | pa.Table"]
 #: An item worker: ``worker(spec, item, key, target) -> metrics`` writes ``target`` atomically.
 ItemWorker = Callable[[Any, "Item", str, Path], Mapping[str, Any]]
 
+#: A group worker makes several items in one pass (fused training):
+#: ``group(spec, units, done)`` with ``units`` = (item, key, target) and ``done(item_id,
+#: metrics)`` called as each target is written.
+ItemGroupWorker = Callable[
+    [Any, Sequence[tuple["Item", str, Path]], Callable[[str, Mapping[str, Any]], None]], None
+]
+
 ITEMS_FILE = ".items.json"
 
 
@@ -111,6 +118,7 @@ class Executor(Protocol):
         root: Path,
         *,
         unit: str = "item",
+        group: ItemGroupWorker | None = None,
     ) -> ItemsRun: ...
 
 
@@ -256,14 +264,30 @@ class LocalExecutor:
         root: Path,
         *,
         unit: str = "item",
+        group: ItemGroupWorker | None = None,
     ) -> ItemsRun:
         """Make every item of ``items`` under ``root/<id>`` whose recorded key differs (every
         item when the run is forced), keep the others, and remove directories of items no
-        longer listed."""
+        longer listed. With ``group``, two or more items to make are made by it in one call."""
         ids = [item.id for item in items]
         keys, todo, result, current = plan_items(ctx, items, root)
         bar = progress_bar(len(items), len(result.kept), ctx.stage.name, unit)
         try:
+            if group is not None and len(todo) > 1:
+                for item in todo:
+                    current.pop(item.id, None)
+                write_item_keys(root, current)  # a half-made item is never "current"
+
+                def done(item_id: str, metrics: Mapping[str, Any]) -> None:
+                    result.metrics[item_id] = dict(metrics)
+                    current[item_id] = keys[item_id]
+                    write_item_keys(root, current)
+                    result.made.append(item_id)
+                    bar.update(1)
+
+                units = [(item, keys[item.id], root / item.id) for item in todo]
+                run_unit(group, spec, units, done)
+                todo = []
             for item in todo:
                 current.pop(item.id, None)
                 write_item_keys(root, current)  # a half-made item is never "current"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from paretohqd.errors import ConfigError
 from paretohqd.executor import (
     Item,
+    ItemGroupWorker,
     ItemsRun,
     ItemWorker,
     PartsRun,
@@ -114,6 +115,21 @@ def _make_item(
         return dict(run_unit(worker, spec, item, key, target))
     finally:
         release_worker_state()
+
+
+def _make_group(
+    group: ItemGroupWorker, spec: Any, units: list[tuple[Item, str, Path]], threads: int
+) -> dict[str, dict[str, Any]]:
+    """A fused training task: every unit in one pass; the metrics of each, by item id."""
+    from paretohqd.runner import apply_threads
+
+    apply_threads(threads)
+    made: dict[str, dict[str, Any]] = {}
+    try:
+        run_unit(group, spec, units, lambda item_id, metrics: made.update({item_id: dict(metrics)}))
+    finally:
+        release_worker_state()
+    return made
 
 
 def _train_loop(config: dict[str, Any]) -> None:
@@ -316,16 +332,48 @@ class RayExecutor:
         root: Path,
         *,
         unit: str = "item",
+        group: ItemGroupWorker | None = None,
     ) -> ItemsRun:
-        """Make the items whose key changed as Ray tasks (``max_parallel`` at a time); the
+        """Make the items whose key changed as Ray tasks (``max_parallel`` at a time), or with
+        ``group`` all of them in one task (fused training; not with several ``workers``); the
         driver records each key when its task returns, and prunes what left."""
         ids = [item.id for item in items]
         keys, todo, result, current = plan_items(ctx, items, root)
         write_item_keys(root, current)  # items about to be remade are never "current"
-        if todo:
+        if group is not None and len(todo) > 1 and self.resources(ctx).workers <= 1:
+            self._run_group(ctx, group, spec, todo, keys, root, current, result)
+        elif todo:
             self._run_items(ctx, worker, spec, todo, keys, root, current, result, unit)
         result.removed = finish_items(root, ids, current)
         return result
+
+    def _run_group(
+        self,
+        ctx: StageContext,
+        group: ItemGroupWorker,
+        spec: Any,
+        todo: Sequence[Item],
+        keys: dict[str, str],
+        root: Path,
+        current: dict[str, str],
+        result: ItemsRun,
+    ) -> None:
+        """Every item of ``todo`` in one task with the stage's resources."""
+        ray = self.connect(ctx)
+        res = self.resources(ctx)
+        task = ray.remote(
+            num_cpus=res.cpus, num_gpus=res.gpus, max_retries=2, runtime_env=self.runtime_env(ctx)
+        )(_make_group)
+        units = [(item, keys[item.id], root / item.id) for item in todo]
+        try:
+            made = ray.get(task.remote(group, spec, units, self.threads(ctx)))
+        except ray.exceptions.RayError as exc:
+            raise (user_error(exc) or exc) from None
+        for item in todo:
+            result.metrics[item.id] = made[item.id]
+            current[item.id] = keys[item.id]
+            result.made.append(item.id)
+        write_item_keys(root, current)
 
     def _run_items(
         self,

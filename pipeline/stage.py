@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from paretohqd.config import Config
-    from paretohqd.executor import Item, ItemsRun, ItemWorker, PartsRun, PartWorker
+    from paretohqd.executor import (
+        Item,
+        ItemGroupWorker,
+        ItemsRun,
+        ItemWorker,
+        PartsRun,
+        PartWorker,
+    )
     from paretohqd.hashing import FileHasher
     from paretohqd.parts import KeyedPartStore, Parts, PartStore
 
@@ -209,12 +216,20 @@ class StageContext:
         )
 
     def map_items(
-        self, worker: ItemWorker, spec: Any, items: list[Item], root: Path, *, unit: str = "item"
+        self,
+        worker: ItemWorker,
+        spec: Any,
+        items: list[Item],
+        root: Path,
+        *,
+        unit: str = "item",
+        group: ItemGroupWorker | None = None,
     ) -> ItemsRun:
-        """Make every item whose key changed under ``root`` (see :mod:`paretohqd.executor`)."""
+        """Make every item whose key changed under ``root`` (see :mod:`paretohqd.executor`);
+        ``group`` makes several in one pass (fused training)."""
         from paretohqd.executor import executor_for
 
-        return executor_for(self).map_items(self, worker, spec, items, root, unit=unit)
+        return executor_for(self).map_items(self, worker, spec, items, root, unit=unit, group=group)
 
     def read_parts(self, store: Parts | None = None) -> list[pa.Table]:
         """The part tables written so far, in order."""

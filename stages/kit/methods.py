@@ -53,6 +53,9 @@ class PairwiseMethodTable(MethodTable):
     grad_accum: int = Field(1, ge=1)
     beta: float = Field(0.1, gt=0, description="DPO temperature")
     max_pairs: int | None = Field(None, ge=1, description="cap on training pairs (seeded)")
+    fused: bool = Field(
+        True, description="train the preferences' adapters together (see [sft].fused)"
+    )
 
 
 def method_tables(config: Config, kind: type[MethodTable] = MethodTable) -> dict[str, Any]:
@@ -100,13 +103,13 @@ class MethodSpec:
             objective,
             self.settings,
             target,
-            extra_state={
-                "key": key,
-                "pref_id": item.id,
-                "objectives": self.objectives,
-                "start": self.start,
-            },
+            extra_state=self.extra_state(item, key),
         )
+
+    def extra_state(self, item: Item, key: str) -> dict[str, Any]:
+        """What an adapter's ``train_state.json`` records beside the loop's: the item's key,
+        the preference, the objectives and the start."""
+        return {"key": key, "pref_id": item.id, "objectives": self.objectives, "start": self.start}
 
 
 def method_params(name: str, *, threads: bool = True) -> Callable[[Config], Any]:

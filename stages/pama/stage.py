@@ -95,6 +95,7 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         threads=None,
+        fused=False,  # each adapter's rollouts generate with it alone
         **method_shape(ctx.config, "pama"),
     )
     start = start_model(ctx.config, cfg.init)

@@ -66,13 +66,20 @@ class RacoObjective(PairwiseObjective):
                     for j, g in enumerate(gs):
                         if g is not None:
                             acc[j] = acc[j] + g
-            total += float(sum(wi * x.item() for wi, x in zip(self.weights, losses, strict=True)))
+            total += self.logged_loss(losses, step.accum)
         assert grads is not None  # grad_accum >= 1
-        return self.step_loss(total, **self.combine(grads, step.params))
+        combined, columns = self.combine(grads)
+        for p, g in zip(step.params, combined, strict=True):
+            p.grad = g.to(p.dtype)
+        return self.step_loss(total, **columns)
 
-    def combine(self, grads: list[list[Any]], params: list[Any]) -> dict[str, Any]:
-        """Write Σ coeff_i g_i into ``p.grad`` from the Gram matrix of the objectives'
-        gradients; return the log's ``g0_norm`` and ``skipped``."""
+    def logged_loss(self, losses: Sequence[Any], accum: int) -> float:
+        """The preference-weighted loss Σ w_i L_i of one micro-batch, over the accumulation."""
+        return float(sum(wi * x.item() for wi, x in zip(self.weights, losses, strict=True))) / accum
+
+    def combine(self, grads: list[list[Any]]) -> tuple[list[Any], dict[str, Any]]:
+        """Σ coeff_i g_i from the Gram matrix of the objectives' gradients, and the log's
+        ``g0_norm`` and ``skipped``."""
         from paretohqd.stages.kit.training.solvers import raco_direction
 
         m = len(grads)
@@ -89,6 +96,7 @@ class RacoObjective(PairwiseObjective):
             gram, self.weights, c=self.options["c"], clip=self.options["clip"]
         )
         coeffs = direction.coeffs
-        for j, p in enumerate(params):
-            p.grad = sum(float(coeffs[i]) * grads[i][j] for i in range(m)).to(p.dtype)
-        return {"g0_norm": float(direction.g0_norm), "skipped": bool(direction.skipped)}
+        combined = [
+            sum(float(coeffs[i]) * grads[i][j] for i in range(m)) for j in range(len(grads[0]))
+        ]
+        return combined, {"g0_norm": float(direction.g0_norm), "skipped": bool(direction.skipped)}

@@ -9,10 +9,10 @@ adapter, so changing k for one grid or adding a preference retrains only what ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paretohqd.errors import DataError
 from paretohqd.executor import Item, read_item_keys
@@ -20,6 +20,9 @@ from paretohqd.stage import StageContext
 from paretohqd.stages.kit.selection import shard_index
 from paretohqd.stages.kit.training.settings import sft_settings
 from paretohqd.stages.kit.training.sft import SFTSettings
+
+if TYPE_CHECKING:
+    from paretohqd.stages.kit.training.fused import Done, FusedJob
 
 
 @dataclass(frozen=True)
@@ -41,29 +44,45 @@ class Shard:
     init_adapter: Path | None
 
 
-def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
-    """The item worker: SFT on preference ``item``'s shard into ``target``."""
+def _job(spec: ShardSpec, item: Item, key: str, target: Path) -> FusedJob:
+    """Preference ``item``'s training: SFT on its shard, into ``target``."""
     import polars as pl
 
     from paretohqd.stages.kit.cards import DATA
-    from paretohqd.stages.kit.training.loop import train_adapter
+    from paretohqd.stages.kit.training.fused import FusedJob
     from paretohqd.stages.kit.training.sft import SftObjective
 
     shard: Shard = item.payload
     frame = pl.read_parquet(spec.shards / item.id / DATA, columns=["prompt", "completion"])
     rows = list(zip(frame["prompt"].to_list(), frame["completion"].to_list(), strict=True))
+    state = {
+        "key": key,
+        "pref_id": item.id,
+        "shard_card": dict(zip(spec.objectives, shard.weights, strict=False)),
+    }
+    return FusedJob(SftObjective(rows), target, item.id, state, shard.init_adapter)
+
+
+def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
+    """The item worker: SFT on preference ``item``'s shard into ``target``."""
+    from paretohqd.stages.kit.training.loop import train_adapter
+
+    job = _job(spec, item, key, target)
     return train_adapter(
         spec.base_model,
-        SftObjective(rows),
+        job.objective,
         spec.settings,
         target,
-        init_adapter=shard.init_adapter,
-        extra_state={
-            "key": key,
-            "pref_id": item.id,
-            "shard_card": dict(zip(spec.objectives, shard.weights, strict=False)),
-        },
+        init_adapter=job.init_adapter,
+        extra_state=job.extra_state,
     )
+
+
+def train_shards(spec: ShardSpec, units: Sequence[tuple[Item, str, Path]], done: Done) -> None:
+    """The group worker: every stale preference's adapter in one fused pass."""
+    from paretohqd.stages.kit.training.fused import train_fused
+
+    train_fused(spec.base_model, [_job(spec, *unit) for unit in units], spec.settings, done)
 
 
 def run_sft(
@@ -99,5 +118,12 @@ def run_sft(
         }
         items.append(Item(pref, definition, Shard(list(index[pref]["weights"]), init_dir)))
     spec = ShardSpec(base, settings, ctx.path(shards), ctx.config.pareto_objectives)
-    run = ctx.map_items(train_shard, spec, items, ctx.path(output), unit="adapter")
-    return {"trained": run.made, "kept": run.kept, "metrics": run.metrics, "base_model": base}
+    group = train_shards if settings.fused else None
+    run = ctx.map_items(train_shard, spec, items, ctx.path(output), unit="adapter", group=group)
+    return {
+        "trained": run.made,
+        "kept": run.kept,
+        "fused": sum(1 for m in run.metrics.values() if m.get("fused")),
+        "metrics": run.metrics,
+        "base_model": base,
+    }

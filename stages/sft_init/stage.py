@@ -63,8 +63,8 @@ def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     batch = cfg.batch_size or ctx.config.sft.batch_size
     steps = cfg.steps or math.ceil(len(rows) / (batch * ctx.config.sft.grad_accum))
     settings = sft_settings(
-        ctx.config, steps=steps, batch_size=batch, lr=cfg.lr or ctx.config.sft.lr
-    )
+        ctx.config, steps=steps, batch_size=batch, lr=cfg.lr or ctx.config.sft.lr, fused=False
+    )  # one adapter: nothing to fuse
     base = policy_model(ctx.config)
     with atomic_path(ctx.path(output)) as tmp:
         metrics = train_adapter(

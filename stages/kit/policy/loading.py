@@ -57,11 +57,16 @@ def pick_dtype(dtype: str, device: str) -> Any:
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-            dtype
-        ]
+        return {
+            "float32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+            "float64": torch.float64,  # exactness checks (fused vs sequential training)
+        }[dtype]
     except KeyError:
-        raise ModelError(f"dtype = {dtype!r}: use auto, float32, bfloat16 or float16") from None
+        raise ModelError(
+            f"dtype = {dtype!r}: use auto, float32, bfloat16, float16 or float64"
+        ) from None
 
 
 def load_tokenizer(model: str, *, padding_side: str = "left") -> Any:

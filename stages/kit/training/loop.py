@@ -203,6 +203,44 @@ class Objective(ABC):
         """Write method-specific files beside the adapter (PAMA's value heads); none here."""
         return None
 
+    # Fused training (:mod:`~paretohqd.stages.kit.training.fused`): an objective that sets
+    # ``fusable`` computes its losses from row log-probs the fused trainer supplies, so the
+    # adapters of a stage share one forward and backward per micro-batch.
+
+    #: Whether the fused trainer can train this objective beside others of its kind.
+    fusable: bool = False
+    #: Whether :meth:`fused_losses` needs the frozen reference's row log-probs.
+    fused_reference: bool = False
+
+    def begin_step(self) -> None:
+        """Reset what the objective accumulates over one step's micro-batches (its log)."""
+        return None
+
+    def fused_rows(self, take: list[int]) -> list[Any]:
+        """The encoded rows (:class:`~paretohqd.stages.kit.training.sft.Encoded`) of
+        micro-batch ``take``, in the order :meth:`fused_losses` reads them."""
+        raise NotImplementedError(f"{self.name} is not fusable")
+
+    def fused_losses(
+        self, take: list[int], logps: Any, counts: Any, reference: Any, accum: int
+    ) -> list[Any]:
+        """The method's losses (one per objective it trains) on micro-batch ``take``, from its
+        rows' summed label log-probs and label counts (and the reference's log-probs)."""
+        raise NotImplementedError(f"{self.name} is not fusable")
+
+    def logged_loss(self, losses: Sequence[Any], accum: int) -> float:
+        """What one micro-batch adds to the step's logged loss."""
+        return float(sum(x.item() for x in losses)) / accum
+
+    def combine(self, grads: list[list[Any]]) -> tuple[list[Any], dict[str, Any]]:
+        """The adapter's gradient from one gradient per loss (over its parameters), and log
+        columns: the single loss's gradient, unless the method combines several (RACO)."""
+        return grads[0], {}
+
+    def fused_step(self, loss: float, tokens: int, columns: dict[str, Any]) -> StepLoss:
+        """The step's :class:`StepLoss` from the fused trainer's totals."""
+        return StepLoss(loss, tokens, columns)
+
 
 def lora_policy(
     base_model: str,
@@ -282,9 +320,52 @@ def train_adapter(
             raise RuntimeError(
                 f"{objective.name}: base weights changed; only the adapter may train"
             )
-    metrics = {
+    metrics, state = adapter_record(
+        base_model,
+        objective,
+        settings,
+        log,
         **counts,
-        "examples": sampler.draws * settings.batch_size,
+        examples=sampler.draws * settings.batch_size,
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        device=device,
+        init_adapter=init_adapter,
+        extra_state=extra_state,
+    )
+    if _DATA_PARALLEL.rank == 0:  # the others hold the same weights
+        save_adapter(
+            out_dir,
+            model,
+            log,
+            state,
+            objective.card(state),
+            extra=lambda tmp: objective.write_files(tmp, log),
+        )
+    return metrics
+
+
+def adapter_record(
+    base_model: str,
+    objective: Objective,
+    settings: SFTSettings,
+    log: Sequence[dict[str, Any]],
+    *,
+    steps: int,
+    tokens: int,
+    examples: int,
+    seconds: float,
+    cpu_seconds: float,
+    device: str,
+    init_adapter: Path | None,
+    extra_state: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An adapter's metrics and its ``train_state.json``, the same for sequential and fused
+    training: the loop's counts and times, the first and last loss, and the objective's own."""
+    metrics = {
+        "steps": steps,
+        "tokens": tokens,
+        "examples": examples,
         "first_loss": log[0]["loss"],
         "last_loss": log[-1]["loss"],
         "seconds": round(seconds, 3),
@@ -301,16 +382,7 @@ def train_adapter(
         **objective.state(),
         **(extra_state or {}),
     }
-    if _DATA_PARALLEL.rank == 0:  # the others hold the same weights
-        save_adapter(
-            out_dir,
-            model,
-            log,
-            state,
-            objective.card(state),
-            extra=lambda tmp: objective.write_files(tmp, log),
-        )
-    return metrics
+    return metrics, state
 
 
 def _train_steps(

@@ -20,7 +20,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from paretohqd.stage import StageContext
 from paretohqd.stages.kit.methods import MethodSpec
 from paretohqd.stages.kit.training.loop import Objective, Step, StepLoss
 from paretohqd.stages.kit.training.sft import IGNORE, SFTSettings
+
+if TYPE_CHECKING:
+    from paretohqd.stages.kit.training.fused import Done
 
 
 @dataclass
@@ -69,8 +72,10 @@ def response_logps(model: Any, batch: dict[str, Any]) -> Any:
     """Summed log-prob of the labelled (response) tokens, per row."""
     import torch
 
+    from paretohqd.stages.kit.training.sft import upcast
+
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1].float()
+    logits = upcast(logits[:, :-1])
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE
     safe = torch.where(mask, labels, torch.zeros_like(labels))
@@ -122,8 +127,7 @@ class PairwiseObjective(Objective):
         from paretohqd.stages.kit.training.losses import dpo_delta
         from paretohqd.stages.kit.training.sft import collate
 
-        self.per_objective: np.ndarray | None = None
-        self.tokens = 0
+        self.begin_step()
         for take in step.micro_batches():
             ba = collate([self.enc_a[i] for i in take], self.pad_id, self.device)
             bb = collate([self.enc_b[i] for i in take], self.pad_id, self.device)
@@ -131,16 +135,46 @@ class PairwiseObjective(Objective):
             pol_a, pol_b = response_logps(self.model, ba), response_logps(self.model, bb)
             with torch.no_grad(), self.model.disable_adapter():
                 ref_a, ref_b = response_logps(self.model, ba), response_logps(self.model, bb)
-            inputs = StepInputs(
-                dpo_delta(pol_a, pol_b, ref_a, ref_b),
-                self.signs[take].to(self.device),
-                self.margins[take].to(self.device),
-            )
-            losses = self.losses(inputs)
-            if self.per_objective is None:
-                self.per_objective = np.zeros(len(losses))
-            self.per_objective += np.array([float(x.item()) for x in losses]) / step.accum
-            yield losses
+            yield self._losses(take, dpo_delta(pol_a, pol_b, ref_a, ref_b), step.accum)
+
+    def begin_step(self) -> None:
+        """No objective's loss and no token counted yet this step."""
+        self.per_objective: np.ndarray | None = None
+        self.tokens = 0
+
+    def _losses(self, take: list[int], delta: Any, accum: int) -> list[Any]:
+        """The method's losses on micro-batch ``take`` from its log-ratio difference; each
+        objective's loss (averaged over the accumulation) is kept for the log."""
+        inputs = StepInputs(
+            delta, self.signs[take].to(self.device), self.margins[take].to(self.device)
+        )
+        losses = self.losses(inputs)
+        if self.per_objective is None:
+            self.per_objective = np.zeros(len(losses))
+        self.per_objective += np.array([float(x.item()) for x in losses]) / accum
+        return losses
+
+    fusable = True
+    fused_reference = True
+
+    def fused_rows(self, take: list[int]) -> list[Any]:
+        """Both responses of the micro-batch's pairs: every a, then every b."""
+        return [self.enc_a[i] for i in take] + [self.enc_b[i] for i in take]
+
+    def fused_losses(
+        self, take: list[int], logps: Any, counts: Any, reference: Any, accum: int
+    ) -> list[Any]:
+        """The method's losses from the policy's and the reference's response log-probs."""
+        from paretohqd.stages.kit.training.losses import dpo_delta
+
+        n = len(take)
+        delta = dpo_delta(logps[:n], logps[n:], reference[:n], reference[n:])
+        return self._losses(take, delta, accum)
+
+    def fused_step(self, loss: float, tokens: int, columns: dict[str, Any]) -> StepLoss:
+        """The step's loss with each objective's (see :meth:`step_loss`)."""
+        self.tokens = tokens
+        return self.step_loss(loss, **columns)
 
     def step_loss(self, total: float, **columns: Any) -> StepLoss:
         """The step's loss with each objective's loss (``loss_<i>``) and ``columns`` logged."""
@@ -229,11 +263,28 @@ class PreferencePairs:
     keep: np.ndarray
 
 
+def _objective(spec: PairwiseSpec, item: Item) -> PairwiseObjective:
+    """Preference ``item``'s objective on the pairs it keeps."""
+    pref: PreferencePairs = item.payload
+    return spec.objective(spec.rows.subset(pref.keep), pref.weights, spec.method)
+
+
 def train_preference(spec: PairwiseSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
     """The item worker: train preference ``item`` of a pairwise method into ``target``."""
-    pref: PreferencePairs = item.payload
-    objective = spec.objective(spec.rows.subset(pref.keep), pref.weights, spec.method)
-    return spec.train(objective, item, key, target)
+    return spec.train(_objective(spec, item), item, key, target)
+
+
+def train_preferences(
+    spec: PairwiseSpec, units: Sequence[tuple[Item, str, Path]], done: Done
+) -> None:
+    """The group worker: every stale preference's adapter in one fused pass."""
+    from paretohqd.stages.kit.training.fused import FusedJob, train_fused
+
+    jobs = [
+        FusedJob(_objective(spec, item), target, item.id, spec.extra_state(item, key))
+        for item, key, target in units
+    ]
+    train_fused(spec.start_model, jobs, spec.settings, done)
 
 
 def run_pairwise_method(
@@ -257,6 +308,7 @@ def run_pairwise_method(
         steps=cfg.steps,
         batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum,
+        fused=cfg.fused,
         **method_shape(ctx.config, method),
     )
     items = []
@@ -278,10 +330,14 @@ def run_pairwise_method(
         items.append(Item(pref.pref_id, definition, PreferencePairs(list(pref.weights), kept)))
     start = start_model(ctx.config, cfg.init)
     spec = PairwiseSpec(start, settings, objectives, cfg.init, rows, cfg, objective)
-    run = ctx.map_items(train_preference, spec, items, ctx.path(output), unit="adapter")
+    group = train_preferences if settings.fused else None
+    run = ctx.map_items(
+        train_preference, spec, items, ctx.path(output), unit="adapter", group=group
+    )
     return {
         "trained": run.made,
         "kept": run.kept,
+        "fused": sum(1 for m in run.metrics.values() if m.get("fused")),
         "metrics": run.metrics,
         "pairs": frame.height,
         "start": cfg.init,

@@ -43,6 +43,8 @@ class SFTSettings:
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
+    #: Train the stage's adapters together (:mod:`~paretohqd.stages.kit.training.fused`).
+    fused: bool = True
 
 
 @dataclass
@@ -101,12 +103,21 @@ def collate(rows: Sequence[Encoded], pad_id: int, device: str) -> dict[str, Any]
     }
 
 
+def upcast(logits: Any) -> Any:
+    """Logits for the loss: half precision goes to float32 (its log-softmax would lose the
+    small probabilities); float32 and float64 stay as they are (the equality tests run in
+    float64)."""
+    import torch
+
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def completion_nll(model: Any, batch: dict[str, Any]) -> Any:
     """Mean NLL over completion tokens (labels != -100), shifted for next-token prediction."""
     import torch.nn.functional as F
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1].float()
+    logits = upcast(logits[:, :-1])
     target = batch["labels"][:, 1:]
     return F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE
@@ -145,6 +156,18 @@ class SftObjective(Objective):
             loss.backward()
             total += loss.item()
         return StepLoss(total, tokens)
+
+    fusable = True
+
+    def fused_rows(self, take: list[int]) -> list[Encoded]:
+        """The micro-batch's rows."""
+        return [self.encoded[i] for i in take]
+
+    def fused_losses(
+        self, take: list[int], logps: Any, counts: Any, reference: Any, accum: int
+    ) -> list[Any]:
+        """The mean NLL over the micro-batch's completion tokens (:func:`completion_nll`)."""
+        return [-logps.sum() / counts.sum()]
 
     def metrics(self, log: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Rows, rows whose prompt was cut, and the mean loss of the last ten steps."""

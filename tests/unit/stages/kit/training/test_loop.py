@@ -12,16 +12,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
+from trainkit import PAIRS
 
 from paretohqd.errors import DataError
 from paretohqd.stages.kit.scoring.scorers import build_scorer
 from paretohqd.stages.kit.training.loop import Objective, Sampler, train_adapter
-from paretohqd.stages.kit.training.pairwise import PairRows
 from paretohqd.stages.kit.training.sft import SftObjective, SFTSettings
 from paretohqd.stages.modpo.objective import ModpoObjective
 from paretohqd.stages.pama.config import PamaConfig
@@ -35,15 +34,6 @@ SFT_ROWS = [
     ("\n\nHuman: Where is the ball?\n\nAssistant:", " The ball is in the park."),
     ("\n\nHuman: Where is Tom?\n\nAssistant:", " Tom is at home."),
 ]
-PAIRS = PairRows(
-    prompts=["\n\nHuman: How do I bake bread?\n\nAssistant:"] * 3
-    + ["\n\nHuman: Tell me a story.\n\nAssistant:"] * 3,
-    a=[" Mix flour, water and yeast, then bake it.", " Once upon a time a cat was happy.", " Yes."]
-    * 2,
-    b=[" No.", " Go away.", " Maybe later, friend."] * 2,
-    signs=np.array([[1.0, 1.0], [1.0, -1.0], [0.0, -1.0]] * 2, dtype=np.float32),
-    margins=np.array([[0.5, 0.2], [0.3, -0.4], [0.0, -0.1]] * 2),
-)
 PROMPTS = ["Once upon a time", "The dog", "Lily went to the park", "Tom had a ball"]
 #: Warm-up over 2 steps, 2 micro-batches accumulated, weight decay on (SFT); one thread.
 SFT = SFTSettings(
@@ -66,7 +56,9 @@ GOLDEN = {
     "sft": ([4.304515, 4.054608, 3.310621, 2.325637], 812.526590244539),
     "sft_continued": ([1.657426, 1.70131, 1.849209, 1.144645], 861.0345085606677),
     "modpo": ([0.70581, 0.195087, 0.021756, 0.014782], 840.563456461241),
-    "raco": ([1.386294, 0.969244, 0.634734, 0.802059], 790.1530147836456),
+    # the logged loss is a mean over the accumulated micro-batches (it was their sum before
+    # fused training shared the logging with the other methods; the weights did not move)
+    "raco": ([0.693147, 0.484622, 0.317367, 0.40103], 790.1530147836456),
     "pama": ([-1.220047, -1.140035], 638.8268224050171),
 }
 
