@@ -107,6 +107,11 @@ test-vllm *ARGS: vllm-venv
 test-ray-vllm *ARGS: vllm-venv
     VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}" .venv-vllm/bin/python -m pytest -m "vllm and ray" tests/ray {{ARGS}}
 
+# scripts/gpu-check.sh also runs alone, on an offline GPU machine's own Python (see its header).
+# the GPU checks (tests/gpu, ~minutes on one GPU; exits 2 without CUDA), figures in runs/gpu-check/
+test-gpu *ARGS: setup
+    PYTHON={{bin}}/python bash scripts/gpu-check.sh {{ARGS}}
+
 # ruff (lint + format check), mypy --strict on the engine, mypy on the stages
 lint: setup
     {{bin}}/ruff check .

@@ -464,19 +464,24 @@ def base_checksum(model: Any) -> float:
 
 
 def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
-    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter."""
+    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter.
+
+    Built with pyarrow, not polars (the same bytes): the loop then needs no polars, so it runs
+    on a GPU image that has torch, peft and pyarrow but not the pipeline's table stack.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import polars as pl
+    import pyarrow as pa
 
     from paretohqd.atomic import write_parquet
 
-    frame = pl.DataFrame(list(log), schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64})
-    write_parquet(directory / "training_log.parquet", frame)
+    schema = pa.schema([("step", pa.int32()), ("loss", pa.float64()), ("lr", pa.float64())])
+    table = pa.Table.from_pylist([dict(e) for e in log], schema=schema)
+    write_parquet(directory / "training_log.parquet", table)
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(frame["step"], frame["loss"], lw=1)
+    ax.plot([e["step"] for e in log], [e["loss"] for e in log], lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("completion NLL")
     ax.set_title(directory.name.split(".")[0] or "loss")
