@@ -125,6 +125,7 @@ bench: setup
     {{bin}}/python benchmarks/bench_pareto_engine.py --quick
     {{bin}}/python benchmarks/bench_select.py
     {{bin}}/python benchmarks/bench_score.py
+    {{bin}}/python benchmarks/bench_train.py --quick
 
 # remove runs, caches and the virtual environment
 clean:
