@@ -14,7 +14,7 @@ stage does), for three columns, each in a **fresh process** so imports and cache
 - ``trl``: ``trl.SFTTrainer`` with a LoRA ``peft_config`` of the same shape, the rows as
   prompt/completion (completion-only loss), float32 on the CPU, no clipping, the same warm-up,
   full batches only, no logging, no eval; it saves each adapter (the product), nothing else;
-- ``fused``: :func:`run_fused`, n/a until ``paretohqd.stages.kit.training.fused`` exists.
+- ``fused``: :func:`run_fused`, every adapter in one fused pass (``train_fused``).
 
 Every column runs on the demo's ``run.train_threads`` torch threads (2). It prints seconds (the
 whole process: interpreter, imports, per-adapter load, encode, train, save), the optimiser
@@ -280,21 +280,10 @@ def trl_rows(data: Any, max_length: int) -> tuple[int, int]:
 
 
 def run_fused(spec: Spec) -> Result | None:
-    """All adapters in one fused trainer: n/a (None) until the kit has one.
-
-    The main line is writing ``paretohqd.stages.kit.training.fused``; this calls its
-    ``train_fused(base_model, jobs, settings, done)`` (one ``FusedJob`` per adapter: an
-    ``SftObjective`` and a directory; ``done(label, metrics)`` per saved adapter; it returns
-    why the group was not fused, or None) as that draft has it. Adjust the call here if the
-    signature changes before it lands.
-    """
-    if importlib.util.find_spec("paretohqd.stages.kit.training.fused") is None:
-        return None
+    """All adapters in one fused pass, as the sft stage's group worker trains them."""
     from paretohqd.stages.kit.training import fused
     from paretohqd.stages.kit.training.sft import SftObjective
 
-    if not hasattr(fused, "train_fused"):
-        return None
     jobs = [
         fused.FusedJob(
             SftObjective(list(zip(*read_rows(spec, p), strict=True))), Path(spec.out) / p, p
@@ -425,7 +414,7 @@ def main() -> None:
     for column in args.columns:
         r = results[column]
         if r is None:
-            why = "trl is not installed" if column == "trl" else "no fused trainer in the kit yet"
+            why = "trl is not installed" if column == "trl" else "not run"
             print(f"{column:11} {'n/a':>5}  ({why})")
             continue
         print(

@@ -14,8 +14,8 @@ Environment:
 - ``PARETOHQD_GPU_DRY_RUN=1``: run the checks on the CPU, to test this folder's own code on a
   machine without a GPU. Its figures mean nothing.
 
-The fused multi-adapter training and mixed-adapter generation checks go here too, as
-``test_fused_training.py`` and ``test_mixed_generation.py`` (not written yet); they take the
+Fused multi-adapter training is checked in ``test_fused_training.py``; the mixed-adapter
+generation check goes here as ``test_mixed_generation.py`` when that lands, with the
 ``device``, ``policy``, ``hh_pairs`` and ``figures`` fixtures below.
 """
 
