@@ -311,6 +311,7 @@ def _train_stacked(
     )
     logs: list[list[dict[str, Any]]] = [[] for _ in jobs]
     trained = [0] * len(jobs)
+    cache: dict[tuple[int, ...], float] = {}  # the reference's log-prob of each distinct row
     t0, c0 = time.perf_counter(), time.process_time()
     for index in range(objectives[0].steps(settings)):
         opt.zero_grad(set_to_none=True)
@@ -321,7 +322,9 @@ def _train_stacked(
         grads: list[list[torch.Tensor]] = []
         for _ in range(settings.grad_accum):
             takes = [s.take() for s in samplers]
-            losses = _micro_batch(model, layers, tok, device, objectives, takes, settings, tokens)
+            losses = _micro_batch(
+                model, layers, tok, device, objectives, takes, settings, tokens, cache
+            )
             for p, (obj, mine) in enumerate(zip(objectives, losses, strict=True)):
                 totals[p] += obj.logged_loss(mine, settings.grad_accum)
             _accumulate(grads, losses, params, settings.grad_accum)
@@ -384,10 +387,11 @@ def _micro_batch(
     takes: Sequence[list[int]],
     settings: SFTSettings,
     tokens: list[int],
+    cache: dict[tuple[int, ...], float],
 ) -> list[list[torch.Tensor]]:
     """One fused micro-batch: every adapter's rows side by side through one forward (and the
-    reference's, adapters off, when the method needs it); each adapter's losses from its own
-    rows. Adds each adapter's forwarded tokens to ``tokens``."""
+    reference's log-probs, adapters off, when the method needs them); each adapter's losses
+    from its own rows. Adds each adapter's forwarded tokens to ``tokens``."""
     rows: list[Any] = []
     owner: list[int] = []
     spans = []
@@ -402,8 +406,7 @@ def _micro_batch(
     logps, counts = row_logps(model, batch)
     reference = None
     if objectives[0].fused_reference:
-        with torch.no_grad(), layers.router.reference():
-            reference, _ = row_logps(model, batch)
+        reference = _reference(model, layers, tok, device, rows, cache, logps.dtype)
     return [
         obj.fused_losses(
             take,
@@ -433,3 +436,30 @@ def _accumulate(
             grads.append(g)
         else:
             grads[i] = [acc + x for acc, x in zip(grads[i], g, strict=True)]
+
+
+def _reference(
+    model: Any,
+    layers: Stack,
+    tok: Any,
+    device: str,
+    rows: Sequence[Any],
+    cache: dict[tuple[int, ...], float],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """The frozen reference's summed label log-prob of every row. The reference never changes,
+    and the preferences of a pairwise method draw from one pool of pairs, so each distinct row
+    is forwarded once per stage (``cache``, keyed by its tokens and where its labels start):
+    a quarter of a pairwise step's compute (policy forward, backward, reference forward) runs
+    once instead of on every draw of every adapter. A cached value was computed in another
+    batch, so it can differ from the sequential loop's in the last float bits."""
+    keys = [(*r.ids, -1, r.labels.count(IGNORE)) for r in rows]
+    missing = list(dict.fromkeys(k for k in keys if k not in cache))
+    if missing:
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        batch = collate([rows[first[k]] for k in missing], tok.pad_token_id, device)
+        layers.router.rows = None
+        with torch.no_grad(), layers.router.reference():
+            logps, _ = row_logps(model, batch)
+        cache.update(zip(missing, logps.tolist(), strict=True))
+    return torch.tensor([cache[k] for k in keys], dtype=dtype, device=device)
