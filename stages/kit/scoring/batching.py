@@ -63,6 +63,17 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]
         yield order[start : start + batch_size]
 
 
+def equal_length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of rows that all have one length (so nothing is padded), at most
+    ``batch_size`` rows each, longest first; rows of one length keep their input order."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+    for group in np.split(order, bounds):
+        for start in range(0, group.size, batch_size):
+            yield group[start : start + batch_size]
+
+
 def pad_batch(tokenizer: Any, encodings: dict[str, list[list[int]]], rows: np.ndarray) -> Any:
     """Pad the given rows of ``encodings`` into a dict of tensors."""
     feats = {k: [v[i] for i in rows] for k, v in encodings.items()}

@@ -189,15 +189,86 @@ def test_head_errors(trained, encoder, tmp_path: Path) -> None:
         build_scorer("embedding-head", name="h", model="x", options={"batchsize": 2})
 
 
+STORY = (
+    "the cat sat on a mat while it rained and we read old books by the fire until our tea "
+    "went cold so she made more of it for all of us and then we walked down to the sea"
+)
+
+
+def texts_of_many_lengths() -> list[str]:
+    """The empty text, one-word texts (3 tokens with [CLS] and [SEP]) and texts up to ~40
+    tokens, three of most lengths, and one past max_length: the short ones are where a BLAS's
+    small-matrix path would change a row's bits."""
+    words = STORY.split()
+    out = [""]
+    for n in range(1, 38):
+        out += [" ".join(words[k : k + n]) for k in range(3 if n < 12 or n % 5 == 0 else 1)]
+    return [*dict.fromkeys(out), "word " * 400]
+
+
 def test_cpu_embeddings_depend_on_the_text_alone(minilm_dir: Path) -> None:
-    """On a CPU each text is encoded alone, so its embedding is the same bits whatever it is
-    encoded with, and a cache shared across units of work and stages changes no number."""
+    """On a CPU an embedding is the same bits whatever texts share its batch, whatever the
+    batch size, at one thread or two: texts are batched by exact token length and every pass
+    multiplies at least MIN_ROWS token rows (MKL computes rows alike from 12 rows on, not
+    below), so a cache shared across units of work and stages changes no number."""
+    import torch
+
+    from paretohqd.stages.kit.scoring.batching import tokenize_counting
+
     encoder = load_encoder(minilm_dir, device="cpu")
-    assert encoder.batch_invariant
-    texts = ["a cat sat", "on the mat", "a much longer sentence that pads a batch differently"]
-    together, _ = encoder.forward(texts)
-    apart = np.concatenate([encoder.forward([t])[0] for t in reversed(texts)])[::-1]
-    assert np.array_equal(together, apart)
+    assert encoder.batch_invariant and encoder.equal_length_batches
+    texts = texts_of_many_lengths()
+    enc, _ = tokenize_counting(encoder.tokenizer, texts, max_length=256, truncation_side="right")
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    assert min(lengths) == 2 and 3 in lengths and max(lengths) == 256  # the short paths
+    rng = np.random.default_rng(0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = np.concatenate([encoder.forward([t])[0] for t in texts])
+        for threads, batch_size in [(1, 64), (1, 2), (2, 64), (2, 3)]:
+            torch.set_num_threads(threads)
+            got = np.empty_like(alone)
+            for part in np.array_split(rng.permutation(len(texts)), 3):
+                got[part] = encoder.forward([texts[i] for i in part], batch_size=batch_size)[0]
+            same = (got.view(np.uint32) == alone.view(np.uint32)).all(axis=1)
+            assert same.all(), (
+                threads,
+                batch_size,
+                sorted({lengths[i] for i in np.flatnonzero(~same)}),
+            )
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_rows_check_fails_on_row_count_dependence_and_texts_go_alone(
+    minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A linear layer whose rows depend on the row count fails the check; an encoder whose
+    layers fail it encodes one text a pass, into a cache of its own."""
+    import torch
+
+    from paretohqd.stages.kit.scoring import embedding
+
+    class RowCountLinear(torch.nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * (1 + 1e-3 * (x.shape[0] < 40))
+
+    assert embedding.linear_rows_independent(torch.nn.Sequential(torch.nn.Linear(384, 384)))
+    assert not embedding.linear_rows_independent(torch.nn.Sequential(RowCountLinear(8, 4)))
+
+    shared = load_encoder(minilm_dir, device="cpu")
+    monkeypatch.setattr(embedding, "linear_rows_independent", lambda model: False)
+    alone = SentenceEncoder(minilm_dir, device="cpu")
+    assert alone.batch_invariant and not alone.equal_length_batches
+    assert alone.cache is not shared.cache
+    passes: list[int] = []
+    forward_batch = alone.forward_batch
+    monkeypatch.setattr(alone, "forward_batch", lambda b: passes.append(1) or forward_batch(b))
+    texts = ["a cat sat", "on a mat", "a cat sat on a mat", ""]
+    got, _ = alone.forward(texts)
+    assert len(passes) == len(texts)
+    np.testing.assert_allclose(got, shared.forward(texts)[0], atol=1e-6)
 
 
 def test_batched_embeddings_are_cached_within_one_unit_of_work_only(minilm_dir: Path) -> None:
