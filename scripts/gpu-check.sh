@@ -13,7 +13,7 @@
 # the end, and written to gpu-figures.json beside gpu-check.log in $PARETOHQD_GPU_REPORT_DIR,
 # else $OUT (the device tool brings that folder back), else runs/gpu-check/.
 #
-# Constraints found for the device machine (/work/.library/device/README.md and KINDS.md, read
+# Constraints found for the device machine (the tool library's device README and KINDS.md, read
 # 2026-11; no GPU was lent to the session that wrote this, so it has not run there yet):
 # - It starts bare and reaches no network: no pip index, no model hub. Everything comes from the
 #   repo copy (the stories260K checkpoint in data/ is converted on the spot) and carried files.

@@ -52,6 +52,7 @@ from torch import nn
 
 from paretohqd.errors import DataError
 from paretohqd.stages.kit.training.loop import (
+    FusableObjective,
     Objective,
     Sampler,
     adapter_record,
@@ -161,7 +162,7 @@ def _peft_layers(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
 
 def why_not_fused(model: nn.Module, jobs: Sequence[FusedJob]) -> str | None:
     """Why this group cannot be fused exactly (None when it can)."""
-    if not all(job.objective.fusable for job in jobs):
+    if not all(isinstance(job.objective, FusableObjective) for job in jobs):
         return f"{jobs[0].objective.name} is trained one adapter at a time"
     if len({type(job.objective) for job in jobs}) > 1:
         return "the adapters' objectives differ"
@@ -295,7 +296,8 @@ def _train_stacked(
     """The fused optimiser loop and the saving of every adapter."""
     import math
 
-    objectives = [job.objective for job in jobs]
+    objectives = [job.objective for job in jobs if isinstance(job.objective, FusableObjective)]
+    assert len(objectives) == len(jobs)  # why_not_fused let the group through
     samplers = [
         Sampler(obj.prepare(tok, model, device, settings), settings.batch_size, settings.seed)
         for obj in objectives
@@ -383,7 +385,7 @@ def _micro_batch(
     layers: Stack,
     tok: Any,
     device: str,
-    objectives: Sequence[Objective],
+    objectives: Sequence[FusableObjective],
     takes: Sequence[list[int]],
     settings: SFTSettings,
     tokens: list[int],

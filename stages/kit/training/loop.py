@@ -203,12 +203,13 @@ class Objective(ABC):
         """Write method-specific files beside the adapter (PAMA's value heads); none here."""
         return None
 
-    # Fused training (:mod:`~paretohqd.stages.kit.training.fused`): an objective that sets
-    # ``fusable`` computes its losses from row log-probs the fused trainer supplies, so the
-    # adapters of a stage share one forward and backward per micro-batch.
 
-    #: Whether the fused trainer can train this objective beside others of its kind.
-    fusable: bool = False
+class FusableObjective(Objective):
+    """An objective the fused trainer (:mod:`~paretohqd.stages.kit.training.fused`) can train
+    beside others of its kind: it computes its losses from row log-probs the trainer supplies,
+    so the adapters of a stage share one forward and backward per micro-batch (SFT, the
+    pairwise methods)."""
+
     #: Whether :meth:`fused_losses` needs the frozen reference's row log-probs.
     fused_reference: bool = False
 
@@ -216,17 +217,17 @@ class Objective(ABC):
         """Reset what the objective accumulates over one step's micro-batches (its log)."""
         return None
 
+    @abstractmethod
     def fused_rows(self, take: list[int]) -> list[Any]:
         """The encoded rows (:class:`~paretohqd.stages.kit.training.sft.Encoded`) of
         micro-batch ``take``, in the order :meth:`fused_losses` reads them."""
-        raise NotImplementedError(f"{self.name} is not fusable")
 
+    @abstractmethod
     def fused_losses(
         self, take: list[int], logps: Any, counts: Any, reference: Any, accum: int
     ) -> list[Any]:
         """The method's losses (one per objective it trains) on micro-batch ``take``, from its
         rows' summed label log-probs and label counts (and the reference's log-probs)."""
-        raise NotImplementedError(f"{self.name} is not fusable")
 
     def logged_loss(self, losses: Sequence[Any], accum: int) -> float:
         """What one micro-batch adds to the step's logged loss."""

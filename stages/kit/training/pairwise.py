@@ -28,7 +28,7 @@ from paretohqd.errors import DataError
 from paretohqd.executor import Item
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.methods import MethodSpec
-from paretohqd.stages.kit.training.loop import Objective, Step, StepLoss
+from paretohqd.stages.kit.training.loop import FusableObjective, Step, StepLoss
 from paretohqd.stages.kit.training.sft import IGNORE, SFTSettings
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def response_logps(model: Any, batch: dict[str, Any]) -> Any:
     return (lp * mask).sum(-1)
 
 
-class PairwiseObjective(Objective):
+class PairwiseObjective(FusableObjective):
     """A pairwise method for one preference ``weights``: per-objective losses over
     :class:`StepInputs`, and how they become gradients (:meth:`Objective.gradients`, built on
     :meth:`micro_losses`)."""
@@ -154,7 +154,6 @@ class PairwiseObjective(Objective):
         self.per_objective += np.array([float(x.item()) for x in losses]) / accum
         return losses
 
-    fusable = True
     fused_reference = True
 
     def fused_rows(self, take: list[int]) -> list[Any]:

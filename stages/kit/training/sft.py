@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from paretohqd.errors import DataError
-from paretohqd.stages.kit.training.loop import Objective, Step, StepLoss
+from paretohqd.stages.kit.training.loop import FusableObjective, Step, StepLoss
 
 IGNORE = -100
 
@@ -124,7 +124,7 @@ def completion_nll(model: Any, batch: dict[str, Any]) -> Any:
     )
 
 
-class SftObjective(Objective):
+class SftObjective(FusableObjective):
     """Completion NLL on prompt/completion rows (round one, the linear arm, round two, and the
     shared start of the baselines)."""
 
@@ -156,8 +156,6 @@ class SftObjective(Objective):
             loss.backward()
             total += loss.item()
         return StepLoss(total, tokens)
-
-    fusable = True
 
     def fused_rows(self, take: list[int]) -> list[Encoded]:
         """The micro-batch's rows."""
