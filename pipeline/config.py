@@ -88,6 +88,13 @@ class RunConfig(Section):
         ge=1,
         description="torch CPU threads while SFT and pairwise methods train (None: run.threads)",
     )
+    encode_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU sentence-encoder batches run side by side, one torch thread each, in "
+        "reward_heads and score (None: one at a time on run.threads); the same bits at any "
+        "count (a Ray worker holds run.threads CPUs all the same)",
+    )
 
 
 SourceKind = Literal["hh-rlhf", "table", "oasst", "pandalm", "hf-datasets"]

@@ -25,12 +25,13 @@ from paretohqd.stage import StageContext
 
 @dataclass(frozen=True)
 class HeadsSpec:
-    """What every head worker shares, picklable: the run seed and name, and where the run's
-    file hashes are cached (so the encoder's hash is not recomputed)."""
+    """What every head worker shares, picklable: the run seed and name, where the run's file
+    hashes are cached (so the encoder's hash is not recomputed), and ``run.encode_threads``."""
 
     seed: int
     run_name: str
     hashes: Path | None
+    encode_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,19 @@ class HeadData:
 def train_head(spec: HeadsSpec, item: Item, key: str, target: Path) -> dict[str, Any]:
     """Item worker: fit head ``item.id`` on its pairs and save it into ``target`` atomically
     (the encoder is loaded once per process and shared by the heads on it)."""
-    from paretohqd.stages.kit.scoring.embedding import load_encoder, save_head, train_bt_head
+    from paretohqd.stages.kit.scoring.embedding import (
+        encode_threads,
+        load_encoder,
+        save_head,
+        train_bt_head,
+    )
 
     data: HeadData = item.payload
     encoder = load_encoder(data.encoder)
-    head, result = train_bt_head(
-        list(data.pairs), encoder=encoder, seed=spec.seed, **dict(data.options)
-    )
+    with encode_threads(spec.encode_threads):
+        head, result = train_bt_head(
+            list(data.pairs), encoder=encoder, seed=spec.seed, **dict(data.options)
+        )
     save_head(
         target,
         head,
@@ -114,7 +121,10 @@ def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
         con.close()
     root = ctx.path("reward_heads")
     spec = HeadsSpec(
-        seed=ctx.config.run.seed, run_name=ctx.config.run.name, hashes=ctx.hasher.cache_file
+        seed=ctx.config.run.seed,
+        run_name=ctx.config.run.name,
+        hashes=ctx.hasher.cache_file,
+        encode_threads=ctx.config.run.encode_threads,
     )
     run = ctx.map_items(train_head, spec, items, root, unit="head")
     metrics: dict[str, Any] = {}

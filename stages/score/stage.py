@@ -47,8 +47,11 @@ class ScoreSpec:
 
 def score_samples_part(spec: ScoreSpec, index: int) -> pa.Table:
     """Part ``index``: rows ``[index * part_size, (index + 1) * part_size)`` of the samples,
-    scored by every objective (the samples table is read once per process)."""
+    scored by every objective (the samples table is read once per process; sentence encoders
+    on ``run.encode_threads``)."""
     import polars as pl
+
+    from paretohqd.stages.kit.scoring.embedding import encode_threads
 
     rows = worker_state(
         "score.samples",
@@ -56,7 +59,8 @@ def score_samples_part(spec: ScoreSpec, index: int) -> pa.Table:
         lambda: pl.read_parquet(spec.samples),
     )
     scorers, cache = worker_scorers(spec.scoring)
-    return score_part(rows.slice(index * spec.part_size, spec.part_size), scorers, cache)
+    with encode_threads(spec.scoring.config.run.encode_threads):
+        return score_part(rows.slice(index * spec.part_size, spec.part_size), scorers, cache)
 
 
 def run_score(ctx: StageContext, *, samples: str, output: str) -> Mapping[str, Any]:

@@ -36,6 +36,32 @@ def test_head_trains_on_train_pairs_and_scores(tiny_config: Path) -> None:
     assert Manifest(config.run_dir).stages["score"]["outputs"]["scores"]["rows"] > 0
 
 
+def test_encode_threads_reach_the_encoder_and_change_no_byte(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run.encode_threads`` runs the encoder's batches side by side in reward_heads and score,
+    and the head and the scores are the bytes of a run without it."""
+    from paretohqd.stages.kit.scoring import embedding
+
+    used: list[int | None] = []
+    side_by_side = embedding._side_by_side
+    monkeypatch.setattr(embedding, "_side_by_side", lambda n: used.append(n) or side_by_side(n))
+    tiny_config.write_text(tiny_config.read_text() + HEAD.format(extra=""))
+    out = {}
+    for threads in (None, 2):
+        embedding._EMBEDDINGS.clear()  # encode everything again, not from the first run
+        sets = [f"run.name=threads-{threads}"] + ([f"run.encode_threads={threads}"] * bool(threads))
+        config = load_config(tiny_config, sets)
+        Runner(config).run(until="score")
+        out[threads] = (
+            (config.run_dir / "reward_heads/harmless/head.safetensors").read_bytes(),
+            (config.run_dir / "scores.parquet").read_bytes(),
+        )
+        assert set(used) == {threads}, used  # both stages (score encodes held-out rows)
+        used.clear()
+    assert out[None] == out[2]
+
+
 def test_unknown_training_option_is_a_one_line_error(tiny_config: Path) -> None:
     tiny_config.write_text(tiny_config.read_text() + HEAD.format(extra=", epoch = 3"))
     with pytest.raises(ConfigError, match=r"unknown option 'epoch' \(accepted: .*epochs"):

@@ -208,12 +208,14 @@ def texts_of_many_lengths() -> list[str]:
 
 def test_cpu_embeddings_depend_on_the_text_alone(minilm_dir: Path) -> None:
     """On a CPU an embedding is the same bits whatever texts share its batch, whatever the
-    batch size, at one thread or two: texts are batched by exact token length and every pass
-    multiplies at least MIN_ROWS token rows (MKL computes rows alike from 12 rows on, not
-    below), so a cache shared across units of work and stages changes no number."""
+    batch size, on one torch thread or two, one batch at a time or two side by side: texts are
+    batched by exact token length and every pass multiplies at least MIN_ROWS token rows (MKL
+    computes rows alike from 12 rows on, not below), so a cache shared across units of work
+    and stages changes no number."""
     import torch
 
     from paretohqd.stages.kit.scoring.batching import tokenize_counting
+    from paretohqd.stages.kit.scoring.embedding import encode_threads
 
     encoder = load_encoder(minilm_dir, device="cpu")
     assert encoder.batch_invariant and encoder.equal_length_batches
@@ -226,16 +228,26 @@ def test_cpu_embeddings_depend_on_the_text_alone(minilm_dir: Path) -> None:
     try:
         torch.set_num_threads(1)
         alone = np.concatenate([encoder.forward([t])[0] for t in texts])
-        for threads, batch_size in [(1, 64), (1, 2), (2, 64), (2, 3)]:
+        for threads, side_by_side, batch_size in [
+            (1, None, 64), (1, None, 2), (2, None, 3), (2, 2, 4), (1, 3, 64),
+        ]:  # fmt: skip
             torch.set_num_threads(threads)
+            # Two OpenMP threads crawl while anything else holds a core (see encode_threads):
+            # there only the texts up to 12 tokens, where two threads' other paths would show.
+            rows = np.arange(len(texts))
+            if threads > 1 and side_by_side is None:
+                rows = np.flatnonzero(np.array(lengths) <= 12)
             got = np.empty_like(alone)
-            for part in np.array_split(rng.permutation(len(texts)), 3):
-                got[part] = encoder.forward([texts[i] for i in part], batch_size=batch_size)[0]
-            same = (got.view(np.uint32) == alone.view(np.uint32)).all(axis=1)
+            with encode_threads(side_by_side):
+                for part in np.array_split(rng.permutation(rows), 3):
+                    got[part] = encoder.forward([texts[i] for i in part], batch_size=batch_size)[0]
+            assert torch.get_num_threads() == threads
+            same = (got[rows].view(np.uint32) == alone[rows].view(np.uint32)).all(axis=1)
             assert same.all(), (
                 threads,
+                side_by_side,
                 batch_size,
-                sorted({lengths[i] for i in np.flatnonzero(~same)}),
+                sorted({lengths[i] for i in rows[~same]}),
             )
     finally:
         torch.set_num_threads(before)
