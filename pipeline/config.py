@@ -92,8 +92,8 @@ class RunConfig(Section):
         None,
         ge=1,
         description="CPU sentence-encoder batches run side by side, one torch thread each, in "
-        "reward_heads and score (None: one at a time on run.threads); the same bits at any "
-        "count (a Ray worker holds run.threads CPUs all the same)",
+        "reward_heads, score and evaluate (None: one at a time on run.threads); the same bits "
+        "at any count (a Ray worker holds run.threads CPUs all the same)",
     )
 
 
@@ -312,6 +312,13 @@ class GenerationConfig(Section):
     top_k: int = Field(0, ge=0, description="0 = off")
     temperature: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
+    mix_adapters: int = Field(
+        4,
+        ge=1,
+        description="models on one start model whose parts share batches (mixed-adapter "
+        "generation in regenerate and evaluate; about this many on average, content-defined "
+        "so adding a model regroups only its neighbours); 1: each (model, chunk) alone",
+    )
     long_prompt: Literal["truncate", "skip", "error"] = Field(
         "truncate",
         description="prompts longer than the context minus max_new_tokens (or max_prompt_tokens)",

@@ -15,6 +15,12 @@ Stages have two shapes of independent work, and each goes through one function h
   ``<root>/.items.json``, the engine's record, so the products themselves stay standard
   (a peft adapter directory and nothing else).
 
+Either shape can run *groups*: several parts, or several items, made by one call (mixed-adapter
+generation; fused training), so they share batches. A group of parts is fixed by the stage
+(not by what happens to be missing) and runs whole when any of its parts is missing; its parts
+are still written, and kept, one by one. The stage keys a part on its group too, so a part is
+only ever reused beside the same neighbours it was made with.
+
 A worker is a plain module-level function of ``(spec, index)`` or ``(spec, item, key, target)``
 with a picklable ``spec``: what the :class:`LocalExecutor` calls in this process is what a
 distributed executor (Ray, #15) ships to its workers. Expensive state (a loaded model) is kept
@@ -48,6 +54,9 @@ T = TypeVar("T")
 
 #: A part worker: ``worker(spec, index) -> table``.
 PartWorker = Callable[[Any, int], "pl.DataFrame | pa.Table"]
+#: A part-group worker makes several parts in one pass (mixed-adapter generation):
+#: ``group(spec, members) -> tables``, one table per member, in order.
+PartGroupWorker = Callable[[Any, Sequence[int]], Sequence["pl.DataFrame | pa.Table"]]
 #: An item worker: ``worker(spec, item, key, target) -> metrics`` writes ``target`` atomically.
 ItemWorker = Callable[[Any, "Item", str, Path], Mapping[str, Any]]
 
@@ -107,6 +116,8 @@ class Executor(Protocol):
         store: Parts | None = None,
         sizes: Sequence[int] | None = None,
         unit: str = "part",
+        groups: Sequence[Sequence[int]] | None = None,
+        group: PartGroupWorker | None = None,
     ) -> PartsRun: ...
 
     def map_items(
@@ -189,6 +200,42 @@ def plan_parts(ctx: StageContext, store: Parts | None, n_parts: int) -> tuple[Pa
     return parts, [i for i in range(n_parts) if not parts.done(i)]
 
 
+def plan_groups(
+    n_parts: int,
+    todo: Sequence[int],
+    groups: Sequence[Sequence[int]] | None,
+    group: PartGroupWorker | None,
+) -> list[tuple[int, ...]]:
+    """The calls a map over parts makes, in order: each missing part alone, or, with a
+    ``group`` worker, every group of ``groups`` (a partition of the parts; each part alone when
+    None) that holds a missing part."""
+    if group is None:
+        if groups is not None:
+            raise ValueError("map_parts: groups given without a group worker")
+        return [(i,) for i in todo]
+    members = [tuple(int(i) for i in g) for g in groups] if groups is not None else None
+    if members is None:
+        members = [(i,) for i in range(n_parts)]
+    flat = sorted(i for g in members for i in g)
+    if flat != list(range(n_parts)) or not all(members):
+        raise ValueError(f"map_parts: groups must partition parts 0..{n_parts - 1}: {members}")
+    missing = set(todo)
+    return [g for g in members if missing.intersection(g)]
+
+
+def run_part_call(
+    worker: PartWorker, group: PartGroupWorker | None, spec: Any, members: Sequence[int]
+) -> Sequence[pl.DataFrame | pa.Table]:
+    """One call of a map over parts: the tables of ``members`` (one part through ``worker``,
+    or a group through ``group``)."""
+    if group is None:
+        return [run_unit(worker, spec, members[0])]
+    tables = run_unit(group, spec, list(members))
+    if len(tables) != len(members):
+        raise ValueError(f"a part group returned {len(tables)} tables for {len(members)} parts")
+    return tables
+
+
 def read_item_keys(root: Path) -> dict[str, str]:
     """The keys recorded for the items under ``root`` (empty when none are)."""
     path = root / ITEMS_FILE
@@ -237,19 +284,26 @@ class LocalExecutor:
         store: Parts | None = None,
         sizes: Sequence[int] | None = None,
         unit: str = "part",
+        groups: Sequence[Sequence[int]] | None = None,
+        group: PartGroupWorker | None = None,
     ) -> PartsRun:
-        """Write every missing part ``i < n_parts`` as ``worker(spec, i)``.
+        """Write every missing part ``i < n_parts`` as ``worker(spec, i)`` or, with ``group``,
+        every group of ``groups`` that misses a part as ``group(spec, members)``.
 
         ``sizes`` (one per part, e.g. rows) drives the progress bar; parts the store already
         holds (an interrupted attempt's; a keyed store's unchanged parts unless forced) are
-        skipped.
+        skipped, and not rewritten when their group runs for a missing neighbour.
         """
         parts, todo = plan_parts(ctx, store, n_parts)
+        calls, missing = plan_groups(n_parts, todo, groups, group), set(todo)
         bar, weight = parts_progress(ctx, n_parts, todo, sizes, unit)
         try:
-            for i in todo:
-                parts.write(i, run_unit(worker, spec, i))
-                bar.update(weight[i])
+            for members in calls:
+                tables = run_part_call(worker, group, spec, members)
+                for i, table in zip(members, tables, strict=True):
+                    if i in missing:
+                        parts.write(i, table)
+                        bar.update(weight[i])
         finally:
             bar.close()
             release_worker_state()

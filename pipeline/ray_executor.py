@@ -32,14 +32,17 @@ from paretohqd.executor import (
     ItemGroupWorker,
     ItemsRun,
     ItemWorker,
+    PartGroupWorker,
     PartsRun,
     PartWorker,
     finish_items,
     parts_progress,
+    plan_groups,
     plan_items,
     plan_parts,
     progress_bar,
     release_worker_state,
+    run_part_call,
     run_unit,
     write_item_keys,
 )
@@ -85,22 +88,35 @@ def quiet_ray_data(ray: Any) -> None:
 
 
 class _PartActor:
-    """One actor of a part pool: runs ``worker(spec, i)`` for the indices it is given and writes
-    each part into ``store`` (unless an earlier attempt already did)."""
+    """One actor of a part pool: makes the calls it is given (call ``k`` is ``calls[k]``: one
+    part through ``worker``, or a group through ``group``) and writes each part into ``store``
+    (unless an earlier attempt already did)."""
 
-    def __init__(self, worker: PartWorker, spec: Any, store: Parts, threads: int) -> None:
+    def __init__(
+        self,
+        worker: PartWorker,
+        group: PartGroupWorker | None,
+        spec: Any,
+        store: Parts,
+        calls: Sequence[tuple[int, ...]],
+        threads: int,
+    ) -> None:
         from paretohqd.runner import apply_threads
 
         apply_threads(threads)
-        self.worker, self.spec, self.store = worker, spec, store
+        self.worker, self.group, self.spec, self.store = worker, group, spec, store
+        self.calls = calls
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         done = []
         for index in batch["index"]:
-            i = int(index)
-            if not self.store.done(i):
-                self.store.write(i, run_unit(self.worker, self.spec, i))
-            done.append(i)
+            members = self.calls[int(index)]
+            if not all(self.store.done(i) for i in members):
+                tables = run_part_call(self.worker, self.group, self.spec, members)
+                for i, table in zip(members, tables, strict=True):
+                    if not self.store.done(i):
+                        self.store.write(i, table)
+            done.append(int(index))
         return {"index": done}
 
 
@@ -297,26 +313,32 @@ class RayExecutor:
         store: Parts | None = None,
         sizes: Sequence[int] | None = None,
         unit: str = "part",
+        groups: Sequence[Sequence[int]] | None = None,
+        group: PartGroupWorker | None = None,
     ) -> PartsRun:
-        """Write every missing part on an actor pool; progress follows on the driver."""
+        """Write every missing part (or every group with a missing part) on an actor pool;
+        progress follows on the driver."""
         parts, todo = plan_parts(ctx, store, n_parts)
         if not todo:
             return PartsRun(parts=n_parts, resumed=n_parts)
+        calls, missing = plan_groups(n_parts, todo, groups, group), set(todo)
         ray = self.connect(ctx)
-        ds = ray.data.from_items([{"index": i} for i in todo]).map_batches(
+        ds = ray.data.from_items([{"index": k} for k in range(len(calls))]).map_batches(
             _PartActor,
             fn_constructor_kwargs={
                 "worker": worker,
+                "group": group,
                 "spec": spec,
                 "store": parts,
+                "calls": calls,
                 "threads": self.threads(ctx),
             },
-            **self.pool(ctx, len(todo)),
+            **self.pool(ctx, len(calls)),
         )
         bar, weight = parts_progress(ctx, n_parts, todo, sizes, unit)
         try:
             for row in ds.iter_rows():
-                bar.update(weight[int(row["index"])])
+                bar.update(sum(weight[i] for i in calls[int(row["index"])] if i in missing))
         except Exception as exc:  # Ray Data wraps what a worker raised
             raise (user_error(exc) or exc) from None
         finally:

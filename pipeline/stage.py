@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ItemGroupWorker,
         ItemsRun,
         ItemWorker,
+        PartGroupWorker,
         PartsRun,
         PartWorker,
     )
@@ -207,12 +208,23 @@ class StageContext:
         store: Parts | None = None,
         sizes: list[int] | None = None,
         unit: str = "part",
+        groups: Sequence[Sequence[int]] | None = None,
+        group: PartGroupWorker | None = None,
     ) -> PartsRun:
-        """Run ``worker(spec, i)`` for each part not yet written (:mod:`paretohqd.executor`)."""
+        """Run ``worker(spec, i)`` for each part not yet written, or ``group(spec, members)``
+        for each of ``groups`` with a part not yet written (:mod:`paretohqd.executor`)."""
         from paretohqd.executor import executor_for
 
         return executor_for(self).map_parts(
-            self, worker, spec, n_parts, store=store, sizes=sizes, unit=unit
+            self,
+            worker,
+            spec,
+            n_parts,
+            store=store,
+            sizes=sizes,
+            unit=unit,
+            groups=groups,
+            group=group,
         )
 
     def map_items(

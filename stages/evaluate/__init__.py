@@ -73,8 +73,9 @@ def stages(config: Config) -> list[Stage]:
             outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
             # 3: seeded after the adapter loads (resume = uninterrupted); 4: seeded by what a
-            # part is (model, chunk), parts keyed and reused across runs
-            version="4",
+            # part is (model, chunk), parts keyed and reused across runs; 5: every row sampled
+            # from its own generator, models' parts in mixed-adapter groups
+            version="5",
             params=_params,
             external=lambda c, h: {**policy_external(c, h), **score_external(c, h)},
             sql=("sample_prompts.sql", "heldout_leaks.sql", "layer_bounds.sql"),

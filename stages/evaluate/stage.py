@@ -92,6 +92,16 @@ def check_heldout(
         )
 
 
+def model_groups(models: Sequence[Model], chunks: int, mix: int) -> list[tuple[int, ...]]:
+    """The evaluation parts that generate together: about ``mix`` models on one start, one
+    chunk, sets cut by the models' names (:func:`~paretohqd.stages.kit.policy.generate.
+    mixed_groups`; part ``m * chunks + c`` is model ``m`` on chunk ``c``)."""
+    from paretohqd.stages.kit.policy.generate import mixed_groups
+
+    names = [(f"{method}/{pref_id}", start) for method, pref_id, _, start in models]
+    return mixed_groups(names, chunks, mix)
+
+
 @dataclass(frozen=True)
 class EvaluateSpec:
     """Everything an evaluation part needs, picklable: part ``m * chunks + c`` is model ``m``
@@ -104,11 +114,17 @@ class EvaluateSpec:
     settings: GenerationSettings
     backend: Literal["transformers", "vllm"]
     scoring: ScoringSpec
+    mix: int = 1
 
     @property
     def chunks(self) -> int:
         """Prompt chunks per model."""
         return math.ceil(len(self.prompts) / self.part_size)
+
+    @property
+    def groups(self) -> list[tuple[int, ...]]:
+        """Parts that generate together (:func:`model_groups`)."""
+        return model_groups(self.models, self.chunks, self.mix)
 
     def part(self, index: int) -> tuple[Model, int, tuple[tuple[str, str], ...]]:
         """Part ``index``: its model, chunk number and prompts."""
@@ -141,9 +157,11 @@ class EvaluateSpec:
 
     def finish(self, index: int, result: GenerationResult) -> pl.DataFrame:
         """Part ``index``'s rows: the model's responses (skipped prompts dropped) with every
-        objective's score; scorers are loaded once per process."""
+        objective's score; scorers are loaded once per process, sentence encoders run on
+        ``run.encode_threads``."""
         import polars as pl
 
+        from paretohqd.stages.kit.scoring.embedding import encode_threads
         from paretohqd.stages.kit.scoring.run import score_part, worker_scorers
 
         (method, pref_id, _, _), _, chunk = self.part(index)
@@ -161,7 +179,8 @@ class EvaluateSpec:
             }
         )
         scorers, cache = worker_scorers(self.scoring)
-        scored = pl.from_arrow(score_part(frame, scorers, cache))
+        with encode_threads(self.scoring.config.run.encode_threads):
+            scored = pl.from_arrow(score_part(frame, scorers, cache))
         assert isinstance(scored, pl.DataFrame)
         return frame.join(scored, on="sample_id").drop("sample_id")
 
@@ -214,6 +233,7 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
         settings=generation_settings(ctx.config),
         backend=ctx.config.generation.backend,
         scoring=scoring_spec(ctx),
+        mix=ctx.config.generation.mix_adapters,
     )
     n_parts = len(models) * spec.chunks
     parts = ctx.keyed_parts(_part_definitions(ctx, spec))
@@ -233,12 +253,13 @@ def run_evaluate(ctx: StageContext) -> Mapping[str, Any]:
 def _part_definitions(ctx: StageContext, spec: EvaluateSpec) -> list[dict[str, Any]]:
     """What each part's rows depend on (its key; the stage's identity, with the policy's and
     the scorers' external identities, is added): the model (start and adapter weights, hashed
-    once per model), the prompts, the generation settings, the scoring parameters and the
-    seed."""
+    once per model), the prompts, the generation settings, the scoring parameters, the seed
+    and the group it generates in."""
     from dataclasses import asdict
 
     from paretohqd.hashing import sha256_json
     from paretohqd.stages.kit.identity import adapter_identity, model_identity
+    from paretohqd.stages.kit.policy.generate import with_groups
     from paretohqd.stages.kit.scoring.run import score_params
 
     shared = {
@@ -258,7 +279,7 @@ def _part_definitions(ctx: StageContext, spec: EvaluateSpec) -> list[dict[str, A
         sha256_json(spec.prompts[c * spec.part_size : (c + 1) * spec.part_size])
         for c in range(spec.chunks)
     ]
-    return [
+    definitions = [
         {
             **models[i // spec.chunks],
             "prompts": chunks[i % spec.chunks],
@@ -267,6 +288,7 @@ def _part_definitions(ctx: StageContext, spec: EvaluateSpec) -> list[dict[str, A
         }
         for i in range(len(spec.models) * spec.chunks)
     ]
+    return with_groups(definitions, spec.groups)
 
 
 def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict[str, Any]:

@@ -28,8 +28,9 @@ def stages(config: Config) -> list[Stage]:
             outputs=(GENERATIONS, REGEN_PROMPTS),
             section="regenerate",
             # 2: seeded after the adapter loads (resume = uninterrupted); 3: seeded by what a
-            # part is (representative, chunk), parts keyed and reused across runs
-            version="3",
+            # part is (representative, chunk), parts keyed and reused across runs; 4: every row
+            # sampled from its own generator, representatives' parts in mixed-adapter groups
+            version="4",
             params=lambda c: {
                 "regenerate": c.regenerate.model_dump(mode="json") if c.regenerate else None,
                 "generation": c.generation.model_dump(mode="json"),

@@ -60,11 +60,20 @@ class RegenerateSpec:
     prompts: tuple[tuple[str, str], ...]
     part_size: int
     key: str
+    mix: int = 1
 
     @property
     def chunks(self) -> int:
         """Prompt chunks per representative."""
         return math.ceil(len(self.prompts) / self.part_size)
+
+    @property
+    def groups(self) -> list[tuple[int, ...]]:
+        """Parts that generate together: about ``mix`` representatives, one chunk
+        (:func:`~paretohqd.stages.kit.policy.generate.mixed_groups`)."""
+        from paretohqd.stages.kit.policy.generate import mixed_groups
+
+        return mixed_groups([(p, self.base) for p in self.representatives], self.chunks, self.mix)
 
     def part(self, index: int) -> tuple[str, int, tuple[tuple[str, str], ...]]:
         """Part ``index``: its representative, chunk number and prompts."""
@@ -170,6 +179,7 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
         prompts=tuple((pid, p) for pid, p in prompts),
         part_size=cfg.part_size,
         key=ctx.fingerprint,
+        mix=gen_cfg.mix_adapters,
     )
     n_parts = len(reps) * spec.chunks
     parts = ctx.keyed_parts(_part_definitions(ctx, spec))
@@ -189,12 +199,13 @@ def run_regenerate(ctx: StageContext) -> Mapping[str, Any]:
 
 def _part_definitions(ctx: StageContext, spec: RegenerateSpec) -> list[dict[str, Any]]:
     """What each part's rows depend on (its key; the stage's identity is added): the base
-    policy and the representative's weights (hashed once each), the prompts, the settings and
-    the seed."""
+    policy and the representative's weights (hashed once each), the prompts, the settings,
+    the seed and the group it generates in."""
     from dataclasses import asdict
 
     from paretohqd.hashing import sha256_json
     from paretohqd.stages.kit.identity import adapter_identity, model_identity
+    from paretohqd.stages.kit.policy.generate import with_groups
 
     base = model_identity(spec.base, ctx.hasher)
     adapters = {p: adapter_identity(spec.adapters / p, ctx.hasher) for p in spec.representatives}
@@ -212,7 +223,7 @@ def _part_definitions(ctx: StageContext, spec: RegenerateSpec) -> list[dict[str,
                 "seed": spec.seed(index),
             }
         )
-    return out
+    return with_groups(out, spec.groups)
 
 
 def _assemble(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, dict[str, int]]:

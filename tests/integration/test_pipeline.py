@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -242,8 +243,13 @@ def check_adding_preferences_reuses_work(config_path: Path) -> None:
     pool); regenerate generates only for representatives that were retrained, and evaluate
     only for models that are new or whose weights changed: every other model's rows stay
     exactly as they were."""
+    from paretohqd.stages.evaluate.stage import model_groups, models_to_evaluate
+    from paretohqd.stages.kit.policy.generate import mixed_groups
+
     run = load_config(config_path).run_dir
+    mix = load_config(config_path).generation.mix_adapters
     before = Manifest(run).stages
+    old_models = models_to_evaluate(Runner(load_config(config_path)).context("evaluate"))
     old = pl.read_parquet(run / "eval/generations.parquet")
     old_index = {r["pref_id"]: r["selection_hash"] for r in _selection(run).iter_rows(named=True)}
     config_path.write_text(config_path.read_text().replace("step = 0.5", "step = 0.25"))
@@ -260,10 +266,12 @@ def check_adding_preferences_reuses_work(config_path: Path) -> None:
 
     reps = stages["regenerate"]["metadata"]["representatives"]
     assert reps == before["regenerate"]["metadata"]["representatives"]
-    redone = [p for p in reps if p in changed]
+    # A part is reused when no representative of its mixed-adapter group was retrained.
     regen = stages["regenerate"]["metadata"]["parts"]
     chunks = regen["total"] // len(reps)
-    assert regen["reused"] == chunks * (len(reps) - len(redone)) > 0
+    groups = mixed_groups([(p, "base") for p in reps], chunks, mix)
+    clean = sum(len(g) for g in groups if not {reps[i // chunks] for i in g} & changed)
+    assert regen["reused"] == clean < regen["total"]
 
     retrained = {
         (method, pref)
@@ -271,12 +279,22 @@ def check_adding_preferences_reuses_work(config_path: Path) -> None:
         for pref in stages[stage]["metadata"]["trained"]
     }
     models = {(m, p) for m, p in old.select("method", "pref_id").unique().iter_rows()}
-    unchanged = sorted(models - retrained)
-    assert ("base", "base") in unchanged and ("sft_init", "sft_init") in unchanged
+    assert {("base", "base"), ("sft_init", "sft_init")} <= models - retrained
+    # Reused: the parts of every group that existed before and holds no retrained model (at
+    # least those: a retrained adapter with the very same weights is reused too).
     parts = stages["evaluate"]["metadata"]["parts"]
     eval_chunks = parts["total"] // stages["evaluate"]["metadata"]["models"]
-    # At least those: a retrained adapter with the very same weights is reused too.
-    assert eval_chunks * len(unchanged) <= parts["reused"] < parts["total"]
+    new_models = models_to_evaluate(Runner(load_config(config_path)).context("evaluate"))
+
+    def sets(listed: list[Any]) -> set[tuple[tuple[str, str], ...]]:
+        return {
+            tuple(tuple(listed[i // eval_chunks][:2]) for i in g)
+            for g in model_groups(listed, eval_chunks, mix)
+        }
+
+    clean_sets = {s for s in sets(new_models) & sets(old_models) if not set(s) & retrained}
+    unchanged = sorted({m for s in clean_sets for m in s})
+    assert unchanged and eval_chunks * len(unchanged) <= parts["reused"] < parts["total"]
     keys = pl.DataFrame(unchanged, schema=["method", "pref_id"], orient="row")
     kept = old.join(keys, on=["method", "pref_id"], how="semi")
     new = pl.read_parquet(run / "eval/generations.parquet")

@@ -54,6 +54,40 @@ def test_parts_on_ray_equal_local_and_resume_what_is_missing(tmp_path: Path) -> 
     assert pl.concat(read).equals(pl.concat([pl.read_parquet(p) for p in local.parts().paths()]))
 
 
+def square_group(spec: dict[str, Any], members: list[int]) -> list[pl.DataFrame]:
+    """A part-group worker: several parts from one call, each marked with its group."""
+    with open(spec["log"], "a") as fh:
+        fh.write(f"{min(members)}\n")
+    return [pl.DataFrame({"i": [i], "group": [str(members)]}) for i in members]
+
+
+def test_part_groups_on_ray_equal_local_and_run_whole_when_a_part_is_missing(
+    tmp_path: Path,
+) -> None:
+    local, remote = _ctx(tmp_path / "l", "local"), _ctx(tmp_path / "r")
+    groups = [(0, 3), (1, 2), (4,), (5, 6)]
+    spec = {"log": str(tmp_path / "local.log")}
+    LocalExecutor().map_parts(local, square_part, spec, 7, groups=groups, group=square_group)
+    spec_r = {"log": str(tmp_path / "ray.log")}
+    store = remote.parts()
+    # Parts 0 and 1 exist from an earlier attempt: groups (1, 2) and (0, 3) run whole anyway,
+    # (4,) and (5, 6) too; no group is complete.
+    LocalExecutor().map_parts(
+        remote, square_part, spec_r, 2, store=store, groups=[(0,), (1,)], group=square_group
+    )
+    (tmp_path / "ray.log").unlink()
+    run = RayExecutor(remote.config.executor).map_parts(
+        remote, square_part, spec_r, 7, groups=groups, group=square_group
+    )
+    assert (run.parts, run.resumed) == (7, 2)
+    assert _ran(tmp_path / "ray.log") == [0, 1, 4, 5]
+    got = pl.concat([pl.read_parquet(p) for p in remote.parts().paths()])
+    assert got["i"].to_list() == list(range(7))
+    want = pl.concat([pl.read_parquet(p) for p in local.parts().paths()])
+    assert got.slice(2).equals(want.slice(2))
+    assert got["group"].to_list()[:2] == ["[0]", "[1]"]  # kept, not rewritten
+
+
 def dying_part(spec: dict[str, Any], index: int) -> pl.DataFrame:
     """``square_part``, but the worker process dies (``os._exit``) in part 2 the first time."""
     import os

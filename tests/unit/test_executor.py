@@ -116,6 +116,44 @@ def test_a_forced_keyed_run_redoes_completed_parts_but_resumes_an_attempt(
     assert _keyed_run(ctx, ["a", "b", "c"]) == ["a", "b", "c"]  # forced after completing
 
 
+def square_group(spec: dict[str, Any], members: list[int]) -> list[pl.DataFrame]:
+    """A part-group worker: one call for several parts, each table marked with its group."""
+    CALLS.append(tuple(members))
+    if spec.get("fail_at") in members:
+        raise KeyboardInterrupt
+    return [pl.DataFrame({"i": [i], "group": [str(members)]}) for i in members]
+
+
+def test_groups_run_whole_when_a_part_is_missing_and_keep_written_parts(
+    tmp_path: Path,
+) -> None:
+    ctx = _ctx(tmp_path)
+    groups = [(0, 2), (1,), (3, 4, 5)]
+    CALLS.clear()
+    with pytest.raises(KeyboardInterrupt):
+        ctx.map_parts(square_part, {"fail_at": 1}, 6, groups=groups, group=square_group)
+    assert CALLS == [(0, 2), (1,)]
+    store = ctx.parts()
+    written = store._part(0).stat().st_mtime_ns
+    store._part(2).unlink()  # one part of a written group lost: the group runs again
+    CALLS.clear()
+    run = ctx.map_parts(square_part, {}, 6, groups=groups, group=square_group)
+    assert CALLS == [(0, 2), (1,), (3, 4, 5)] and run.resumed == 1
+    assert store._part(0).stat().st_mtime_ns == written  # a written part is not rewritten
+    frame = pl.concat([pl.DataFrame(pl.from_arrow(t)) for t in ctx.read_parts()])
+    assert frame["i"].to_list() == list(range(6))
+    assert frame["group"].to_list()[3:] == ["[3, 4, 5]"] * 3
+
+
+def test_groups_must_partition_the_parts(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    for bad in ([(0, 1)], [(0, 1), (1, 2)], [(0, 1, 2), ()], [(0, 1, 5)]):
+        with pytest.raises(ValueError, match="partition"):
+            ctx.map_parts(square_part, {}, 3, groups=bad, group=square_group)
+    with pytest.raises(ValueError, match="without a group worker"):
+        ctx.map_parts(square_part, {}, 3, groups=[(0, 1, 2)])
+
+
 def load_once(spec: dict[str, Any], index: int) -> pl.DataFrame:
     """A part worker holding a "model" in this process's worker state."""
     model = worker_state("toy.model", spec, lambda: CALLS.append("load") or "model")

@@ -1,10 +1,19 @@
-"""Batched generation with the policy (base model, optionally a LoRA adapter).
+"""Batched generation with the policy (base model, optionally LoRA adapters).
 
 Two backends with one output: ``transformers`` (left-padded batches sorted by prompt length,
 so padding is minimal) and ``vllm`` (offline ``LLM`` with a ``LoRARequest`` per adapter, for
-GPUs). Prompts longer than the context minus the generation budget follow an explicit policy:
-``truncate`` keeps their last tokens (counted), ``skip`` drops them (counted), ``error`` fails
-naming the row.
+GPUs). Both answer several *units* (prompts for one adapter, with one seed) in one call:
+their rows share batches, each row with its own adapter (peft's mixed-adapter batches; a
+``LoRARequest`` per row in vLLM). Prompts longer than the context minus the generation budget
+follow an explicit policy: ``truncate`` keeps their last tokens (counted), ``skip`` drops them
+(counted), ``error`` fails naming the row.
+
+Sampling in the transformers backend draws each row's tokens from a generator of its own,
+seeded by its unit's seed and its position in the unit (:func:`row_seed`), through
+:class:`RowSampler`: what a row samples does not depend on which rows share its batch, so a
+unit answered beside other adapters' units samples what it samples alone (equal up to the
+float rounding its batch neighbours cause, which the stages pin by keying parts on their
+group; ``docs/algorithms.md`` §15).
 """
 
 from __future__ import annotations
@@ -51,6 +60,27 @@ def part_seed(seed: int, *names: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def row_seed(seed: int, row: int) -> int:
+    """The sampling seed of row ``row`` of a unit seeded ``seed`` (the transformers backend
+    draws each row's tokens from a generator of its own)."""
+    return part_seed(seed, "row", row)
+
+
+#: peft's name for "no adapter" in a mixed-adapter batch.
+NO_ADAPTER = "__base__"
+
+
+@dataclass(frozen=True)
+class GenerationUnit:
+    """Prompts answered by one adapter (None: the model itself), sampled with one seed (None:
+    the settings' seed). A generator answers several units in one call, rows of different
+    units sharing batches."""
+
+    prompts: tuple[str, ...]
+    adapter: Path | None = None
+    seed: int | None = None
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What one generation part asks for: ``prompts`` answered by ``adapter`` (None: the
@@ -62,6 +92,47 @@ class GenerationRequest:
     adapter: Path | None
     seed: int
     key: str
+
+    @property
+    def unit(self) -> GenerationUnit:
+        """What the generator answers for this part."""
+        return GenerationUnit(self.prompts, self.adapter, self.seed)
+
+
+def mixed_groups(models: Sequence[tuple[str, str]], chunks: int, mix: int) -> list[tuple[int, ...]]:
+    """The parts of a generation stage that generate together, as a partition of its parts.
+
+    Part ``m * chunks + c`` is model ``m`` (``models[m]`` = (name, start model)) answering
+    prompt chunk ``c``. Consecutive models on one start form sets of about ``mix`` (``1``: each
+    alone), and a group is one set's parts of one chunk. Set boundaries are *content-defined*:
+    a set ends before a model whose name hashes to 0 modulo ``mix`` (or at ``2 * mix`` models,
+    or where the start changes), so adding or dropping a model changes the set it falls in and
+    no other: the parts of every other set keep their group, and so their keys, and are
+    reused. Sets hold ``mix`` models on average.
+    """
+    sets: list[list[int]] = []
+    for m, (name, start) in enumerate(models):
+        boundary = mix <= 1 or part_seed(0, "mix", name) % mix == 0
+        if not sets or boundary or models[sets[-1][0]][1] != start or len(sets[-1]) >= 2 * mix:
+            sets.append([])
+        sets[-1].append(m)
+    return [tuple(m * chunks + c for m in members) for members in sets for c in range(chunks)]
+
+
+def with_groups(
+    definitions: Sequence[Mapping[str, Any]], groups: Sequence[Sequence[int]]
+) -> list[dict[str, Any]]:
+    """Part definitions (keys) that also name each part's group: a part's rows depend, to the
+    last bit, on the rows that shared its batches, so a part is reused only beside the same
+    neighbours (the hash of every member's definition)."""
+    from paretohqd.hashing import sha256_json
+
+    out = [dict(d) for d in definitions]
+    for members in groups:
+        digest = sha256_json([definitions[i] for i in members])
+        for i in members:
+            out[i]["group"] = digest
+    return out
 
 
 @dataclass
@@ -132,8 +203,48 @@ def fit_prompts(
     return out, truncated, skipped
 
 
+class RowSampler:
+    """A logits processor that samples each row's next token from the row's own generator.
+
+    Called by ``generate`` in greedy mode: it applies transformers' own temperature, top-k and
+    top-p warpers (in the order ``generate`` applies them when it samples), draws each row's
+    token with ``torch.multinomial`` from that row's generator, and leaves only the drawn token
+    finite, which greedy decoding then picks. The distribution is ``generate``'s sampling; the
+    random numbers are the row's alone, so what a row samples does not depend on its batch.
+    """
+
+    def __init__(self, settings: GenerationSettings, generators: Sequence[Any]) -> None:
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        self.warpers: list[Any] = []
+        if settings.temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(settings.temperature))
+        if settings.top_k:
+            self.warpers.append(TopKLogitsWarper(settings.top_k))
+        if settings.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(settings.top_p))
+        self.generators = list(generators)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        probs = torch.softmax(scores.float(), dim=-1)
+        picks = torch.cat(
+            [torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(self.generators)]
+        )
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, picks[:, None], 0.0)
+
+
 class TransformersGenerator:
-    """One loaded base model; LoRA adapters are loaded once each and switched per call."""
+    """One loaded base model; LoRA adapters are loaded once each, and a batch holds rows for
+    several of them (peft's mixed-adapter batches)."""
 
     def __init__(self, base_model: str, settings: GenerationSettings) -> None:
         from paretohqd.stages.kit.policy.loading import context_length, load_policy, load_tokenizer
@@ -150,14 +261,11 @@ class TransformersGenerator:
                 f"prompt in a {context_length(self.model)}-token context"
             )
 
-    def _activate(self, adapter: Path | None) -> Any:
-        """The module to call: the base (adapters disabled) or the named adapter."""
-        import contextlib
-
+    def _name(self, adapter: Path | None) -> str:
+        """peft's name for ``adapter`` in this model, loaded on first use
+        (:data:`NO_ADAPTER` for the model itself)."""
         if adapter is None:
-            if not self.adapters:
-                return contextlib.nullcontext()
-            return self.model.disable_adapter()
+            return NO_ADAPTER
         key = str(Path(adapter).resolve())
         if key not in self.adapters:
             from peft import PeftModel
@@ -171,60 +279,86 @@ class TransformersGenerator:
             else:
                 self.model.load_adapter(key, adapter_name=name)
             self.adapters[key] = name
-        self.model.set_adapter(self.adapters[key])
-        return contextlib.nullcontext()
+        return self.adapters[key]
+
+    def _route(self, names: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+        """How a batch whose rows use adapters ``names`` runs: one adapter (or none) the
+        standard way (``set_adapter``, ``disable_adapter``), several through peft's per-row
+        ``adapter_names``. A context to enter and ``generate``'s extra arguments."""
+        import contextlib
+
+        distinct = set(names)
+        if len(distinct) > 1:
+            return contextlib.nullcontext(), {"adapter_names": list(names)}
+        (name,) = distinct
+        if name == NO_ADAPTER:
+            return (self.model.disable_adapter() if self.adapters else contextlib.nullcontext()), {}
+        self.model.set_adapter(name)
+        return contextlib.nullcontext(), {}
 
     def generate(
         self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
     ) -> GenerationResult:
         """One completion per prompt, in input order."""
+        return self.generate_units([GenerationUnit(tuple(prompts), adapter, seed)])[0]
+
+    def generate_units(self, units: Sequence[GenerationUnit]) -> list[GenerationResult]:
+        """Every unit's completions (one result per unit, prompts in input order), the rows of
+        all units sorted by prompt length into shared batches of ``batch_size``."""
         import torch
 
         from paretohqd.stages.kit.policy.loading import render_prompt
 
         st, tok = self.settings, self.tok
-        rendered = [render_prompt(tok, p, st.template) for p in prompts]
-        fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
-        order = sorted(
-            (i for i, ids in enumerate(fitted) if ids is not None),
-            key=lambda i: len(fitted[i] or []),
-        )
-        texts: list[str | None] = [None] * len(prompts)
-        new_tokens = 0
+        results: list[GenerationResult] = []
+        rows: list[tuple[int, int, list[int]]] = []  # (unit, row in unit, prompt ids)
+        for u, unit in enumerate(units):
+            rendered = [render_prompt(tok, p, st.template) for p in unit.prompts]
+            fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
+            results.append(GenerationResult([None] * len(fitted), truncated, skipped, 0))
+            rows += [(u, j, ids) for j, ids in enumerate(fitted) if ids is not None]
+        names = [self._name(unit.adapter) for unit in units]
+        seeds = [st.seed if unit.seed is None else unit.seed for unit in units]
+        rows.sort(key=lambda row: len(row[2]))  # stable: ties keep unit and input order
         kwargs: dict[str, Any] = {
             "max_new_tokens": st.max_new_tokens,
             "pad_token_id": tok.pad_token_id,
             "eos_token_id": tok.eos_token_id,
+            "do_sample": False,  # sampling is RowSampler's, row by row
         }
-        if st.do_sample:
-            kwargs.update(
-                do_sample=True, top_p=st.top_p, top_k=st.top_k, temperature=st.temperature
-            )
-        else:
-            kwargs.update(do_sample=False)
         device = next(self.model.parameters()).device
-        with torch.inference_mode(), self._activate(adapter):
-            # Seeded after the adapter is in place: loading one draws random numbers (LoRA
-            # init before the weights load), so seeding first would make a part's samples
-            # depend on whether this process had loaded the adapter before: a resumed or
-            # distributed run would differ from an uninterrupted one.
-            torch.manual_seed(st.seed if seed is None else seed)
-            for start in range(0, len(order), st.batch_size):
-                idx = order[start : start + st.batch_size]
-                width = max(len(fitted[i] or []) for i in idx)
-                ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
+        with torch.inference_mode():
+            for start in range(0, len(rows), st.batch_size):
+                batch = rows[start : start + st.batch_size]
+                width = max(len(ids) for _, _, ids in batch)
+                ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
                 mask = torch.zeros_like(ids)
-                for j, i in enumerate(idx):
-                    row = fitted[i] or []
-                    ids[j, width - len(row) :] = torch.tensor(row)
-                    mask[j, width - len(row) :] = 1
-                out = self.model.generate(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
-                )
-                for j, i in enumerate(idx):
-                    texts[i], n = decode_completion(tok, out[j, width:].tolist())
-                    new_tokens += n
-        return GenerationResult(texts, truncated, skipped, new_tokens)
+                for k, (_, _, row) in enumerate(batch):
+                    ids[k, width - len(row) :] = torch.tensor(row)
+                    mask[k, width - len(row) :] = 1
+                extra: dict[str, Any] = {}
+                if st.do_sample:
+                    from transformers import LogitsProcessorList
+
+                    generators = [
+                        torch.Generator(device=device).manual_seed(row_seed(seeds[u], j))
+                        for u, j, _ in batch
+                    ]
+                    extra["logits_processor"] = LogitsProcessorList([RowSampler(st, generators)])
+                context, route = self._route([names[u] for u, _, _ in batch])
+                with context:
+                    out = self.model.generate(
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        **kwargs,
+                        **extra,
+                        **route,
+                    )
+                for k, (u, j, _) in enumerate(batch):
+                    text, n = decode_completion(tok, out[k, width:].tolist())
+                    results[u].texts[j] = text
+                    results[u].new_tokens += n
+        return results
 
 
 class VllmGenerator:
@@ -323,6 +457,11 @@ class VllmGenerator:
         self, prompts: Sequence[str], *, adapter: Path | None = None, seed: int | None = None
     ) -> GenerationResult:
         """One completion per prompt, in input order (same schema as transformers)."""
+        return self.generate_units([GenerationUnit(tuple(prompts), adapter, seed)])[0]
+
+    def generate_units(self, units: Sequence[GenerationUnit]) -> list[GenerationResult]:
+        """Every unit's completions in one ``LLM.generate`` call: a ``LoRARequest`` and the
+        unit's seed on each request, so vLLM schedules the adapters' rows together."""
         from vllm import SamplingParams
 
         from paretohqd.stages.kit.policy.loading import render_prompt
@@ -333,25 +472,38 @@ class VllmGenerator:
                 f"generate: max_new_tokens = {st.max_new_tokens} leaves no room for a "
                 f"prompt in a {self.max_model_len}-token context"
             )
-        rendered = [render_prompt(tok, p, st.template) for p in prompts]
-        fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
-        lora = None if adapter is None else self._lora(adapter)
-        params = SamplingParams(**vllm_sampling(st, st.seed if seed is None else seed))
-        keep = [i for i, ids in enumerate(fitted) if ids is not None]
-        texts: list[str | None] = [None] * len(prompts)
+        results: list[GenerationResult] = []
+        keep: list[tuple[int, int]] = []
+        requests: list[dict[str, Any]] = []
+        params: list[Any] = []
+        loras: list[Any] = []
+        for u, unit in enumerate(units):
+            rendered = [render_prompt(tok, p, st.template) for p in unit.prompts]
+            fitted, truncated, skipped = fit_prompts(tok, rendered, self.limit, st.long_prompt)
+            results.append(GenerationResult([None] * len(fitted), truncated, skipped, 0))
+            lora = None if unit.adapter is None else self._lora(unit.adapter)
+            sampling = SamplingParams(
+                **vllm_sampling(st, st.seed if unit.seed is None else unit.seed)
+            )
+            for j, ids in enumerate(fitted):
+                if ids is not None:
+                    keep.append((u, j))
+                    requests.append({"prompt_token_ids": ids})
+                    params.append(sampling)
+                    loras.append(lora)
         if not keep:
-            return GenerationResult(texts, truncated, skipped, 0)
+            return results
         outs = self.llm.generate(
-            [{"prompt_token_ids": fitted[i]} for i in keep],
+            requests,
             params,
-            lora_request=lora,
+            lora_request=loras if any(lora is not None for lora in loras) else None,
             use_tqdm=False,
         )
-        new_tokens = 0
-        for i, out in zip(keep, outs, strict=True):
-            texts[i], n = decode_completion(tok, out.outputs[0].token_ids)
-            new_tokens += n
-        return GenerationResult(texts, truncated, skipped, new_tokens)
+        for (u, j), out in zip(keep, outs, strict=True):
+            text, n = decode_completion(tok, out.outputs[0].token_ids)
+            results[u].texts[j] = text
+            results[u].new_tokens += n
+        return results
 
 
 def _check_cpu_head_dim(base_model: str) -> None:
@@ -411,29 +563,47 @@ def worker_generator(
     )
 
 
+def generation_group(job: Any, indices: Sequence[int]) -> list[Any]:
+    """Parts ``indices`` of a generation stage (regenerate, evaluate) in this process, in one
+    mixed-adapter call: the job's :class:`GenerationRequest` of each (all on one start model)
+    through this worker's generator, then the job's ``finish`` of each (which builds, and for
+    evaluate scores, the part's table)."""
+    requests: list[GenerationRequest] = [job.request(i) for i in indices]
+    first = requests[0]
+    if any((r.start, r.key) != (first.start, first.key) for r in requests):
+        raise ValueError(f"generation group {list(indices)} spans start models")
+    generator = worker_generator(first.start, job.settings, job.backend, key=first.key)
+    results = generator.generate_units([r.unit for r in requests])
+    return [job.finish(i, result) for i, result in zip(indices, results, strict=True)]
+
+
 def generation_part(job: Any, index: int) -> Any:
-    """Part ``index`` of a generation stage (regenerate, evaluate) in this process: the job's
-    :class:`GenerationRequest` through this worker's generator, then the job's ``finish``
-    (which builds, and for evaluate scores, the part's table)."""
-    req: GenerationRequest = job.request(index)
-    generator = worker_generator(req.start, job.settings, job.backend, key=req.key)
-    result = generator.generate(list(req.prompts), adapter=req.adapter, seed=req.seed)
-    return job.finish(index, result)
+    """Part ``index`` of a generation stage alone (:func:`generation_group` of one)."""
+    return generation_group(job, [index])[0]
 
 
 def map_generation_parts(
     ctx: Any, job: Any, n_parts: int, *, store: Any, sizes: Sequence[int], unit: str = "prompt"
 ) -> Any:
-    """Every missing part of a generation stage: one part at a time on the executor's workers
-    (:func:`generation_part`), or, on Ray with ``executor.generation.engine = "ray-llm"``,
-    every part in one mixed-adapter ``ray.data.llm`` stream
-    (:func:`~paretohqd.stages.kit.policy.ray_llm.map_parts_ray_llm`)."""
+    """Every missing part of a generation stage: the job's ``groups`` (mixed-adapter, see
+    :func:`mixed_groups`) on the executor's workers (:func:`generation_group`), or, on Ray with
+    ``executor.generation.engine = "ray-llm"``, every part in one mixed-adapter
+    ``ray.data.llm`` stream (:func:`~paretohqd.stages.kit.policy.ray_llm.map_parts_ray_llm`)."""
     executor = ctx.config.executor
     if executor.kind == "ray" and executor.generation.engine == "ray-llm":
         from paretohqd.stages.kit.policy.ray_llm import map_parts_ray_llm
 
         return map_parts_ray_llm(ctx, job, n_parts, store=store, sizes=sizes, unit=unit)
-    return ctx.map_parts(generation_part, job, n_parts, store=store, sizes=sizes, unit=unit)
+    return ctx.map_parts(
+        generation_part,
+        job,
+        n_parts,
+        store=store,
+        sizes=sizes,
+        unit=unit,
+        groups=job.groups,
+        group=generation_group,
+    )
 
 
 def generate_transformers(

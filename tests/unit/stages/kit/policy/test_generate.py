@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,102 @@ def test_a_part_samples_the_same_whatever_the_process_loaded_before(
     warm = make_generator(str(tiny_policy), sampled, "transformers")
     warm.generate(["Lily"], adapter=tmp_path / "a", seed=1)  # the adapter is loaded already
     assert warm.generate(PROMPTS, adapter=tmp_path / "a", seed=7).texts == first
+
+
+@pytest.fixture(scope="module")
+def two_adapters(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two adapters trained to answer differently (and unlike the base model)."""
+    root = tmp_path_factory.mktemp("adapters")
+    settings = SFTSettings(steps=40, batch_size=4, lr=1e-2, warmup_steps=0, max_length=32)
+    out = []
+    for name, answer in (("end", " the end. The end."), ("dog", " there was a big dog.")):
+        rows = [(p, answer) for p in PROMPTS]
+        train_adapter(str(tiny_policy), SftObjective(rows), settings, root / name)
+        out.append(root / name)
+    return out
+
+
+def _units(adapters: list[Path], seed: int = 3) -> list[Any]:
+    from paretohqd.stages.kit.policy.generate import GenerationUnit
+
+    return [
+        GenerationUnit(tuple(PROMPTS), adapter, seed + k)
+        for k, adapter in enumerate([None, *adapters, adapters[0]])
+    ]
+
+
+def test_mixed_adapter_batches_equal_each_adapter_alone_greedy(
+    tiny_policy: Path, two_adapters: list[Path]
+) -> None:
+    """Rows of several adapters (and the base model) share batches; every row answers what
+    its adapter answers alone through peft's standard path (set_adapter/disable_adapter)."""
+    from paretohqd.stages.kit.policy.generate import TransformersGenerator
+
+    gen = TransformersGenerator(str(tiny_policy), GREEDY)
+    units = _units(two_adapters)
+    mixed = [r.texts for r in gen.generate_units(units)]
+    alone = [gen.generate(list(u.prompts), adapter=u.adapter).texts for u in units]
+    assert mixed == alone
+    assert len({tuple(t) for t in mixed}) == 3  # base and two adapters really differ
+    one_by_one = GenerationSettings(**{**GREEDY.__dict__, "batch_size": 1})
+    single = TransformersGenerator(str(tiny_policy), one_by_one).generate_units(units)
+    assert [r.texts for r in single] == mixed
+
+
+def test_sampled_rows_do_not_depend_on_their_batch(
+    tiny_policy: Path, two_adapters: list[Path]
+) -> None:
+    """Each row samples from its own generator: alone, in a mixed batch or one row a batch,
+    a unit samples the same tokens (float64, so no rounding near a boundary decides)."""
+    from paretohqd.stages.kit.policy.generate import TransformersGenerator
+
+    sampled = GenerationSettings(
+        max_new_tokens=16, do_sample=True, top_p=0.9, batch_size=16, dtype="float64"
+    )
+    gen = TransformersGenerator(str(tiny_policy), sampled)
+    units = _units(two_adapters)
+    mixed = [r.texts for r in gen.generate_units(units)]
+    alone = [gen.generate(list(u.prompts), adapter=u.adapter, seed=u.seed).texts for u in units]
+    assert mixed == alone
+    rowwise = GenerationSettings(**{**sampled.__dict__, "batch_size": 1})
+    assert [
+        r.texts for r in TransformersGenerator(str(tiny_policy), rowwise).generate_units(units)
+    ] == mixed
+    # each row has its own stream: the same prompt four times samples four answers
+    same = gen.generate(["Once upon a time"] * 4, seed=5).texts
+    assert len(set(same)) > 1
+    # and the unit's seed matters
+    assert gen.generate(list(PROMPTS), seed=6).texts != gen.generate(list(PROMPTS), seed=5).texts
+
+
+def test_row_sampler_applies_the_sampling_warpers(tiny_policy: Path) -> None:
+    """top_p so small that one token survives is greedy decoding; top_k = 1 likewise."""
+    from paretohqd.stages.kit.policy.generate import TransformersGenerator
+
+    greedy = generate_transformers(str(tiny_policy), PROMPTS, settings=GREEDY).texts
+    for options in ({"top_p": 1e-9}, {"top_k": 1, "top_p": 1.0}):
+        narrow = GenerationSettings(**{**GREEDY.__dict__, "do_sample": True, **options})
+        assert TransformersGenerator(str(tiny_policy), narrow).generate(PROMPTS).texts == greedy
+    wide = GenerationSettings(**{**GREEDY.__dict__, "do_sample": True, "temperature": 5.0})
+    assert TransformersGenerator(str(tiny_policy), wide).generate(PROMPTS).texts != greedy
+
+
+def test_mixed_groups_partition_parts_by_content_defined_sets() -> None:
+    from paretohqd.stages.kit.policy.generate import mixed_groups
+
+    models = [(f"m{i}", "base") for i in range(40)] + [(f"s{i}", "sft") for i in range(10)]
+    groups = mixed_groups(models, 2, 4)
+    assert sorted(i for g in groups for i in g) == list(range(100))
+    for g in groups:
+        assert len({i % 2 for i in g}) == 1  # one chunk
+        assert len({models[i // 2][1] for i in g}) == 1  # one start model
+        assert len(g) <= 8
+    sizes = [len(g) for g in groups if g[0] % 2 == 0]
+    assert 2 <= sum(sizes) / len(sizes) <= 8
+    assert mixed_groups(models, 3, 1) == [(i,) for i in range(150)]
+    # adding a model regroups its own set and no other
+    sets = {tuple(models[i // 2][0] for i in g) for g in groups}
+    grown = [*models[:17], ("new", "base"), *models[17:]]
+    sets2 = {tuple(grown[i // 2][0] for i in g) for g in mixed_groups(grown, 2, 4)}
+    assert len(sets - sets2) <= 2 and len(sets2 - sets) <= 2
+    assert any("new" in s for s in sets2 - sets)
