@@ -164,6 +164,24 @@ def test_switching_adapters_in_one_engine(
     _same(engine.generate(prompts, adapter=adapters["end"]), first)
 
 
+def test_mixed_adapter_units_agree_with_each_alone_and_with_transformers(
+    engine: VllmGenerator, wide_model: Path, adapters: dict[str, Path]
+) -> None:
+    """One ``generate`` call with a LoRARequest per request (and none for the base rows)."""
+    from paretohqd.stages.kit.policy.generate import GenerationUnit
+
+    units = [
+        GenerationUnit(tuple(PROMPTS), adapters["end"]),
+        GenerationUnit(tuple(PROMPTS)),
+        GenerationUnit(tuple(PROMPTS[:3]), adapters["ball"]),
+    ]
+    got = engine.generate_units(units)
+    want = _hf(wide_model).generate_units(units)
+    for unit, mixed, hf in zip(units, got, want, strict=True):
+        _same(mixed, engine.generate(list(unit.prompts), adapter=unit.adapter))
+        _same(mixed, hf)
+
+
 def test_sampled_results_have_the_transformers_schema(
     engine: VllmGenerator, wide_model: Path, adapters: dict[str, Path]
 ) -> None:

@@ -158,3 +158,45 @@ def test_a_diverging_adapter_is_named_and_nothing_is_saved(
     ):
         train_fused(str(tiny_policy), jobs, replace(SETTINGS, dtype="float32"), lambda *_: None)
     assert not any(j.out_dir.exists() for j in jobs)
+
+
+def test_the_router_multiplies_block_by_block_only_for_equal_contiguous_blocks() -> None:
+    """The block path must never see rows it would misassign: unequal, interleaved or
+    partial blocks take the per-row path."""
+    from paretohqd.stages.kit.training.fused import Router
+
+    router = Router()
+    router.route([0, 0, 1, 1, 2, 2], 3, "cpu")
+    assert router.blocks is not None and router.blocks[0] is None and router.blocks[1] == 2
+    router.route([0, 0, 2, 2], 3, "cpu")  # adapter 1 is done: blocks of 0 and 2
+    assert router.blocks is not None and router.blocks[0].tolist() == [0, 2]
+    for owner in ([0, 0, 1, 1, 1], [0, 1, 0, 1], [0, 0, 1], []):
+        router.route(owner, 2, "cpu")
+        assert router.blocks is None, owner
+    router.clear()
+    assert router.rows is None and router.blocks is None
+
+
+def test_block_and_per_row_products_agree() -> None:
+    import torch
+
+    from paretohqd.stages.kit.training.fused import Router, StackedLoraLinear
+
+    torch.manual_seed(0)
+    router = Router()
+    layer = StackedLoraLinear(
+        torch.nn.Linear(6, 5).double(),
+        torch.randn(3, 2, 6, dtype=torch.float64),
+        torch.randn(3, 5, 2, dtype=torch.float64),
+        2.0,
+        router,
+    )
+    x = torch.randn(6, 4, 6, dtype=torch.float64)
+    router.route([0, 0, 2, 2, 1, 1], 3, "cpu")
+    assert router.blocks is not None
+    blocked = layer(x)
+    router.blocks = None  # the per-row path on the same rows
+    torch.testing.assert_close(layer(x), blocked)
+    for k, p in enumerate([0, 0, 2, 2, 1, 1]):  # and peft's formula, row by row
+        want = layer.base_layer(x[k]) + 2.0 * (x[k] @ layer.lora_a[p].T @ layer.lora_b[p].T)
+        torch.testing.assert_close(blocked[k], want)
