@@ -109,15 +109,28 @@ def _sweep(  # pragma: no cover - compiled
         p = pts[i]
         first = 0
         last = n_layers
+        covered = 0  # rows that p covers in layer ``swept``, already removed
+        swept = -1
         if from_front:  # probe layers 1, 2, 4, 8, ... until one does not dominate p
             probe = 0
             while probe < n_layers:
+                if probe == first:
+                    # Every layer before this one dominates p, so if p covers a row here it
+                    # joins this layer: a layer that dominates p holds no row p covers (the
+                    # dominator would cover that row too, and the sweep never leaves a covered
+                    # row live). Removing those rows first then often saves the query.
+                    stack, covered = _remove_covered(
+                        roots[probe], p, box, link, lpts, lcnt, stack, mask
+                    )
+                    swept = probe
+                    if covered > 0:
+                        break
                 found, stack = _dominated(roots[probe], p, box, link, lpts, lcnt, stack, mask)
                 if not found:
                     break
                 first = probe + 1
                 probe = 2 * probe + 1
-            last = min(probe, n_layers)
+            last = first if covered > 0 else min(probe, n_layers)
         while first < last:
             mid = (first + last) >> 1
             found, stack = _dominated(roots[mid], p, box, link, lpts, lcnt, stack, mask)
@@ -137,8 +150,8 @@ def _sweep(  # pragma: no cover - compiled
             roots[n_layers] = node
             inserted[n_layers] = 0
             n_layers += 1
-        elif box[roots[lay], cnt] > 0:
-            stack = _remove_covered(roots[lay], p, box, link, lpts, lcnt, stack, mask)
+        elif swept != lay and box[roots[lay], cnt] > 0:
+            stack, _ = _remove_covered(roots[lay], p, box, link, lpts, lcnt, stack, mask)
         if not _insert(roots[lay], p, box, link, lpts, lcnt, pool, free):
             return False
         inserted[lay] += 1
@@ -235,10 +248,12 @@ def _remove_covered(  # pragma: no cover - compiled
     lcnt: np.ndarray,
     stack: np.ndarray,
     mask: np.ndarray,
-) -> np.ndarray:
-    """Drop the live rows under ``root`` that are <= p everywhere; boxes stay exact."""
+) -> tuple[np.ndarray, int]:
+    """Drop the live rows under ``root`` that are <= p everywhere and not equal to it; boxes
+    stay exact. Returns the stack (maybe grown) and how many rows went."""
     d = p.shape[0]
     cnt = 2 * d + 1
+    total = 0
     stack[0] = root
     sp = 1
     while sp > 0:
@@ -272,6 +287,12 @@ def _remove_covered(  # pragma: no cover - compiled
                 mask[s] &= rows[k, s] <= p[k]
         kept = 0
         for s in range(size):
+            if mask[s]:  # a row equal to p is not covered: it dominates p (see _sweep)
+                for k in range(d):
+                    if rows[k, s] != p[k]:
+                        break
+                else:
+                    mask[s] = 0
             if not mask[s]:
                 if kept != s:
                     for k in range(d):
@@ -280,6 +301,7 @@ def _remove_covered(  # pragma: no cover - compiled
         removed = size - kept
         if removed == 0:
             continue
+        total += removed
         lcnt[leaf] = kept
         box[node, cnt] -= removed
         for k in range(d):
@@ -307,7 +329,7 @@ def _remove_covered(  # pragma: no cover - compiled
                 box[a, k] = top
                 box[a, d + k] = bottom
             a = link[a, _PARENT]
-    return stack
+    return stack, total
 
 
 @njit(cache=True)
