@@ -27,7 +27,11 @@ Two things keep the trees small, as the staircases keep M = 3 small:
   took 3.7x longer without it.
 
 With few, huge layers (``from_front``) the layer search probes layers 1, 2, 4, ... first
-instead of bisecting: a row of layer 1 then costs one query, not log2(#layers).
+instead of bisecting: a row of layer 1 then costs one query, not log2(#layers) (at n = 1e6,
+M = 4, 97% of the anti-correlated rows are in layer 1). And while every layer before the probed
+one is known to dominate p, the probe first removes the rows p covers there: a layer that
+dominates p holds none, so a removal settles p's layer without the query (1.9 s -> 1.6 s on
+that shape).
 
 The answer is exact for any input; only the work depends on the data. Memory is O(n): the
 pools hold 4n / ``_LEAF_CAP`` nodes and half as many leaves of ``_LEAF_CAP + 1`` rows (about
