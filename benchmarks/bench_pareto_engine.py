@@ -55,15 +55,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     ap.add_argument("--cold", action="store_true", help="also time numba with an empty cache")
+    ap.add_argument(
+        "--objectives", nargs="+", type=int, default=[2, 3, 4, 5], metavar="M", help="values of M"
+    )
+    ap.add_argument("--sizes", nargs="+", type=float, metavar="N", help="row counts")
     args = ap.parse_args()
     sizes = [1_000, 10_000] if args.quick else [3_000, 30_000, 100_000, 300_000, 1_000_000]
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes]
     env = dict(os.environ)
     print(
         f"{'shape':8} {'M':>2} {'n':>9} {'layers':>6} {'moocore s':>10} {'numba s':>8} "
         f"{'numba/moocore':>13} {'auto':>8}" + ("  numba cold s" if args.cold else "")
     )
     for shape in ("tied", "uniform"):
-        for m in (2, 3, 4):
+        for m in args.objectives:
             for n in sizes:
                 run("numba", shape, m, min(n, 2000), env)  # warm the disk cache
                 moo = run("moocore", shape, m, n, env)

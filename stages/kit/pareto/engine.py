@@ -19,13 +19,24 @@ import numpy as np
 
 Engine = Literal["auto", "numba", "moocore"]
 
-#: The most rows ``auto`` gives moocore, by number of objectives; M >= 5 always goes to moocore
-#: (the kernels' own dispatch prefers it there too). Measured in fresh processes on the 2-core
-#: development machine (``bench_pareto_engine.py``, tied and uniform scores): M = 2 moocore is
-#: faster up to 1e6 rows (0.57 vs 1.0 s) and the kernels win from a few 1e6 on; M = 3 moocore
-#: 0.23-0.65 s vs 0.8-1.1 s at 1e5, 2.3-2.7 s vs 0.9-1.2 s at 3e5; M = 4 moocore 0.8-1.1 s vs
-#: 1.5-2.1 s at 1e5, 4.3-4.7 s vs 2.3-5.4 s at 3e5.
-AUTO_MOOCORE_MAX_ROWS: dict[int, int] = {1: 2_000_000, 2: 2_000_000, 3: 150_000, 4: 200_000}
+#: The most rows ``auto`` gives moocore, by number of objectives; M >= 7 (not measured) always
+#: goes to moocore. Measured in fresh processes on the 2-core development machine
+#: (``bench_pareto_engine.py``, tied and uniform scores): M = 2 moocore is faster up to 1e6 rows
+#: (0.57 vs 1.0 s) and the kernels win from a few 1e6 on; M = 3 moocore 0.23-0.65 s vs
+#: 0.8-1.1 s at 1e5, 2.3-2.7 s vs 0.9-1.2 s at 3e5. M = 4..6 with the k-d tree sweep
+#: (``bench_pareto_engine.py --objectives 4 5 6 --sizes 3e4 1e5 3e5``, the machine shared with
+#: other work): M = 4 moocore 0.75-0.91 s vs 0.89-1.17 s at 1e5, 3.0-3.2 s vs 1.7-2.5 s at
+#: 3e5; M = 5 0.82-1.03 s vs 0.91-1.49 s at 1e5, 3.4-5.2 s vs 2.1-3.1 s at 3e5; M = 6
+#: 1.08-1.22 s vs 1.26-1.55 s at 1e5, 4.2-5.4 s vs 2.9-3.8 s at 3e5. At 1e5 the kernels'
+#: time is mostly loading them from numba's cache (about 0.7 s).
+AUTO_MOOCORE_MAX_ROWS: dict[int, int] = {
+    1: 2_000_000,
+    2: 2_000_000,
+    3: 150_000,
+    4: 200_000,
+    5: 150_000,
+    6: 150_000,
+}
 
 
 class NonFiniteScoreError(ValueError):

@@ -22,11 +22,15 @@ objectives 2..M matter:
   gapped arrays, a weighted layer search tree). O(n log^2 n). When a sample shows few, huge
   layers, the staircases are split into buckets of f2 instead (buckets3.py), which makes the
   query about one load.
-- M >= 4: the Jensen/Fortin/Buzdalov divide and conquer below, O(n log^(M-1) n), on
-  deduplicated integer ranks. When a sample shows few, huge layers (rows near a plane), the
-  slab sweep (slab.py) first: a dominator of a row must then be close by. moocore.pareto_rank
-  (one front at a time) where it measured faster than the divide and conquer: M >= 5, and
-  few-layer data the slab sweep gives up on (see _few_layers).
+- M >= 4: each layer keeps its rows, projected to objectives 2..M, in a bucket k-d tree that
+  answers the query by orthant search, and a row that joins a layer drops the rows it covers
+  there (ndtree.py). When a sample shows few, huge layers (rows near a plane), the search over
+  the layers starts at layer 1, and up to _SLAB_MAX_ROWS rows the slab sweep (slab.py) runs
+  first: a dominator of a row must then be close by. The Jensen/Fortin/Buzdalov divide and
+  conquer below, O(n log^(M-1) n) on deduplicated integer ranks, was the M >= 4 kernel before
+  (n = 1e6, M = 4, best of 2 in one process on the shared machine: uniform 20.8 s vs 3.9 s,
+  tied 5.5 vs 3.2, anti 18.8 vs 2.4); it stays as the sample's layer count in _few_layers and
+  as a second exact implementation for the tests.
 
 Memory is O(n) in every path (a few arrays of length n; the staircases share one arena).
 """
@@ -40,6 +44,7 @@ from numba import njit
 
 from paretohqd.stages.kit.pareto.buckets3 import bucket_count, layers_3d_bucketed
 from paretohqd.stages.kit.pareto.engine import NonFiniteScoreError
+from paretohqd.stages.kit.pareto.ndtree import ndtree_layers
 from paretohqd.stages.kit.pareto.rowsort import sort_rows_desc
 from paretohqd.stages.kit.pareto.slab import slab_layers
 from paretohqd.stages.kit.pareto.sweep3 import layers_3d
@@ -94,13 +99,11 @@ def nondominated_layers(
     y = np.ascontiguousarray(y)
     if m >= 4:
         few = _few_layers(y)
-        if few:
+        if few and n <= _SLAB_MAX_ROWS:
             layers = slab_layers(y, budget=_SLAB_CHECKS_PER_ROW * n)
             if layers is not None:
                 return layers
-        if _moocore_available() and (m >= 5 or few):
-            return _moocore_layers(y)
-        return _layers_divide_conquer(y)
+        return ndtree_layers(y, from_front=few)
     # Rows in lexicographically descending order: every dominator of a row comes before it and
     # equal rows are adjacent. The kernels then read memory in order.
     order, ys = sort_rows_desc(y)
@@ -130,24 +133,13 @@ def _scatter(  # pragma: no cover - compiled
         out[order[i]] = values[i]
 
 
-def _moocore_available() -> bool:
-    try:
-        import moocore  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _few_layers(y: np.ndarray) -> bool:
     """Whether a random 1,000-row sample has at most 2 layers: near-plane data, whose layers
     are few and huge (M = 3: 9 layers for 1e6 rows; the sample of uniform or tied data has 19
-    to 24). M = 3 then uses the bucketed kernel, M >= 4 the slab sweep.
-
-    moocore peels one front at a time, so its cost grows with the number of layers; the divide
-    and conquer's does not. Measured (benchmarks/bench_pareto.py shapes, M = 4, best of 3):
-    n = 1e5 uniform 0.28 s vs moocore 0.37 s, tied 0.18 vs 0.39, anti-correlated 0.27 vs 0.20;
-    n = 1e6 uniform 7.7 vs 9.9, tied 2.5 vs 9.8, anti 6.8 vs 4.0. The anti shapes are the ones
-    whose sample has 1 layer (the others: 11 or more). The sample costs about 1 ms.
+    to 24). M = 3 then uses the bucketed kernel, M >= 4 the slab sweep or the k-d tree sweep
+    searching from layer 1 (at n = 1e6, M = 4, 97% of the anti-correlated rows are in layer 1:
+    one query each instead of three). The anti-correlated benchmark shapes are the ones whose
+    sample has 1 layer (the others: 11 or more). The sample costs about 1 ms.
     """
     n = y.shape[0]
     sample = y
@@ -163,20 +155,14 @@ _SAMPLE_ROWS = 1000
 # kernel is fast enough that sampling is not worth it.
 _BUCKETED_MAX_LAYERS = 32
 _BUCKETED_MIN_ROWS = 20_000
-# M >= 4 data whose sample has few layers goes to slab.py first, which gives up (then moocore
-# runs) after this many dominance checks per row.
+# M >= 4 data whose sample has few layers goes to slab.py first, up to this many rows, which
+# gives up (then ndtree.py runs) after this many dominance checks per row. The slab's checks
+# per row grow with n; the k-d trees' work does not much. Measured on the anti-correlated
+# shape (best of 2-3, one process, the 2-core machine shared with other work): M = 4, n = 1e5
+# slab 0.135 s vs k-d trees 0.166 s; 3e5: 0.53 vs 0.57; 1e6: 5.6 vs 3.0. M = 5, 3e5: 1.13 vs
+# 1.33.
+_SLAB_MAX_ROWS = 500_000
 _SLAB_CHECKS_PER_ROW = 256
-
-
-def _moocore_layers(y: np.ndarray) -> np.ndarray:
-    """moocore.pareto_rank, 1-based: M >= 5, and M = 4 with few layers (see _few_layers).
-
-    At M >= 5 it matched or beat our divide and conquer (n = 1e5, M = 5: uniform 0.63 s vs
-    moocore 0.55 s, tied 0.47 vs 0.51, anti 0.53 vs 0.51).
-    """
-    from paretohqd.stages.kit.pareto.engine import moocore_layers
-
-    return moocore_layers(y)
 
 
 @njit(cache=True)
@@ -474,7 +460,7 @@ def _dc_b(  # pragma: no cover - compiled
 
 
 def _layers_divide_conquer(y: np.ndarray) -> np.ndarray:
-    """Exact layers for any M >= 2 without moocore: dedupe, dense integer ranks, then D&C."""
+    """Exact layers for any M >= 2 by the divide and conquer: dedupe, dense integer ranks."""
     n, m = y.shape
     order, ys = sort_rows_desc(y)  # lexicographically descending = ascending in rank space
     new = np.ones(n, dtype=bool)

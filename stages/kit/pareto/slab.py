@@ -13,8 +13,9 @@ about four cells across the slab's thickness; each row's layer is 1 + the larges
 the earlier rows of the cells its box touches that really dominate it (checked exactly on the
 original values). The result is
 exact for any input; only the work depends on the slab. It stops and returns None once the
-dominance checks pass ``budget`` (thick slabs, where the divide and conquer is the better
-choice).
+dominance checks pass ``budget`` (thick slabs, where the k-d tree sweep of ndtree.py is the
+better choice). Its checks per row grow with n, so above nds._SLAB_MAX_ROWS rows the k-d tree
+sweep runs instead (n = 1e6, M = 4: 5.6 s against 3.0 s, the machine shared).
 
 Measured on the anti-correlated benchmark shape (best of 2): n = 1e5, M = 4: 0.07 s against
 0.23 s for moocore.pareto_rank and 0.27 s for our divide and conquer; M = 5: 0.11 s against

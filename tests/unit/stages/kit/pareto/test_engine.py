@@ -17,7 +17,7 @@ from paretohqd.stages.kit.pareto.engine import (
 )
 
 
-@pytest.mark.parametrize("m", [1, 2, 3, 4])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("shape", ["uniform", "tied", "anti"])
 def test_both_engines_give_the_same_layers(m: int, shape: str) -> None:
     rng = np.random.default_rng(m)
@@ -40,6 +40,7 @@ def test_auto_takes_moocore_on_small_pools_and_the_kernels_on_large_ones() -> No
     for m, limit in AUTO_MOOCORE_MAX_ROWS.items():
         assert choose_engine("auto", limit, m) == "moocore"
         assert choose_engine("auto", limit + 1, m) == "numba"
+    assert choose_engine("auto", 10**8, 7) == "moocore"  # not measured
     assert choose_engine("numba", 10, 2) == "numba"
     assert choose_engine("moocore", 10**8, 2) == "moocore"
 

@@ -145,11 +145,16 @@ def test_does_not_modify_input() -> None:
         (4, "uniform"),
         (4, "tied"),
         (4, "anti"),
+        (5, "uniform"),
+        (5, "tied"),
+        (5, "anti"),
+        (6, "tied"),
     ],
 )
 def test_agrees_with_moocore_at_larger_n(m: int, shape: str) -> None:
     """Sizes where the kernels' fast paths kick in: radix passes, batched searches, the M = 3
-    layer search tree rebuilds, gap inserts and re-spread staircases (anti: huge layers)."""
+    layer search tree rebuilds, gap inserts and re-spread staircases (anti: huge layers), the
+    M >= 4 k-d trees' splits, removals and rebuilds."""
     moocore = pytest.importorskip("moocore", reason="moocore is the independent reference here")
     rng = np.random.default_rng(1234 + m)
     n = 30_000 if m < 4 else 5_000
@@ -205,8 +210,9 @@ def test_staircase_search_matches_searchsorted(size: int, seed: int, decimals: i
 
 
 def test_few_layers_sends_m4_data_to_the_faster_method() -> None:
-    """Near-plane data (one or two huge layers) goes to moocore's front peeling, the rest to
-    the divide and conquer: the choice measured faster for each (see _few_layers)."""
+    """Near-plane data (one or two huge layers) goes to the slab sweep or the k-d tree sweep
+    searching from layer 1, the rest to the bisecting k-d tree sweep: the choice measured
+    faster for each (see _few_layers)."""
     from paretohqd.stages.kit.pareto.nds import _few_layers
 
     rng = np.random.default_rng(5)
