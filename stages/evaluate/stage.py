@@ -93,12 +93,14 @@ def check_heldout(
 
 
 def model_groups(models: Sequence[Model], chunks: int, mix: int) -> list[tuple[int, ...]]:
-    """The evaluation parts that generate together: about ``mix`` models on one start, one
-    chunk, sets cut by the models' names (:func:`~paretohqd.stages.kit.policy.generate.
-    mixed_groups`; part ``m * chunks + c`` is model ``m`` on chunk ``c``)."""
+    """The evaluation parts that generate together: about ``mix`` models of one method on one
+    start, one chunk, sets cut by the models' names (:func:`~paretohqd.stages.kit.policy.
+    generate.mixed_groups`; part ``m * chunks + c`` is model ``m`` on chunk ``c``). Not across
+    methods: adding a preference retrains most adapters of some methods, and a set holding
+    only another method's models keeps its parts."""
     from paretohqd.stages.kit.policy.generate import mixed_groups
 
-    names = [(f"{method}/{pref_id}", start) for method, pref_id, _, start in models]
+    names = [(f"{method}/{pref_id}", f"{start}\n{method}") for method, pref_id, _, start in models]
     return mixed_groups(names, chunks, mix)
 
 

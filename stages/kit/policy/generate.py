@@ -102,18 +102,20 @@ class GenerationRequest:
 def mixed_groups(models: Sequence[tuple[str, str]], chunks: int, mix: int) -> list[tuple[int, ...]]:
     """The parts of a generation stage that generate together, as a partition of its parts.
 
-    Part ``m * chunks + c`` is model ``m`` (``models[m]`` = (name, start model)) answering
-    prompt chunk ``c``. Consecutive models on one start form sets of about ``mix`` (``1``: each
-    alone), and a group is one set's parts of one chunk. Set boundaries are *content-defined*:
-    a set ends before a model whose name hashes to 0 modulo ``mix`` (or at ``2 * mix`` models,
-    or where the start changes), so adding or dropping a model changes the set it falls in and
-    no other: the parts of every other set keep their group, and so their keys, and are
-    reused. Sets hold ``mix`` models on average.
+    Part ``m * chunks + c`` is model ``m`` answering prompt chunk ``c``; ``models[m]`` is its
+    (name, domain), and models of different domains never share a set (the domain names at
+    least the start model; evaluate adds the method, so a set never mixes methods, whose
+    adapters retrain together). Consecutive models of one domain form sets of about ``mix``
+    (``1``: each alone), and a group is one set's parts of one chunk. Set boundaries are
+    *content-defined*: a set ends before a model whose name hashes to 0 modulo ``mix`` (or at
+    ``2 * mix`` models, or where the domain changes), so adding or dropping a model changes the
+    set it falls in and no other: the parts of every other set keep their group, and so their
+    keys, and are reused. Sets hold ``mix`` models on average.
     """
     sets: list[list[int]] = []
-    for m, (name, start) in enumerate(models):
+    for m, (name, domain) in enumerate(models):
         boundary = mix <= 1 or part_seed(0, "mix", name) % mix == 0
-        if not sets or boundary or models[sets[-1][0]][1] != start or len(sets[-1]) >= 2 * mix:
+        if not sets or boundary or models[sets[-1][0]][1] != domain or len(sets[-1]) >= 2 * mix:
             sets.append([])
         sets[-1].append(m)
     return [tuple(m * chunks + c for m in members) for members in sets for c in range(chunks)]
