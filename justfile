@@ -126,6 +126,7 @@ bench: setup
     {{bin}}/python benchmarks/bench_select.py
     {{bin}}/python benchmarks/bench_score.py
     {{bin}}/python benchmarks/bench_train.py --quick
+    {{bin}}/python benchmarks/bench_mixed.py --adapters 4 --repeat 1
 
 # remove runs, caches and the virtual environment
 clean:
