@@ -213,9 +213,10 @@ def plan_groups(
         if groups is not None:
             raise ValueError("map_parts: groups given without a group worker")
         return [(i,) for i in todo]
-    members = [tuple(int(i) for i in g) for g in groups] if groups is not None else None
-    if members is None:
+    if groups is None:
         members = [(i,) for i in range(n_parts)]
+    else:
+        members = [tuple(int(i) for i in g) for g in groups]
     flat = sorted(i for g in members for i in g)
     if flat != list(range(n_parts)) or not all(members):
         raise ValueError(f"map_parts: groups must partition parts 0..{n_parts - 1}: {members}")
