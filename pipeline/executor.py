@@ -213,6 +213,7 @@ def plan_groups(
         if groups is not None:
             raise ValueError("map_parts: groups given without a group worker")
         return [(i,) for i in todo]
+    members: list[tuple[int, ...]]
     if groups is None:
         members = [(i,) for i in range(n_parts)]
     else:
