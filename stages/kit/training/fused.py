@@ -332,6 +332,8 @@ def _train_stacked(
     """The fused optimiser loop and the saving of every adapter."""
     import math
 
+    from paretohqd.progress import progress
+
     objectives = [job.objective for job in jobs if isinstance(job.objective, FusableObjective)]
     assert len(objectives) == len(jobs)  # why_not_fused let the group through
     samplers = [
@@ -351,7 +353,9 @@ def _train_stacked(
     trained = [0] * len(jobs)
     cache: dict[tuple[int, ...], float] = {}  # the reference's log-prob of each distinct row
     t0, c0 = time.perf_counter(), time.process_time()
-    for index in range(objectives[0].steps(settings)):
+    total = objectives[0].steps(settings)
+    bar = progress(total, desc=f"{objectives[0].name} {len(jobs)} fused", unit="step")
+    for index in range(total):
         opt.zero_grad(set_to_none=True)
         for obj in objectives:
             obj.begin_step()
@@ -385,6 +389,10 @@ def _train_stacked(
         sched.step()
         for log in logs:
             log[-1]["lr"] = sched.get_last_lr()[0]
+        mean = sum(log[-1]["loss"] for log in logs) / len(logs)
+        bar.note(f"mean loss {mean:.4f}")
+        bar.update()
+    bar.close()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     layers.restore()
     if base_checksum(model) != base_before:

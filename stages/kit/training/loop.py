@@ -315,7 +315,8 @@ def train_adapter(
         base_before = base_checksum(model)
         model.train()
         t0, c0 = time.perf_counter(), time.process_time()
-        log, counts = _train_steps(objective, settings, params, sampler)
+        desc = f"{objective.name} {out_dir.name}"
+        log, counts = _train_steps(objective, settings, params, sampler, desc=desc)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         if base_checksum(model) != base_before:
             raise RuntimeError(
@@ -387,11 +388,19 @@ def adapter_record(
 
 
 def _train_steps(
-    objective: Objective, settings: SFTSettings, params: list[Any], sampler: Sampler
+    objective: Objective,
+    settings: SFTSettings,
+    params: list[Any],
+    sampler: Sampler,
+    *,
+    desc: str = "train",
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The optimiser loop: per training step, ``objective.updates`` zero-grad → gradients →
-    finite check → AdamW and warm-up steps; one log row per training step."""
+    finite check → AdamW and warm-up steps; one log row per training step, reported to
+    :mod:`paretohqd.progress` as ``desc`` with the step's loss."""
     import torch
+
+    from paretohqd.progress import progress
 
     dp = _DATA_PARALLEL
     if dp.world > 1 and not objective.data_parallel:
@@ -412,7 +421,9 @@ def _train_steps(
     )
     log: list[dict[str, Any]] = []
     updates = tokens = 0
-    for index in range(objective.steps(settings)):
+    total = objective.steps(settings)
+    bar = progress(total, desc=desc, unit="step", bar=dp.rank == 0, lines=dp.rank == 0)
+    for index in range(total):
         for epoch in range(objective.updates):
             opt.zero_grad(set_to_none=True)
             step = Step(index, epoch, params, settings.grad_accum, sampler, dp.rank, dp.world)
@@ -430,6 +441,9 @@ def _train_steps(
             tokens += result.tokens
         entry = {"step": index, "loss": round(result.loss, 6), "lr": sched.get_last_lr()[0]}
         log.append(entry | result.columns)
+        bar.note(f"loss {result.loss:.4f}")
+        bar.update()
+    bar.close()
     return log, {"steps": updates, "tokens": tokens}
 
 
