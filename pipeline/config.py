@@ -174,6 +174,13 @@ class RewardHeadConfig(Section):
         None, description="sentence-transformers dir (default: all-MiniLM-L6-v2 from PyPI)"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="training options")
+    min_accuracy: float = Field(
+        0.55,
+        ge=0.0,
+        le=1.0,
+        description="fail the stage when the head's held-out pairwise accuracy is below this "
+        "(0.5 is chance: such a head would select, train and evaluate on noise)",
+    )
 
 
 class ScoreConfig(Section):

@@ -45,6 +45,7 @@ TAIL = f"""
 [[reward_heads]]
 name = "harmless"
 sources = ["hh"]
+min_accuracy = 0.0  # tiny data: the gate has its own test
 options = {{ epochs = 10 }}
 
 [[objectives]]
