@@ -465,7 +465,12 @@ def export_trl_cmd(
         _console().print(
             f"wrote {os.path.relpath(dpo['out'])}: {len(kept)} preferences, "
             f"{min(kept.values())}–{max(kept.values())} of {dpo['pairs']} pairs each "
-            f"({dropped} dropped in all for a zero weighted margin)"
+            f"({dropped} dropped in all for a zero weighted margin; {dpo['prompt_cut']} prompts "
+            f"cut on the left to fit max_length {dpo['max_length']})"
+        )
+        _console().print(
+            f"train: trl dpo --model_name_or_path {os.path.relpath(meta['base_model'])} "
+            f"--dataset_name {os.path.relpath(dpo['out'])}/PREF --max_length {dpo['max_length']}"
         )
 
 

@@ -184,9 +184,10 @@ space, chosen from Pareto layers 1–{pool["max_layer"]} ({pool["rows"]} candida
 {_overlap_sentence(meta)}
 Columns: `prompt`, `completion` (what the project's SFT trains on: it encodes them apart and
 cuts a long prompt's oldest tokens; `paretohqd export trl` writes the same rows and tokens as
-TRL datasets), `response` (the same text under the sample table's name), `rank`, `distance`, `layer`, `weights`, the raw score per
-objective ({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values
-(`norm_<objective>`) and the `raw`/`norm` lists.
+TRL datasets), `response` (the same text under the sample table's name), `rank`, `distance`,
+`layer`, `weights`, the raw score per objective
+({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values (`norm_<objective>`)
+and the `raw`/`norm` lists.
 
 Reproduce with `{meta["reproduce"]}`. The front matter above is the machine-readable record.
 """

@@ -77,7 +77,13 @@ def export_dpo(ctx: StageContext, *, out: Path | None = None) -> Mapping[str, An
     ``rejected``), one directory per preference of the select grid under ``out`` (default
     ``RUN/export/trl``) ``/dpo/``, each pair oriented by the preference's weighted normalised
     margin (:func:`~paretohqd.stages.kit.export.trl.orient_pairs`), zero-margin pairs dropped."""
-    from paretohqd.stages.kit.export.trl import dpo_table, leading_space, orient_pairs, write_train
+    from paretohqd.stages.kit.export.trl import (
+        dpo_table,
+        leading_space,
+        orient_pairs,
+        pair_prompts,
+        write_train,
+    )
     from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.policy.loading import load_tokenizer, render_prompt
     from paretohqd.stages.kit.preferences import build_grid
@@ -92,10 +98,12 @@ def export_dpo(ctx: StageContext, *, out: Path | None = None) -> Mapping[str, An
     objectives = ctx.config.pareto_objectives
     frame, rows = pair_rows(ctx, objectives)
     tok = load_tokenizer(policy_model(ctx.config), padding_side="right")
-    template = sft_settings(ctx.config).template
-    prompts = [render_prompt(tok, p, template) for p in rows.prompts]
+    settings = sft_settings(ctx.config)
+    rendered = [render_prompt(tok, p, settings.template) for p in rows.prompts]
+    prompts, cut = pair_prompts(tok, rendered, rows.a, rows.b, max_length=settings.max_length)
     lead = leading_space(tok)
     extra = {
+        "prompt_cut": cut,
         "prompt_id": frame["prompt_id"].to_list(),
         "a_id": frame["a_id"].to_list(),
         "b_id": frame["b_id"].to_list(),
@@ -112,4 +120,10 @@ def export_dpo(ctx: StageContext, *, out: Path | None = None) -> Mapping[str, An
             "pairs": len(oriented.keep),
             "dropped_zero_margin": oriented.dropped,
         }
-    return {"out": target, "pairs": len(rows), "preferences": written}
+    return {
+        "out": target,
+        "pairs": len(rows),
+        "prompt_cut": sum(cut),
+        "max_length": settings.max_length,
+        "preferences": written,
+    }

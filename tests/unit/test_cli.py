@@ -363,7 +363,7 @@ def test_export_trl_writes_sft_and_dpo_datasets(tiny_config: Path, tiny_policy: 
     code, out = _invoke("export", "trl", "-c", c, "--pairs")
     assert code == 0, out
     assert "3 preferences, 12 rows (max_length 48" in out and "trl sft" in out
-    assert "zero weighted margin" in out
+    assert "zero weighted margin" in out and "trl dpo" in out
 
     run = tiny_config.parent / "runs/t"
     sft = run / "export/trl/sft-round1"

@@ -145,6 +145,33 @@ def sft_table(rows: Sequence[SftRow], extra: dict[str, list[Any]]) -> Any:
     )
 
 
+def pair_prompts(
+    tok: Any, prompts: Sequence[str], a: Sequence[str], b: Sequence[str], *, max_length: int
+) -> tuple[list[str], list[bool]]:
+    """Each pair's prompt cut on the left as the project cuts it for the pair's longer
+    response (:func:`~paretohqd.stages.kit.training.sft.encode_rows`), so that both responses
+    fit ``max_length`` after it: TRL's DPO trainer only cuts the end (``keep_start``), which
+    would push a long prompt's responses out of the window. A tail that re-tokenises to more
+    tokens than the project keeps is cut a token further. Also whether the prompt was cut."""
+    from paretohqd.stages.kit.policy.loading import bos_prefix
+    from paretohqd.stages.kit.training.sft import IGNORE, encode_rows
+
+    out, cut = [], []
+    for prompt, ra, rb in zip(prompts, a, b, strict=True):
+        longer = max(ra, rb, key=lambda r: len(tok(r, add_special_tokens=False)["input_ids"]))
+        (enc,) = encode_rows(tok, [(prompt, longer)], max_length)
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        keep = enc.labels.count(IGNORE) - len(bos_prefix(tok, p_ids))
+        text = prompt_tail(tok, prompt, keep)
+        # A tail starting inside a word re-tokenises longer (its dummy ``▁``): cut further.
+        while keep > 0 and len(tok(text, add_special_tokens=False)["input_ids"]) > keep:
+            keep -= 1
+            text = prompt_tail(tok, prompt, keep)
+        out.append(text)
+        cut.append(keep < len(p_ids))
+    return out, cut
+
+
 @dataclass(frozen=True)
 class Oriented:
     """One preference's pairs oriented by its weighted margin: row indices, whether ``a`` is

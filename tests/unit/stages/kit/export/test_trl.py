@@ -17,6 +17,7 @@ from paretohqd.stages.kit.export.trl import (
     dpo_table,
     leading_space,
     orient_pairs,
+    pair_prompts,
     prompt_tail,
     sft_rows,
     sft_table,
@@ -232,3 +233,20 @@ def test_pairs_are_oriented_by_the_weighted_margin() -> None:
     assert table["chosen"] == [" a0", " b1", " a3"]
     assert table["rejected"] == [" b0", " a1", " b3"]
     assert table["a_id"] == ["x0", "x1", "x3"]
+
+
+def test_pair_prompts_are_cut_so_both_responses_fit(
+    text_tok: Any, rows: list[tuple[str, str]]
+) -> None:
+    prompts = [p for p, _ in rows]
+    a = [c for _, c in rows]
+    b = [c[: len(c) // 3] or c for _, c in rows]
+    cut_prompts, cut = pair_prompts(text_tok, prompts, a, b, max_length=MAX_LENGTH)
+    assert any(cut) and not all(cut)
+    for prompt, short, was_cut, response in zip(prompts, cut_prompts, cut, a, strict=True):
+        assert prompt.endswith(short) and was_cut == (short != prompt)
+        # a is the longer response: the project keeps this many of its tokens ...
+        (enc,) = encode_rows(text_tok, [(prompt, response)], MAX_LENGTH)
+        kept = len(enc.ids) - enc.labels.count(IGNORE)
+        # ... and after the cut prompt (BOS included) they still fit TRL's window.
+        assert len(text_tok(short)["input_ids"]) + kept <= MAX_LENGTH
