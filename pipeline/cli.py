@@ -555,6 +555,62 @@ def env(as_json: JsonOpt = False) -> None:
         sys.stdout.write(render(info))
 
 
+export_app = typer.Typer(
+    help="Write a run's artifacts in formats other tools read.", no_args_is_help=True
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("trl")
+@friendly
+def export_trl_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    round_: Annotated[int, typer.Option("--round", help="shards of round 1 or 2")] = 1,
+    arm: Annotated[
+        str | None, typer.Option("--arm", help="a comparison arm instead of a round: linear")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="directory (default: RUN/export/trl)")
+    ] = None,
+    pairs: Annotated[
+        bool, typer.Option("--pairs", help="also the pairs as per-preference DPO datasets")
+    ] = False,
+) -> None:
+    """The SFT shards as TRL datasets with exactly the project's tokens (and --pairs for DPO)."""
+    from paretohqd.runner import Runner
+
+    runner = Runner(_load(config, set_))
+    variant = arm or f"round{round_}"
+    meta = runner.tool("export-trl", variant=variant, out=out)
+    prefs = meta["preferences"]
+    rows = sum(p["rows"] for p in prefs.values())
+    _console().print(
+        f"wrote {os.path.relpath(meta['out'])}: {len(prefs)} preferences, {rows} rows "
+        f"(max_length {meta['max_length']}: {sum(p['truncated'] for p in prefs.values())} "
+        f"truncated as the project truncates; {sum(p['text_exact'] for p in prefs.values())} "
+        "whose text alone re-tokenises to the same ids)"
+    )
+    _console().print(
+        f"train: trl sft --model_name_or_path {os.path.relpath(meta['base_model'])} "
+        f"--dataset_name {os.path.relpath(meta['out'])}/PREF --max_length {meta['max_length']}"
+    )
+    if pairs:
+        dpo = runner.tool("export-dpo", out=out)
+        kept = {k: v["pairs"] for k, v in dpo["preferences"].items()}
+        dropped = sum(v["dropped_zero_margin"] for v in dpo["preferences"].values())
+        _console().print(
+            f"wrote {os.path.relpath(dpo['out'])}: {len(kept)} preferences, "
+            f"{min(kept.values())}–{max(kept.values())} of {dpo['pairs']} pairs each "
+            f"({dropped} dropped in all for a zero weighted margin; {dpo['prompt_cut']} prompts "
+            f"cut on the left to fit max_length {dpo['max_length']})"
+        )
+        _console().print(
+            f"train: trl dpo --model_name_or_path {os.path.relpath(meta['base_model'])} "
+            f"--dataset_name {os.path.relpath(dpo['out'])}/PREF --max_length {dpo['max_length']}"
+        )
+
+
 plot_app = typer.Typer(help="Draw figures of a run's artifacts (PNG).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
 

@@ -127,3 +127,50 @@ def run_sft(
         "metrics": run.metrics,
         "base_model": base,
     }
+
+
+def export_trl(
+    ctx: StageContext, *, shards: str, selection: str, variant: str, out: Path | None = None
+) -> Mapping[str, Any]:
+    """The ``export-trl`` tool: every shard of ``selection`` as a TRL SFT dataset with exactly
+    the tokens this stage trains on (:mod:`~paretohqd.stages.kit.export.trl`), one directory per
+    preference under ``out`` (default ``RUN/export/trl``) ``/sft-<variant>/``."""
+    import polars as pl
+
+    from paretohqd.stages.kit.cards import DATA
+    from paretohqd.stages.kit.export.trl import sft_rows, sft_table, write_train
+    from paretohqd.stages.kit.policy.identity import policy_model
+    from paretohqd.stages.kit.policy.loading import load_tokenizer
+
+    settings = sft_settings(ctx.config)
+    if not ctx.path(selection).exists():
+        raise DataError(
+            f"export trl: no {selection} table at {ctx.path(selection)}; run the stages first "
+            f"(`paretohqd run --until {ctx.stage.name}`)"
+        )
+    index = shard_index(ctx, selection)
+    base = policy_model(ctx.config)
+    tok = load_tokenizer(base, padding_side="right")
+    root = Path(out) if out is not None else ctx.run_dir / "export" / "trl"
+    target = root / f"sft-{variant}"
+    written: dict[str, dict[str, int]] = {}
+    for pref in sorted(index):
+        frame = pl.read_parquet(
+            ctx.path(shards) / pref / DATA, columns=["sample_id", "rank", "prompt", "completion"]
+        )
+        pairs = list(zip(frame["prompt"].to_list(), frame["completion"].to_list(), strict=True))
+        rows = sft_rows(tok, pairs, max_length=settings.max_length, template=settings.template)
+        extra = {"sample_id": frame["sample_id"].to_list(), "rank": frame["rank"].to_list()}
+        write_train(sft_table(rows, extra), target / pref)
+        written[pref] = {
+            "rows": len(rows),
+            "truncated": sum(r.truncated for r in rows),
+            "text_exact": sum(r.text_exact for r in rows),
+        }
+    return {
+        "out": target,
+        "base_model": base,
+        "max_length": settings.max_length,
+        "template": settings.template,
+        "preferences": written,
+    }

@@ -330,3 +330,55 @@ def test_a_read_only_run_directory(tiny_config: Path) -> None:
         run_dir.chmod(0o755)
     code, out = _invoke("run", "-c", c, "--until", "ingest")
     assert code == 0, out
+
+
+HEURISTICS = """
+[[objectives]]
+name = "concise"
+scorer = "heuristic"
+options = { metric = "conciseness", target = 30 }
+
+[[objectives]]
+name = "varied"
+scorer = "heuristic"
+options = { metric = "repetition", n = 2 }
+"""
+
+
+def test_export_trl_writes_sft_and_dpo_datasets(tiny_config: Path, tiny_policy: Path) -> None:
+    from paretohqd.stages.kit.policy.loading import load_tokenizer
+    from paretohqd.stages.kit.training.sft import encode_rows
+
+    tiny_config.write_text(
+        tiny_config.read_text()
+        + HEURISTICS
+        + f'\n[select]\nk = 4\nstep = 0.5\n\n[policy]\nmodel = "{tiny_policy}"\n'
+        + "\n[sft]\nmax_length = 48\n\n[modpo]\nsteps = 1\n"
+    )
+    c = str(tiny_config)
+    code, out = _invoke("export", "trl", "-c", c)
+    assert code == 2 and "paretohqd run --until sft" in out
+    code, out = _invoke("run", "-c", c, "--until", "pairs")
+    assert code == 0, out
+    code, out = _invoke("export", "trl", "-c", c, "--pairs")
+    assert code == 0, out
+    assert "3 preferences, 12 rows (max_length 48" in out and "trl sft" in out
+    assert "zero weighted margin" in out and "trl dpo" in out
+
+    run = tiny_config.parent / "runs/t"
+    sft = run / "export/trl/sft-round1"
+    assert sorted(p.name for p in sft.iterdir()) == ["pref-000-100", "pref-050-050", "pref-100-000"]
+    tok = load_tokenizer(str(tiny_policy), padding_side="right")
+    for pref in sft.iterdir():
+        exported = pl.read_parquet(pref / "train.parquet")
+        shard = pl.read_parquet(run / "shards/round1" / pref.name / "data.parquet")
+        assert exported["sample_id"].to_list() == shard["sample_id"].to_list()
+        rows = list(zip(shard["prompt"].to_list(), shard["completion"].to_list(), strict=True))
+        assert exported["input_ids"].to_list() == [e.ids for e in encode_rows(tok, rows, 48)]
+
+    pairs = pl.read_parquet(run / "pairs.parquet")
+    dpo = pl.read_parquet(run / "export/trl/dpo/pref-100-000/train.parquet")
+    first = pairs["norm_margin"].list.get(0)
+    assert dpo.height == int((first != 0).sum())
+    assert set(dpo.columns) >= {"prompt", "chosen", "rejected", "margin"}
+    assert (dpo["margin"] > 0).all()
