@@ -235,22 +235,33 @@ def render_report(
         _normalisation_section(objectives, lo, hi, ref),
         _models_section(rows, objectives, clipped),
     ]
-    if embedded:
-        parts.append("<h2>Figures</h2>")
-        for name, data in embedded.items():
-            uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-            parts.append(
-                f'<figure><img alt="{_esc(name)}" src="{uri}">'
-                f"<figcaption>{_esc(name)}</figcaption></figure>"
-            )
-    if hrefs:
-        parts.append("<h2>Shard cards</h2>\n<ul>")
-        parts += [f'<li><a href="{h}">{_esc(name)}</a></li>' for name, h in hrefs.items()]
-        parts.append("</ul>")
+    parts += _figures(embedded) + _links(hrefs)
     parts.append("</body></html>\n")
     out = Path(out)
     write_text(out, "\n".join(parts))
     return out
+
+
+def _figures(embedded: Mapping[str, bytes]) -> list[str]:
+    """The figures, embedded as data URIs (none: no section)."""
+    if not embedded:
+        return []
+    parts = ["<h2>Figures</h2>"]
+    for name, data in embedded.items():
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        parts.append(
+            f'<figure><img alt="{_esc(name)}" src="{uri}">'
+            f"<figcaption>{_esc(name)}</figcaption></figure>"
+        )
+    return parts
+
+
+def _links(hrefs: Mapping[str, str]) -> list[str]:
+    """The shard cards' links, hrefs already escaped (none: no section)."""
+    if not hrefs:
+        return []
+    items = [f'<li><a href="{h}">{_esc(name)}</a></li>' for name, h in hrefs.items()]
+    return ["<h2>Shard cards</h2>\n<ul>", *items, "</ul>"]
 
 
 def _curves_section(flags: Mapping[str, str]) -> str:
@@ -516,35 +527,10 @@ def plot_fronts(
     ncols = min(len(pairs), 3)
     nrows = -(-len(pairs) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 4.6 * nrows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
-        xlim, ylim = zoom(points[:, i], points[:, j])
-        for pref_id, w in ray_list:
-            ax.plot([1, w[i]], [1, w[j]], color="0.6", lw=0.8, ls="--", zorder=1)
-            end = ray_label_at((w[i], w[j]), xlim, ylim)
-            if end is not None:  # aligned so the label reads into the panel
-                ha = "left" if end[0] < sum(xlim) / 2 else "right"
-                va = "bottom" if end[1] < sum(ylim) / 2 else "top"
-                ax.annotate(pref_id, end, fontsize=6, color="0.45", ha=ha, va=va)
-        for k, method in enumerate(methods):
-            sel = method_col == method
-            ax.scatter(
-                points[sel, i],
-                points[sel, j],
-                marker=_MARKERS[k % len(_MARKERS)],
-                color=cmap(k % cmap.N),
-                s=36,
-                label=method,
-                zorder=3,
-                edgecolors="black",
-                linewidths=0.4,
-            )
+        _panel(ax, points[:, [i, j]], method_col, methods, [(p, w[[i, j]]) for p, w in ray_list])
         ax.set_xlabel(f"{objectives[i]} (normalised)")
         ax.set_ylabel(f"{objectives[j]} (normalised)")
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
-        ax.set_aspect("equal")
-        ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs) :]:
         ax.axis("off")
     fig.suptitle(
@@ -608,3 +594,42 @@ def ray_label_at(
         return None
     end = start + t1 * step
     return float(end[0]), float(end[1])
+
+
+def _panel(
+    ax: Any,
+    points: np.ndarray,
+    method_col: np.ndarray,
+    methods: Sequence[str],
+    rays: Sequence[tuple[str, np.ndarray]],
+) -> None:
+    """One pair of objectives: the rays (dashed, labelled where they leave the panel) and each
+    method's points, zoomed to the points (:func:`zoom`)."""
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10")
+    xlim, ylim = zoom(points[:, 0], points[:, 1])
+    for pref_id, w in rays:
+        ax.plot([1, w[0]], [1, w[1]], color="0.6", lw=0.8, ls="--", zorder=1)
+        end = ray_label_at((w[0], w[1]), xlim, ylim)
+        if end is not None:  # aligned so the label reads into the panel
+            ha = "left" if end[0] < sum(xlim) / 2 else "right"
+            va = "bottom" if end[1] < sum(ylim) / 2 else "top"
+            ax.annotate(pref_id, end, fontsize=6, color="0.45", ha=ha, va=va)
+    for k, method in enumerate(methods):
+        sel = method_col == method
+        ax.scatter(
+            points[sel, 0],
+            points[sel, 1],
+            marker=_MARKERS[k % len(_MARKERS)],
+            color=cmap(k % cmap.N),
+            s=36,
+            label=method,
+            zorder=3,
+            edgecolors="black",
+            linewidths=0.4,
+        )
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
