@@ -18,6 +18,7 @@ from paretohqd.errors import DataError
 from paretohqd.executor import Item, read_item_keys
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.selection import shard_index
+from paretohqd.stages.kit.tracking import AdapterRun, adapter_run
 from paretohqd.stages.kit.training.settings import sft_settings
 from paretohqd.stages.kit.training.sft import SFTSettings
 
@@ -28,12 +29,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ShardSpec:
     """What every preference's worker needs (picklable): the base model, the settings, the
-    shards' directory and the objectives' names (for the shard card)."""
+    shards' directory, the objectives' names (for the shard card) and the stage's adapter run
+    (plot titles, tracker)."""
 
     base_model: str
     settings: SFTSettings
     shards: Path
     objectives: list[str]
+    run: AdapterRun | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ def _job(spec: ShardSpec, item: Item, key: str, target: Path) -> FusedJob:
         "pref_id": item.id,
         "shard_card": dict(zip(spec.objectives, shard.weights, strict=False)),
     }
-    return FusedJob(SftObjective(rows), target, item.id, state, shard.init_adapter)
+    run = spec.run.of(item.id, shard.weights) if spec.run else None
+    return FusedJob(SftObjective(rows), target, item.id, state, shard.init_adapter, run)
 
 
 def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
@@ -75,6 +79,7 @@ def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[
         target,
         init_adapter=job.init_adapter,
         extra_state=job.extra_state,
+        run=job.run,
     )
 
 
@@ -117,7 +122,9 @@ def run_sft(
             "init": init_keys.get(pref),
         }
         items.append(Item(pref, definition, Shard(list(index[pref]["weights"]), init_dir)))
-    spec = ShardSpec(base, settings, ctx.path(shards), ctx.config.pareto_objectives)
+    spec = ShardSpec(
+        base, settings, ctx.path(shards), ctx.config.pareto_objectives, adapter_run(ctx, output)
+    )
     group = train_shards if settings.fused else None
     run = ctx.map_items(train_shard, spec, items, ctx.path(output), unit="adapter", group=group)
     return {
