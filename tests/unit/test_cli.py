@@ -195,6 +195,7 @@ def test_a_missing_model_file_blocks_only_its_stage(tiny_config: Path) -> None:
     tiny_config.write_text(
         tiny_config.read_text()
         + '[[objectives]]\nname = "c"\nscorer = "heuristic"\n'
+        + 'options = { metric = "verbosity" }\n'
         + '[policy]\nllama2c = { checkpoint = "nope.bin", tokenizer = "nope-tok.bin" }\n'
     )
     c = str(tiny_config)
@@ -357,7 +358,7 @@ def test_export_trl_writes_sft_and_dpo_datasets(tiny_config: Path, tiny_policy: 
     )
     c = str(tiny_config)
     code, out = _invoke("export", "trl", "-c", c)
-    assert code == 2 and "paretohqd run --until sft" in out
+    assert code == 3 and "paretohqd run --until sft" in out
     code, out = _invoke("run", "-c", c, "--until", "pairs")
     assert code == 0, out
     code, out = _invoke("export", "trl", "-c", c, "--pairs")
