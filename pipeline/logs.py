@@ -65,6 +65,11 @@ def configure(verbosity: int = 0) -> None:
     """Print the project's log records on stderr: INFO and up by default, DEBUG with
     ``verbosity > 0``, WARNING and up with ``verbosity < 0``. Idempotent per process."""
     _state["verbosity"] = verbosity
+    # The libraries' own bars (transformers' "Loading weights" per model load, hub downloads)
+    # would interleave with the project's progress, and print even under --quiet; a user can
+    # still set HF_HUB_DISABLE_PROGRESS_BARS=0. Read when transformers is imported, which the
+    # stages do after this.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logger = logging.getLogger(ROOT)
     for handler in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
         logger.removeHandler(handler)
