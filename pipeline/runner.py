@@ -375,6 +375,9 @@ class Runner:
                 row = (stage.name, "ran", detail)
                 emit(*row)
                 results.append(row)
+                # what the stage wants its user to see (ingest: quarantined rows by reason)
+                for note in entry["metadata"].get("notes", []):
+                    emit(stage.name, "note", str(note))
             self.hasher.save()
         return results
 

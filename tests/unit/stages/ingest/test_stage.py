@@ -49,7 +49,10 @@ def test_duplicates_and_filters_go_to_quarantine(tmp_path: Path) -> None:
     assert pl.read_parquet(cfg.run_dir / "samples.parquet").height == 1
     q = pl.read_parquet(cfg.run_dir / "quarantine.parquet")
     assert sorted(q["row"].to_list()) == [2, 3, 4]
-    assert q.filter(pl.col("row") == 4)["reason"][0].startswith("response shorter")
+    short = q.filter(pl.col("row") == 4).row(0, named=True)
+    assert short["reason"] == "too_short" and short["detail"].startswith("response shorter")
+    assert q.filter(pl.col("row") != 4)["reason"].to_list() == ["duplicate", "duplicate"]
+    assert not q["expected"].any()
     assert q["file"].to_list()[0] == "d.jsonl"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
 from testpaths import DATA
 
 from paretohqd.config import SourceConfig
@@ -70,12 +71,15 @@ def test_hh_malformed_rows_are_quarantined(tmp_path: Path) -> None:
         fh.write("\n".join(lines))
     out = read_hh_rlhf(_src("hh-rlhf"), path, "hh")
     assert len(out.records) == 2 and len(out.preferences) == 1
-    reasons = {r.row: r.reason for r in out.rejected}
-    assert reasons[2].startswith("invalid JSON")
-    assert reasons[3] == "missing field 'rejected'"
-    assert reasons[4] == "field 'chosen' is int, expected text"
-    assert "expected an object" in reasons[5]
-    assert "Assistant" in reasons[6]
+    reasons = {r.row: (r.reason, r.detail) for r in out.rejected}
+    assert reasons[2][0] == "invalid_json"
+    assert reasons[2][1] == (  # the whole message, its position included
+        "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
+    assert reasons[3] == ("missing_field", "missing field 'rejected'")
+    assert reasons[4] == ("wrong_type", "field 'chosen' is int, expected text")
+    assert reasons[5] == ("wrong_type", "row is list, expected an object with chosen/rejected")
+    assert reasons[6][0] == "malformed" and "Assistant" in reasons[6][1]
     assert all(r.file == str(path) for r in out.rejected)
 
 
@@ -120,9 +124,9 @@ def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
     assert [r.response for r in out.records] == ["4"]
     assert out.records[0].extras == {"score": 1.5}
     assert out.records[0].prompt == "\n\nHuman: What is 2+2?\n\nAssistant:"
-    assert [(r.row, r.reason) for r in out.rejected] == [
-        (2, "field 'a' is NoneType, expected text or a list of chat messages"),
-        (3, "extra column 'score' is str, expected a number"),
+    assert [(r.row, r.reason, r.detail) for r in out.rejected] == [
+        (2, "wrong_type", "field 'a' is NoneType, expected text or a list of chat messages"),
+        (3, "wrong_type", "extra column 'score' is str, expected a number"),
     ]
     m = _jsonl(
         tmp_path / "m.jsonl",
@@ -140,7 +144,7 @@ def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
     out = read_table(_src("table", columns={"messages": "messages"}), m, "m")
     assert out.records[0].prompt == "\n\nHuman: Be brief.\n\nHi\n\nAssistant:"
     assert out.records[0].response == "Hello!"
-    assert "assistant" in out.rejected[0].reason
+    assert out.rejected[0].reason == "malformed" and "assistant" in out.rejected[0].detail
 
 
 def test_table_parquet_and_csv_pairs_and_missing_column(tmp_path: Path) -> None:
@@ -159,8 +163,8 @@ def test_table_parquet_and_csv_pairs_and_missing_column(tmp_path: Path) -> None:
             tmp_path / "t.parquet",
             "t",
         )
-    with pytest.raises(DataError, match="must map"):
-        read_table(_src("table", columns={"prompt": "prompt"}), tmp_path / "t.parquet", "t")
+    with pytest.raises(ValidationError, match="must map"):  # at config load, before reading
+        _src("table", columns={"prompt": "prompt"})
 
 
 def test_trl_conversational_preference_rows(tmp_path: Path) -> None:
@@ -246,7 +250,7 @@ def test_a_line_that_is_not_text_is_quarantined(
 ) -> None:
     good = json.dumps(GOOD_HH).encode()
     out = _read(tmp_path, "d.jsonl", good + b"\n" + bad_line + b"\n" + good + b"\n")
-    assert [(r.row, reason in r.reason) for r in out.rejected] == [(2, True)]  # type: ignore[attr-defined]
+    assert [(r.row, reason in r.detail) for r in out.rejected] == [(2, True)]  # type: ignore[attr-defined]
     assert len(out.preferences) == 2  # type: ignore[attr-defined]
 
 
@@ -264,7 +268,7 @@ def test_a_broken_file_is_one_line_naming_it(
         _read(tmp_path, name, data)
 
 
-def test_a_directory_as_path_is_one_line(tmp_path: Path) -> None:
+def test_a_directory_without_data_files_is_one_line(tmp_path: Path) -> None:
     from paretohqd.config import config_from_dict
     from paretohqd.stages.kit.readers import read_source
 
@@ -272,5 +276,6 @@ def test_a_directory_as_path_is_one_line(tmp_path: Path) -> None:
     cfg = config_from_dict(
         {"ingest": {"sources": [{"kind": "hh-rlhf", "path": "dir"}]}}, base_dir=tmp_path, source="t"
     )
-    with pytest.raises(DataError, match="a directory, not a file"):
+    (tmp_path / "dir/notes.txt").write_text("not data")
+    with pytest.raises(DataError, match=r"sources\[0\]\.path: the directory .*dir holds no "):
         read_source(cfg, 0, cfg.ingest.sources[0])
