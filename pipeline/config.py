@@ -215,7 +215,10 @@ class SourceConfig(Section):
     def _options_fit_the_layout(self) -> SourceConfig:
         """The column mapping, the label map and the CSV options agree with each other and with
         the reader, so a mistake fails at load instead of mid-ingest (or, worse, silently)."""
-        given = self.model_fields_set
+        # options judged by value, not by being set: a saved config (run/config.toml) spells
+        # out every default and must load again
+        defaults = {k: type(self).model_fields[k].default for k in ("ties", *CSV_OPTIONS)}
+        given = {k for k, v in defaults.items() if getattr(self, k) != v}
         if self.columns and self.kind not in ("table", "hf-datasets"):
             raise ValueError(
                 f"columns apply to the table and hf-datasets readers, not {self.kind!r}; "

@@ -28,7 +28,8 @@ def _external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
 
     out: dict[str, Any] = {}
     for i, src in enumerate(config.ingest.sources):
-        if GLOB_CHARS.search(src.path) and src.kind != "hf-datasets":
+        glob = GLOB_CHARS.search(src.path) and not config.resolve(src.path).exists()
+        if glob and src.kind != "hf-datasets":
             # a glob is the files it matches now: their names (a file added or removed counts)
             # and their contents
             files = source_files(config, i, src)

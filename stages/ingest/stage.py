@@ -192,6 +192,10 @@ def _nothing_valid(config: Config, rejected: list[Rejected]) -> DataError:
     )
 
 
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
 def quarantine_notes(by_reason: Mapping[str, int]) -> list[str]:
     """The lines ingest prints after it ran: quarantined rows by reason, errors apart from
     expected drops, and the query that lists them (nothing when nothing was quarantined)."""
@@ -200,10 +204,10 @@ def quarantine_notes(by_reason: Mapping[str, int]) -> list[str]:
     lines = []
     if errors:
         counts = ", ".join(f"{reason} {n}" for reason, n in errors.items())
-        lines.append(f"quarantined {sum(errors.values())} rows with problems: {counts}")
+        lines.append(f"quarantined {_rows(sum(errors.values()))} with problems: {counts}")
     if expected:
         counts = ", ".join(f"{reason} {n}" for reason, n in expected.items())
-        lines.append(f"dropped {sum(expected.values())} expected duplicates: {counts}")
+        lines.append(f"dropped {_rows(sum(expected.values()))} as expected: {counts}")
     if errors:
         lines.append(
             'see them: paretohqd sql "select reason, file, row, detail from quarantine '

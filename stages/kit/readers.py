@@ -796,7 +796,7 @@ def source_files(config: Config, index: int, src: SourceConfig) -> list[Path]:
     path = config.resolve(src.path)
     if src.kind == "hf-datasets":
         return [path]
-    if GLOB_CHARS.search(src.path):
+    if not path.exists() and GLOB_CHARS.search(src.path):  # a file named "a[1].jsonl" is a file
         found = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
         files = [p for p in found if p.is_file()]
         if not files:
