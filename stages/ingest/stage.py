@@ -69,13 +69,28 @@ def _pair_keys(records: list[Record]) -> dict[str, frozenset[str]]:
     return {group: frozenset(ids) for group, ids in members.items()}
 
 
+def _duplicate(
+    rec: Record, first: Record, pair_keys: Mapping[str, frozenset[str]], detail: str
+) -> tuple[str, str]:
+    """The reason and detail of a record whose sample was already kept from ``first``.
+
+    In pairwise data one response often meets several others: a repeat from a pair with
+    another partner is ``shared_response``, an expected drop (the pair still refers to the one
+    sample kept). The same two responses as an earlier pair (a pair listed twice, or swapped)
+    is ``repeated_pair``, worth a look (a file read twice shows up here); anything else is
+    ``duplicate``."""
+    if rec.group is None or first.group is None or rec.group == first.group:
+        return "duplicate", detail
+    if pair_keys[rec.group] == pair_keys[first.group]:
+        return "repeated_pair", f"{detail}: the same pair as that row; its relation counts once"
+    return "shared_response", f"{detail}: a response shared by two pairs, both kept"
+
+
 def filter_records(config: Config, records: list[Record]) -> tuple[list[Record], list[Rejected]]:
     """Apply the length filters and exact-duplicate removal; rejected rows say why.
 
-    A duplicate of a response that came with another pair of the same prompt (in pairwise data
-    one response often meets several others) is ``shared_response``, an expected drop: the pair
-    still refers to the one sample kept. Any other duplicate, the same pair twice included, is
-    ``duplicate``."""
+    Duplicates are told apart by :func:`_duplicate`: only a response shared by several pairs
+    is an expected drop."""
     cfg = config.ingest
     kept: list[Record] = []
     rejected: list[Rejected] = []
@@ -114,16 +129,7 @@ def filter_records(config: Config, records: list[Record]) -> tuple[list[Record],
             first = seen.get(sid)
             if first is not None:
                 where = f"{_rel(first.file, config.base_dir)} row {first.row}"
-                shared = (
-                    rec.group is not None
-                    and first.group is not None
-                    and pair_keys[rec.group] != pair_keys[first.group]
-                )
-                problem = (
-                    "shared_response" if shared else "duplicate",
-                    f"duplicate of sample {sid} ({where})"
-                    + (": a response shared by two pairs, both kept" if shared else ""),
-                )
+                problem = _duplicate(rec, first, pair_keys, f"duplicate of sample {sid} ({where})")
             else:
                 seen[sid] = rec
         if problem is not None:
@@ -336,7 +342,12 @@ def _quarantine_table(rejected: list[Rejected], base_dir: Path) -> pl.DataFrame:
 
 
 def _rel(file: str, base: Path) -> str:
-    try:
-        return str(Path(file).resolve().relative_to(base.resolve()))
-    except ValueError:
-        return file
+    """``file`` relative to the config's directory where it lies below it (as written, or
+    with symbolic links resolved), else as it is."""
+    for path, root in (
+        (Path(file).absolute(), base.absolute()),
+        (Path(file).resolve(), base.resolve()),
+    ):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return file

@@ -129,6 +129,8 @@ REASONS: dict[str, str] = {
     "too_short": "below a min_*_chars or min_tokens filter",
     "too_long": "above a max_*_chars or max_tokens filter",
     "duplicate": "the same (prompt, response) as an earlier sample, outside a pair",
+    "repeated_pair": "the same two responses to a prompt as an earlier pair (listed twice or "
+    "swapped): its relation counts once",
     "shared_response": "a response already ingested from another pair of the same prompt: "
     "expected in pairwise data, the pair still refers to the one sample",
 }

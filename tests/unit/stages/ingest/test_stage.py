@@ -144,9 +144,9 @@ def test_a_broken_line_is_quarantined_and_ingest_says_so(tmp_path: Path) -> None
     assert "from quarantine where not expected" in notes[-1]
 
 
-def test_shared_responses_are_expected_repeated_pairs_are_duplicates(tmp_path: Path) -> None:
+def test_shared_responses_are_expected_and_repeated_pairs_are_not(tmp_path: Path) -> None:
     """In pairwise data one response meets several others: its repeats are shared_response
-    (expected), and every pair still resolves; the same pair twice is a duplicate."""
+    (expected), and every pair still resolves; the same pair twice is a repeated_pair."""
     rows = [
         {"input": "Q", "output_1": "best", "output_2": "bad", "label": 1},
         {"input": "Q", "output_1": "worse", "output_2": "best", "label": 2},
@@ -165,8 +165,8 @@ def test_shared_responses_are_expected_repeated_pairs_are_duplicates(tmp_path: P
     assert q.select("row", "reason", "expected").rows() == [
         (2, "shared_response", True),
         (3, "shared_response", True),
-        (4, "duplicate", False),
-        (4, "duplicate", False),
+        (4, "repeated_pair", False),
+        (4, "repeated_pair", False),
     ]
     samples = pl.read_parquet(cfg.run_dir / "samples.parquet")
     text = dict(zip(samples["sample_id"], samples["response"], strict=True))
