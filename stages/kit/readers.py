@@ -17,10 +17,11 @@ import functools
 import glob
 import gzip
 import io
+import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,29 @@ def _parse_json(text: str) -> Any:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
+def _parses(line: bytes) -> bool:
+    try:
+        _parse_json(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def _whole_document(data: bytes) -> Any:
+    """``data`` parsed as one JSON document, or None where it is not one."""
+    try:
+        return _parse_json(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
 def iter_json_rows(path: Path, label: str, out: ReaderOutput) -> Iterator[tuple[int, Any]]:
     """Rows of a JSONL file (or a JSON array file). A line that is not UTF-8, not JSON, or
     holds text that is not valid Unicode goes to quarantine with its line number; a JSON array
     file that does not parse is quarantined whole (``invalid_json`` at the line of the error),
-    so one broken file of many does not stop the others. A UTF-8 byte-order mark at the start
-    of the file is skipped."""
+    so one broken file of many does not stop the others, and so is a file that is one
+    pretty-printed JSON object (``wrong_type``: it holds no rows). A UTF-8 byte-order mark at
+    the start of the file is skipped."""
 
     def reject(row: int, reason: str, detail: str, shown: Any) -> None:
         out.rejected.append(Rejected(label, str(path), row, reason, detail, excerpt(shown)))
@@ -146,7 +164,22 @@ def iter_json_rows(path: Path, label: str, out: ReaderOutput) -> Iterator[tuple[
                     yield row, raw
             return
         first = head + fh.readline()
-        for lineno, data in enumerate([first, *fh] if head else [], start=1 + skipped):
+        lines: Iterable[bytes] = itertools.chain([first], fh) if head else []
+        if head == b"{" and not _parses(first):
+            # not JSON Lines from its first line on: a pretty-printed single object, or a line
+            # broken in two (then every line is judged on its own, as usual)
+            data = first + fh.read()
+            whole = _whole_document(data)
+            if isinstance(whole, dict):
+                keys = ", ".join(list(map(str, whole))[:5])
+                detail = (
+                    f"the file is one JSON object (keys: {keys}), not JSON Lines or an array of "
+                    "objects: the file was not read"
+                )
+                reject(1 + skipped, "wrong_type", detail, data[:200].decode("utf-8", "replace"))
+                return
+            lines = data.splitlines(keepends=True)
+        for lineno, data in enumerate(lines, start=1 + skipped):
             if not data.strip():
                 continue
             try:
@@ -433,7 +466,16 @@ def label_key(value: Any) -> str:
 
 
 def _score(raw: Mapping[str, Any], column: str) -> float:
+    """A pair's score: a number, or text that is one (a CSV column with a blank or "n/a" in
+    some rows is read as text, and only those rows should fail)."""
     value = raw[column]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise RowError(
+                "wrong_type", f"score field {column!r} is {value!r}, expected a number"
+            ) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RowError(
             "wrong_type", f"score field {column!r} is {type(value).__name__}, expected a number"

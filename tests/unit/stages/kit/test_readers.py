@@ -344,6 +344,11 @@ def test_scored_pairs_higher_wins(tmp_path: Path) -> None:
     out = read_table(src, path, "s")
     assert _oriented(out) == [("y", "x", False), ("x", "z", False), ("x", "w", True)]
     assert [(r.row, r.reason) for r in out.rejected] == [(4, "wrong_type"), (5, "bad_value")]
+    csv = tmp_path / "s.csv"
+    csv.write_text("input,output_1,output_2,s1,s2\nq,x,y,0.5,0.25\nq,x,z,n/a,1\n")
+    out = read_table(src, csv, "s")  # a column with "n/a" is text: only that row fails
+    assert _oriented(out) == [("x", "y", False)]
+    assert [(r.row, r.reason) for r in out.rejected] == [(2, "wrong_type")]
 
 
 def test_a_json_array_file_reads_and_a_broken_one_is_quarantined_whole(tmp_path: Path) -> None:
@@ -357,6 +362,11 @@ def test_a_json_array_file_reads_and_a_broken_one_is_quarantined_whole(tmp_path:
     assert not out.records
     assert [(r.row, r.reason) for r in out.rejected] == [(3, "invalid_json")]
     assert "the JSON array file was not read" in out.rejected[0].detail
+    one = tmp_path / "object.json"
+    one.write_text(json.dumps({"data": [_pair_row(1, 1)]}, indent=2))
+    out = read_table(src, one, "j")
+    assert [(r.row, r.reason) for r in out.rejected] == [(1, "wrong_type")]
+    assert "the file is one JSON object (keys: data)" in out.rejected[0].detail
 
 
 # ---------------------------------------------------------------- many files per source
