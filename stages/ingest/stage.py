@@ -168,7 +168,7 @@ def run_ingest(ctx: StageContext) -> Mapping[str, Any]:
         "ties": int(prefs["tie"].sum()),
         "quarantined": quarantine.height,
         "quarantine": by_reason,
-        "notes": quarantine_notes(by_reason),
+        "notes": quarantine_notes(by_reason) + _tie_notes(per_source),
         "splits": dict(Counter(samples["split"].to_list())),
         "prompts_per_split": {
             split: int(n)
@@ -196,6 +196,16 @@ def _nothing_valid(config: Config, rejected: list[Rejected]) -> DataError:
         f"{_rel(first.file, config.base_dir)} row {first.row}: {first.detail}); fix those "
         "rows, or the source's columns"
     )
+
+
+def _tie_notes(per_source: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """A line on pairs judged a tie whose relation ``ties = "drop"`` left out, if any."""
+    dropped = {k: v.get("ties_dropped", 0) for k, v in per_source.items()}
+    n = sum(dropped.values())
+    if not n:
+        return []
+    where = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
+    return [f'left {n} tied pair(s) out of preferences (ties = "drop"): {where}']
 
 
 def _rows(n: int) -> str:

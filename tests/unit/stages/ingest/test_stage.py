@@ -179,3 +179,22 @@ def test_shared_responses_are_expected_and_repeated_pairs_are_not(tmp_path: Path
         ("meh", "best", True),
     ]
     assert set(samples["source_file"]) == {"d.json"}
+
+
+def test_dropped_ties_are_said(tmp_path: Path) -> None:
+    rows = [
+        {"input": "Q", "output_1": "yes", "output_2": "no", "label": "A"},
+        {"input": "Q", "output_1": "maybe", "output_2": "perhaps", "label": "="},
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    (tmp_path / "paretohqd.toml").write_text(
+        '[[ingest.sources]]\nkind = "table"\nname = "j"\npath = "d.json"\nties = "drop"\n'
+        'columns = { prompt = "input", response_a = "output_1", response_b = "output_2", '
+        'label = "label" }\nlabel_map = { "A" = "a", "B" = "b", "=" = "tie" }\n'
+    )
+    cfg = load_config(tmp_path / "paretohqd.toml")
+    said: list[tuple[str, str, str]] = []
+    Runner(cfg).run(log=lambda *row: said.append(row))
+    assert pl.read_parquet(cfg.run_dir / "preferences.parquet").height == 1
+    assert pl.read_parquet(cfg.run_dir / "samples.parquet").height == 4
+    assert ("ingest", "note", 'left 1 tied pair(s) out of preferences (ties = "drop"): j 1') in said

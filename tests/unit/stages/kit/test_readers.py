@@ -210,6 +210,16 @@ def test_hf_datasets_dir(tmp_path: Path) -> None:
         READERS["hf-datasets"](_src("hf-datasets"), tmp_path / "dd", "hf")
     out = READERS["hf-datasets"](_src("hf-datasets", hf_split="test"), tmp_path / "dd", "hf")
     assert len(out.records) == 2
+    labelled = datasets.Dataset.from_dict(
+        {"input": ["q", "q2"], "output_1": ["a", "c"], "output_2": ["b", "d"], "label": [2, 9]}
+    )
+    labelled.save_to_disk(str(tmp_path / "lp"))
+    src = _src(
+        "hf-datasets", columns={**PAIR_COLUMNS, "label": "label"}, label_map={"1": "a", "2": "b"}
+    )
+    out = READERS["hf-datasets"](src, tmp_path / "lp", "hf")
+    assert _oriented(out) == [("b", "a", False)]
+    assert [(r.row, r.reason) for r in out.rejected] == [(2, "bad_label")]
 
 
 def test_ids_are_content_hashes() -> None:
