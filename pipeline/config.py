@@ -240,6 +240,10 @@ class SourceConfig(Section):
             )
         if "ties" in given and "response_a" not in self.columns:
             raise ValueError("ties applies to labelled or scored pairs (columns with response_a)")
+        if self.delimiter is not None and self.delimiter == self.quote_char:
+            raise ValueError(
+                f"delimiter and quote_char are both {self.delimiter!r}; they must differ"
+            )
         csv_given = [k for k in CSV_OPTIONS if k in given]
         if csv_given and (self.kind != "table" or self.format in ("jsonl", "json", "parquet")):
             what = f"kind {self.kind!r}" if self.kind != "table" else f"format {self.format!r}"

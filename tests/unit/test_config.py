@@ -228,6 +228,7 @@ PAIRS = '{ prompt = "input", response_a = "output_1", response_b = "output_2", l
         ('ties = "drop"', "ties applies to labelled or scored pairs"),
         ('delimiter = ";;"', "delimiter must be one character"),
         ('quote_char = "ab"', "quote_char must be one character"),
+        ('delimiter = "\'"\nquote_char = "\'"', "delimiter and quote_char are both"),
         ('encoding = "latin-9x"', "encoding 'latin-9x' is not a codec"),
         ('format = "jsonl"\ndelimiter = ";"', "delimiter applies to CSV/TSV files"),
         ('kind = "hh-rlhf"\nhas_header = false', "has_header applies to CSV/TSV files"),
