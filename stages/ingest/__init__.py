@@ -22,25 +22,27 @@ PREFERENCES = Artifact("preferences", "preferences.parquet")
 QUARANTINE = Artifact("quarantine", "quarantine.parquet")
 
 
-def _external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+def _glob_identity(config: Config, index: int, hasher: FileHasher) -> str:
+    """A glob source is the files it matches now: their names (so a file added or removed
+    counts) and their contents."""
     from paretohqd.hashing import sha256_json
-    from paretohqd.stages.kit.readers import GLOB_CHARS, source_files
+    from paretohqd.stages.kit.readers import source_files
+
+    base = config.base_dir
+    files = source_files(config, index, config.ingest.sources[index])
+    return sha256_json(
+        {str(p.relative_to(base) if p.is_relative_to(base) else p): hasher.file(p) for p in files}
+    )
+
+
+def _external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
+    from paretohqd.stages.kit.readers import GLOB_CHARS
 
     out: dict[str, Any] = {}
     for i, src in enumerate(config.ingest.sources):
         glob = GLOB_CHARS.search(src.path) and not config.resolve(src.path).exists()
         if glob and src.kind != "hf-datasets":
-            # a glob is the files it matches now: their names (a file added or removed counts)
-            # and their contents
-            files = source_files(config, i, src)
-            out[f"sources[{i}]"] = sha256_json(
-                {
-                    str(
-                        p.relative_to(config.base_dir) if p.is_relative_to(config.base_dir) else p
-                    ): hasher.file(p)
-                    for p in files
-                }
-            )
+            out[f"sources[{i}]"] = _glob_identity(config, i, hasher)
         else:
             out[f"sources[{i}]"] = source_identity(config, src.path, hasher, kind="dataset")
     if config.ingest.tokenizer:

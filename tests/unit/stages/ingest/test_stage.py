@@ -198,3 +198,21 @@ def test_dropped_ties_are_said(tmp_path: Path) -> None:
     assert pl.read_parquet(cfg.run_dir / "preferences.parquet").height == 1
     assert pl.read_parquet(cfg.run_dir / "samples.parquet").height == 4
     assert ("ingest", "note", 'left 1 tied pair(s) out of preferences (ties = "drop"): j 1') in said
+
+
+def test_a_glob_source_is_stale_when_a_matching_file_appears(tmp_path: Path) -> None:
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jsonl").write_text(json.dumps({"prompt": d, "response": d}) + "\n")
+    (tmp_path / "paretohqd.toml").write_text(
+        '[[ingest.sources]]\nkind = "table"\npath = "*/x.jsonl"\n'
+    )
+    cfg = load_config(tmp_path / "paretohqd.toml")
+    Runner(cfg).run()
+    assert Runner(cfg).plan()[0].state == "fresh"
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c/x.jsonl").write_text(json.dumps({"prompt": "c", "response": "c"}) + "\n")
+    assert Runner(cfg).plan()[0].reasons == ["external input sources[0] changed"]
+    Runner(cfg).run()
+    samples = pl.read_parquet(cfg.run_dir / "samples.parquet")
+    assert samples["source_file"].to_list() == ["a/x.jsonl", "b/x.jsonl", "c/x.jsonl"]
