@@ -286,7 +286,13 @@ def run(
     cfg = _load(config, [*(set_ or []), *([f"executor.kind={executor}"] if executor else [])])
     runner = Runner(cfg)
     console = _console(stderr=as_json)
-    styles = {"ran": "green", "skipped": "dim", "would run": "yellow", "running": "cyan"}
+    styles = {
+        "ran": "green",
+        "skipped": "dim",
+        "would run": "yellow",
+        "running": "cyan",
+        "note": "yellow",
+    }
 
     def log(stage: str, outcome: str, detail: str) -> None:
         from rich.text import Text
@@ -458,7 +464,7 @@ def report(config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = Fal
 @app.command("train-reward")
 @friendly
 def train_reward(
-    data: Annotated[Path, typer.Argument(help="pairwise data file or directory")],
+    data: Annotated[Path, typer.Argument(help="pairwise data file, directory or glob")],
     out: Annotated[Path, typer.Option("--out", "-o", help="head directory to write")],
     kind: Annotated[
         str, typer.Option(help="reader: hh-rlhf | table | oasst | pandalm | hf-datasets")
@@ -466,6 +472,13 @@ def train_reward(
     column: Annotated[
         list[str] | None,
         typer.Option(help="table reader column mapping, e.g. --column prompt=question"),
+    ] = None,
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label-map",
+            help="labelled pairs: label value -> a, b or tie, e.g. --label-map 1=a --label-map 2=b",
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="read at most this many records")] = None,
     encoder: Annotated[
@@ -485,11 +498,18 @@ def train_reward(
                 f"--column {name}{sep}{value}: expected SCHEMA=COLUMN, e.g. --column "
                 "prompt=question"
             )
+    labels = [c.partition("=") for c in label_map or []]
+    for value, sep, side in labels:
+        if not (value and sep and side):
+            raise UsageError(
+                f"--label-map {value}{sep}{side}: expected VALUE=a|b|tie, e.g. --label-map 2=b"
+            )
     result = package_tool("train-reward").fn(
         data=data,
         out=out,
         kind=kind,
         columns={name: value for name, _, value in mapping},
+        label_map={value: side for value, _, side in labels},
         limit=limit,
         encoder=encoder,
         val_fraction=val_fraction,

@@ -99,25 +99,160 @@ class RunConfig(Section):
 
 SourceKind = Literal["hh-rlhf", "table", "oasst", "pandalm", "hf-datasets"]
 
+#: The column mappings the ``table`` and ``hf-datasets`` readers accept: keys are the schema
+#: names a mapping uses, in the order an error lists them.
+COLUMN_SHAPES: dict[str, frozenset[str]] = {
+    "prompt+response": frozenset({"prompt", "response"}),
+    "prompt+chosen+rejected": frozenset({"prompt", "chosen", "rejected"}),
+    "chosen+rejected (transcripts)": frozenset({"chosen", "rejected"}),
+    "messages": frozenset({"messages"}),
+    "prompt+response_a+response_b+label (labelled pairs)": frozenset(
+        {"prompt", "response_a", "response_b", "label"}
+    ),
+    "prompt+response_a+response_b+score_a+score_b (scored pairs)": frozenset(
+        {"prompt", "response_a", "response_b", "score_a", "score_b"}
+    ),
+}
+COLUMN_KEYS = frozenset().union(*COLUMN_SHAPES.values())
+
+
+def column_mapping_problem(columns: dict[str, str]) -> str | None:
+    """Why ``columns`` is not a mapping the readers accept (unknown keys, or keys that make no
+    known layout), else None. Shared by the config check and the readers, so both say the same."""
+    unknown = sorted(set(columns) - COLUMN_KEYS)
+    if unknown:
+        return (
+            f"unknown column mapping key(s) {', '.join(unknown)} "
+            f"(accepted: {', '.join(sorted(COLUMN_KEYS))})"
+        )
+    if frozenset(columns) not in COLUMN_SHAPES.values():
+        return (
+            f"columns must map one of: {'; '.join(COLUMN_SHAPES)}; got {'+'.join(sorted(columns))}"
+        )
+    return None
+
+
+#: The options that only a CSV/TSV file reads.
+CSV_OPTIONS = ("delimiter", "quote_char", "encoding", "has_header")
+
+
+def _one_character(value: str, key: str) -> str:
+    if len(value) != 1 or value in "\r\n":
+        raise ValueError(f'{key} must be one character (got {value!r}); a tab is "\\t" in TOML')
+    return value
+
 
 class SourceConfig(Section):
     """One input dataset for ``ingest``."""
 
     kind: SourceKind = Field(description="reader: hh-rlhf | table | oasst | pandalm | hf-datasets")
-    path: str = Field(description="file or directory (relative to the config), or a hub id")
+    path: str = Field(
+        description="file, directory (every file of the source's format below it) or glob "
+        "(`**` recursive), relative to the config; or a hub id (hf-datasets)"
+    )
     name: str | None = Field(None, description="label stored in samples.source (default: kind)")
     split: str = Field("train", description="split label for rows of this source")
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="table/hf-datasets column mapping: prompt+response, prompt+chosen+rejected, "
-        "or messages (chat list); keys are the schema names, values the file's column names",
+        "messages (chat list), prompt+response_a+response_b+label (with label_map) or "
+        "prompt+response_a+response_b+score_a+score_b; keys are the schema names, values the "
+        "file's column names",
+    )
+    label_map: dict[str, Literal["a", "b", "tie"]] = Field(
+        default_factory=dict,
+        description="labelled pairs: each label value (as text) -> a, b or tie; rows with "
+        "another value are quarantined as bad_label",
+    )
+    ties: Literal["keep", "drop"] = Field(
+        "keep",
+        description="labelled/scored pairs judged a tie: keep the pair in preferences.parquet "
+        "with tie = true, or drop the relation (both responses stay samples)",
     )
     extra_columns: list[str] = Field(
         default_factory=list, description="numeric columns carried through for `column` scorers"
     )
-    format: Literal["auto", "jsonl", "parquet", "csv"] = "auto"
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "tsv"] = Field(
+        "auto",
+        description="auto: by file name (.parquet, .csv, .tsv, else JSON Lines or a JSON array)",
+    )
+    delimiter: str | None = Field(
+        None, description="CSV/TSV field delimiter (default: ',' for csv, tab for tsv)"
+    )
+    quote_char: str = Field('"', description='CSV/TSV quote character ("": no quoting)')
+    encoding: str = Field("utf-8", description="CSV/TSV text encoding (any Python codec name)")
+    has_header: bool = Field(
+        True, description="CSV/TSV first row names the columns (false: column_1, column_2, ...)"
+    )
     hf_split: str | None = Field(None, description="split of a DatasetDict or a hub dataset")
     limit: int | None = Field(None, ge=1, description="read at most this many records")
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter_is_one_character(cls, value: str | None) -> str | None:
+        return None if value is None else _one_character(value, "delimiter")
+
+    @field_validator("quote_char")
+    @classmethod
+    def _quote_is_one_character(cls, value: str) -> str:
+        return value if value == "" else _one_character(value, "quote_char")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"encoding {value!r} is not a codec Python knows (e.g. utf-8, latin-1, cp1252, "
+                "utf-16)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_layout(self) -> SourceConfig:
+        """The column mapping, the label map and the CSV options agree with each other and with
+        the reader, so a mistake fails at load instead of mid-ingest (or, worse, silently)."""
+        # options judged by value, not by being set: a saved config (run/config.toml) spells
+        # out every default and must load again
+        defaults = {k: type(self).model_fields[k].default for k in ("ties", *CSV_OPTIONS)}
+        given = {k for k, v in defaults.items() if getattr(self, k) != v}
+        if self.columns and self.kind not in ("table", "hf-datasets"):
+            raise ValueError(
+                f"columns apply to the table and hf-datasets readers, not {self.kind!r}; "
+                'remove them or set kind = "table"'
+            )
+        if self.columns:
+            problem = column_mapping_problem(self.columns)
+            if problem:
+                raise ValueError(problem)
+        if "label" in self.columns and not self.label_map:
+            raise ValueError(
+                "columns map a `label`: set label_map from each label value to a, b or tie, "
+                'e.g. label_map = { "1" = "a", "2" = "b" }'
+            )
+        if self.label_map and "label" not in self.columns:
+            raise ValueError(
+                "label_map needs a `label` column: columns = { prompt = ..., response_a = ..., "
+                "response_b = ..., label = ... }"
+            )
+        if "ties" in given and "response_a" not in self.columns:
+            raise ValueError("ties applies to labelled or scored pairs (columns with response_a)")
+        if self.delimiter is not None and self.delimiter == self.quote_char:
+            raise ValueError(
+                f"delimiter and quote_char are both {self.delimiter!r}; they must differ"
+            )
+        csv_given = [k for k in CSV_OPTIONS if k in given]
+        if csv_given and (self.kind != "table" or self.format in ("jsonl", "json", "parquet")):
+            what = f"kind {self.kind!r}" if self.kind != "table" else f"format {self.format!r}"
+            raise ValueError(
+                f"{', '.join(csv_given)} {'apply' if len(csv_given) > 1 else 'applies'} to "
+                f"CSV/TSV files of the table reader, not "
+                f'{what}; remove them or set format = "csv"'
+            )
+        return self
 
 
 class IngestConfig(Section):

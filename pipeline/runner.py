@@ -337,8 +337,8 @@ class Runner:
     ) -> list[tuple[str, str, str]]:
         """Run the selected stages that are stale (all selected ones with ``force``).
 
-        Returns ``(stage, outcome, detail)`` rows: outcome is ``ran``, ``skipped`` or
-        ``would run``.
+        Returns ``(stage, outcome, detail)`` rows: outcome is ``ran``, ``skipped``, ``would run``
+        or ``note`` (a line the stage that ran wants seen, after its ``ran`` row).
         """
         emit: Log = log or (lambda *_: None)
         apply_threads(self.config.run.threads)
@@ -386,14 +386,18 @@ class Runner:
                     rows = [f"{k} {o['rows']}" for k, o in entry["outputs"].items() if "rows" in o]
                     if rows:
                         detail += " (" + ", ".join(rows) + " rows)"
-                    if entry["metadata"].get(
-                        "note"
-                    ):  # what the stage wants seen (a head's accuracy)
-                        detail += f"; {entry['metadata']['note']}"
+                    # What the stage wants seen: a summary on its row (a head's accuracy), and
+                    # lines after it (ingest: quarantined rows by reason, where to look).
+                    meta = entry["metadata"]
+                    if meta.get("note"):
+                        detail += f"; {meta['note']}"
                     logger.info("%s ran: %s", stage.name, detail)
-                row = (stage.name, "ran", detail)
-                emit(*row)
-                results.append(row)
+                    notes = [(stage.name, "note", str(n)) for n in meta.get("notes", [])]
+                    for note in notes:
+                        logger.info("%s note: %s", stage.name, note[2])
+                for row in [(stage.name, "ran", detail), *notes]:
+                    emit(*row)
+                    results.append(row)
             self.hasher.save()
         return results
 

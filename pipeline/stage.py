@@ -103,7 +103,8 @@ class Stage:
     fn
         ``fn(ctx) -> metadata``: does the work; returns JSON-able stats for the manifest. A
         ``note`` (one short line, e.g. the reward heads' held-out accuracy) is what ``run``
-        prints beside the stage and ``status`` shows for it.
+        prints beside the stage and ``status`` shows for it; ``notes`` (lines, e.g. ingest's
+        quarantine counts) are printed after it.
     inputs
         Names of artifacts produced by earlier stages.
     outputs

@@ -1,10 +1,12 @@
 -- The shared SFT start's training rows, MODPO's recipe: the human-preferred (chosen) response
--- of every preference pair whose prompt is in the training splits, each response once, in a
--- seeded order (sha256, stable across machines) so that $n takes a reproducible sample.
--- Views: preferences (prompt_id, chosen_id, ...), samples. Params: $splits, $n, $seed.
+-- of every preference pair whose prompt is in the training splits (a tie has no chosen side),
+-- each response once, in a seeded order (sha256, stable across machines) so that $n takes a
+-- reproducible sample.
+-- Views: preferences (prompt_id, chosen_id, ..., tie), samples. Params: $splits, $n, $seed.
 with chosen as (
     select distinct p.chosen_id as sample_id
     from preferences as p
+    where not p.tie
 ),
 
 rows as (

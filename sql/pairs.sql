@@ -1,7 +1,7 @@
 -- Preference pairs for the pairwise methods (MODPO, RACO): every two scored train responses to
 -- the same prompt, as (a, b) with a's sample_id < b's, the per-objective score margins
 -- score(a) − score(b) in objective order, and the human relation where the dataset had one
--- (+1: a was chosen over b, −1: b over a, 0: no human label).
+-- (+1: a was chosen over b, −1: b over a, 0: no human label, or a labelled tie).
 -- Views: samples, layers (sample_id, raw, norm lists), preferences, selection.
 -- Params: $scope ('selected': prompts with a response in some round-1 shard, the data the SFT
 -- shards came from; 'all': every train prompt).
@@ -36,7 +36,7 @@ pairs as (
 ),
 
 human as (
-    select chosen_id, rejected_id from preferences
+    select chosen_id, rejected_id from preferences where not tie
 )
 
 select

@@ -85,7 +85,7 @@ class Case:
     missing: tuple[str, ...] = ("ingest",)  # stages that must not be complete
     complete: tuple[str, ...] = ()  # stages that must be complete
     kept: tuple[str, ...] | None = None  # exit 0: the responses in samples.parquet
-    quarantined: tuple[tuple[int, str], ...] = ()  # exit 0: (row, reason fragment)
+    quarantined: tuple[tuple[int, str], ...] = ()  # exit 0: (row, fragment of "reason: detail")
     before: tuple[tuple[str, ...], ...] = ()  # commands that must succeed first
     note: str = ""  # for the report: the bug this case found, if any
 
@@ -182,7 +182,10 @@ def check(case: Case, directory: Path) -> Outcome:
         samples = pl.read_parquet(run / "samples.parquet")
         assert sorted(samples["response"].to_list()) == sorted(case.kept), shown
         quarantine = pl.read_parquet(run / "quarantine.parquet")
-        rows = list(zip(quarantine["row"].to_list(), quarantine["reason"].to_list(), strict=True))
+        said = [
+            f"{r}: {d}" for r, d in zip(quarantine["reason"], quarantine["detail"], strict=True)
+        ]
+        rows = list(zip(quarantine["row"].to_list(), said, strict=True))
         assert len(rows) == len(case.quarantined), f"{shown}\nquarantine: {rows}"
         for (row, reason), (want_row, fragment) in zip(
             sorted(rows), sorted(case.quarantined), strict=True

@@ -113,24 +113,69 @@ class Record:
     split: str = "train"
 
 
+#: The quarantine's ``reason`` vocabulary: a short code per kind of problem, so that
+#: ``group by reason`` gives a handful of rows; the full text goes to ``detail``.
+REASONS: dict[str, str] = {
+    "not_utf8": "a line or file that is not valid text in its encoding",
+    "invalid_json": "a line (or a whole JSON file) that does not parse as JSON",
+    "invalid_unicode": "text holding a lone UTF-16 surrogate",
+    "missing_field": "a mapped or required field is absent",
+    "wrong_type": "a row or field of the wrong type (a list where an object goes, ...)",
+    "bad_value": "a number that is NaN, infinite or not a number where one is needed",
+    "malformed": "a transcript with no assistant turn, a chat list that does not end with "
+    "the assistant, an unknown chat role",
+    "bad_label": "a pair's label that label_map does not map",
+    "empty": "a prompt with no text, or a message tree with no usable reply",
+    "too_short": "below a min_*_chars or min_tokens filter",
+    "too_long": "above a max_*_chars or max_tokens filter",
+    "duplicate": "the same (prompt, response) as an earlier sample, outside a pair",
+    "repeated_pair": "the same two responses to a prompt as an earlier pair (listed twice or "
+    "swapped): its relation counts once",
+    "shared_response": "a response already ingested from another pair of the same prompt: "
+    "expected in pairwise data, the pair still refers to the one sample",
+}
+
+#: Reasons that are not errors in the data: the quarantine marks them ``expected`` and ingest
+#: counts them apart.
+EXPECTED_REASONS = frozenset({"shared_response"})
+
+
+class RowError(ValueError):
+    """A row that cannot be used: ``reason`` is a code of :data:`REASONS`, the message the
+    full ``detail``. A plain ``ValueError`` from a parser counts as ``malformed``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def reason_of(exc: ValueError) -> str:
+    """The quarantine reason of a row-level error."""
+    return exc.reason if isinstance(exc, RowError) else "malformed"
+
+
 @dataclass
 class Rejected:
-    """A row that could not be used, and why (goes to ``quarantine.parquet``)."""
+    """A row that could not be used, and why (goes to ``quarantine.parquet``): ``reason`` is a
+    code of :data:`REASONS`, ``detail`` the full message, never cut."""
 
     source: str
     file: str
     row: int
     reason: str
+    detail: str
     excerpt: str = ""
 
 
 @dataclass
 class Preference:
-    """A human preference between two records of one reader (by their ``group`` + role)."""
+    """A human preference between two records of one reader (by their ``group`` + role); a
+    ``tie`` says neither is better (``chosen``/``rejected`` are then just the pair's order)."""
 
     chosen: Record
     rejected: Record
     source: str
+    tie: bool = False
 
 
 def excerpt(value: Any, limit: int = 200) -> str:
@@ -142,10 +187,10 @@ def excerpt(value: Any, limit: int = 200) -> str:
 def text_field(row: Mapping[str, Any], key: str) -> str:
     """A required string field of a row, with a clear error when it is missing or not text."""
     if key not in row:
-        raise ValueError(f"missing field {key!r}")
+        raise RowError("missing_field", f"missing field {key!r}")
     value = row[key]
     if not isinstance(value, str):
-        raise ValueError(f"field {key!r} is {type(value).__name__}, expected text")
+        raise RowError("wrong_type", f"field {key!r} is {type(value).__name__}, expected text")
     return value
 
 

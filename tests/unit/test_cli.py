@@ -383,3 +383,30 @@ def test_export_trl_writes_sft_and_dpo_datasets(tiny_config: Path, tiny_policy: 
     assert dpo.height == int((first != 0).sum())
     assert set(dpo.columns) >= {"prompt", "chosen", "rejected", "margin"}
     assert (dpo["margin"] > 0).all()
+
+
+def test_train_reward_label_map_needs_value_and_side(tmp_path: Path) -> None:
+    (tmp_path / "d.json").write_text("[]")
+    code, text = _invoke(
+        "train-reward", str(tmp_path / "d.json"), "-o", str(tmp_path / "h"), "--label-map", "2"
+    )
+    assert code == 2 and "--label-map 2: expected VALUE=a|b|tie" in text
+    code, text = _invoke(
+        "train-reward",
+        str(tmp_path / "d.json"),
+        "-o",
+        str(tmp_path / "h"),
+        "--kind",
+        "table",
+        "--column",
+        "prompt=input",
+        "--column",
+        "response_a=o1",
+        "--column",
+        "response_b=o2",
+        "--column",
+        "label=label",
+        "--label-map",
+        "2=second",
+    )
+    assert code == 3 and "label_map.2" in text and "'a', 'b' or 'tie'" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -211,3 +212,47 @@ def test_a_union_mistake_is_one_line_at_its_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=want) as err:
             load_config(_write(tmp_path, BASE + f"[select]\ngrid = {grid}\n"))
         assert "\n" not in str(err.value) and "literal[" not in str(err.value)
+
+
+PAIRS = '{ prompt = "input", response_a = "output_1", response_b = "output_2", label = "label" }'
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (f"columns = {PAIRS}", "columns map a `label`: set label_map"),
+        (f'columns = {PAIRS}\nlabel_map = {{ "1" = "a", "2" = "c" }}', "label_map.2`: Input"),
+        ('label_map = { "1" = "a" }', "label_map needs a `label` column"),
+        ('columns = { prompt = "q", chosen = "c", rejected = "r", label = "l" }', "must map"),
+        ('columns = { prompt = "q", answer = "a" }', "unknown column mapping key(s) answer"),
+        ('ties = "drop"', "ties applies to labelled or scored pairs"),
+        ('delimiter = ";;"', "delimiter must be one character"),
+        ('quote_char = "ab"', "quote_char must be one character"),
+        ('delimiter = "\'"\nquote_char = "\'"', "delimiter and quote_char are both"),
+        ('encoding = "latin-9x"', "encoding 'latin-9x' is not a codec"),
+        ('format = "jsonl"\ndelimiter = ";"', "delimiter applies to CSV/TSV files"),
+        ('kind = "hh-rlhf"\nhas_header = false', "has_header applies to CSV/TSV files"),
+        ('kind = "oasst"\ncolumns = { prompt = "a", response = "b" }', "not 'oasst'"),
+    ],
+)
+def test_source_options_are_checked_at_load(tmp_path: Path, source: str, message: str) -> None:
+    kind = "" if source.startswith("kind") else 'kind = "table"\n'
+    (tmp_path / "paretohqd.toml").write_text(
+        f'[[ingest.sources]]\n{kind}path = "d.json"\n{source}\n'
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_config(tmp_path / "paretohqd.toml")
+    assert "ingest.sources.0" in str(err.value)
+
+
+def test_source_options_that_fit_load(tmp_path: Path) -> None:
+    (tmp_path / "paretohqd.toml").write_text(
+        f'[[ingest.sources]]\nkind = "table"\npath = "d/**/dataset.json"\ncolumns = {PAIRS}\n'
+        'label_map = { "1" = "a", "2" = "b", "0" = "tie" }\nties = "drop"\n'
+        '[[ingest.sources]]\nkind = "table"\npath = "d.csv"\ndelimiter = "\\t"\n'
+        'encoding = "latin-1"\nhas_header = false\nquote_char = ""\n'
+        'columns = { prompt = "column_1", response = "column_2" }\n'
+    )
+    first, second = load_config(tmp_path / "paretohqd.toml").ingest.sources
+    assert first.label_map == {"1": "a", "2": "b", "0": "tie"} and first.ties == "drop"
+    assert (second.delimiter, second.encoding, second.has_header) == ("\t", "latin-1", False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
 from testpaths import DATA
 
 from paretohqd.config import SourceConfig
@@ -70,12 +71,15 @@ def test_hh_malformed_rows_are_quarantined(tmp_path: Path) -> None:
         fh.write("\n".join(lines))
     out = read_hh_rlhf(_src("hh-rlhf"), path, "hh")
     assert len(out.records) == 2 and len(out.preferences) == 1
-    reasons = {r.row: r.reason for r in out.rejected}
-    assert reasons[2].startswith("invalid JSON")
-    assert reasons[3] == "missing field 'rejected'"
-    assert reasons[4] == "field 'chosen' is int, expected text"
-    assert "expected an object" in reasons[5]
-    assert "Assistant" in reasons[6]
+    reasons = {r.row: (r.reason, r.detail) for r in out.rejected}
+    assert reasons[2][0] == "invalid_json"
+    assert reasons[2][1] == (  # the whole message, its position included
+        "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
+    assert reasons[3] == ("missing_field", "missing field 'rejected'")
+    assert reasons[4] == ("wrong_type", "field 'chosen' is int, expected text")
+    assert reasons[5] == ("wrong_type", "row is list, expected an object with chosen/rejected")
+    assert reasons[6][0] == "malformed" and "Assistant" in reasons[6][1]
     assert all(r.file == str(path) for r in out.rejected)
 
 
@@ -120,9 +124,9 @@ def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
     assert [r.response for r in out.records] == ["4"]
     assert out.records[0].extras == {"score": 1.5}
     assert out.records[0].prompt == "\n\nHuman: What is 2+2?\n\nAssistant:"
-    assert [(r.row, r.reason) for r in out.rejected] == [
-        (2, "field 'a' is NoneType, expected text or a list of chat messages"),
-        (3, "extra column 'score' is str, expected a number"),
+    assert [(r.row, r.reason, r.detail) for r in out.rejected] == [
+        (2, "wrong_type", "field 'a' is NoneType, expected text or a list of chat messages"),
+        (3, "wrong_type", "extra column 'score' is str, expected a number"),
     ]
     m = _jsonl(
         tmp_path / "m.jsonl",
@@ -140,7 +144,7 @@ def test_table_jsonl_prompt_response_and_messages(tmp_path: Path) -> None:
     out = read_table(_src("table", columns={"messages": "messages"}), m, "m")
     assert out.records[0].prompt == "\n\nHuman: Be brief.\n\nHi\n\nAssistant:"
     assert out.records[0].response == "Hello!"
-    assert "assistant" in out.rejected[0].reason
+    assert out.rejected[0].reason == "malformed" and "assistant" in out.rejected[0].detail
 
 
 def test_table_parquet_and_csv_pairs_and_missing_column(tmp_path: Path) -> None:
@@ -159,8 +163,8 @@ def test_table_parquet_and_csv_pairs_and_missing_column(tmp_path: Path) -> None:
             tmp_path / "t.parquet",
             "t",
         )
-    with pytest.raises(DataError, match="must map"):
-        read_table(_src("table", columns={"prompt": "prompt"}), tmp_path / "t.parquet", "t")
+    with pytest.raises(ValidationError, match="must map"):  # at config load, before reading
+        _src("table", columns={"prompt": "prompt"})
 
 
 def test_trl_conversational_preference_rows(tmp_path: Path) -> None:
@@ -206,6 +210,16 @@ def test_hf_datasets_dir(tmp_path: Path) -> None:
         READERS["hf-datasets"](_src("hf-datasets"), tmp_path / "dd", "hf")
     out = READERS["hf-datasets"](_src("hf-datasets", hf_split="test"), tmp_path / "dd", "hf")
     assert len(out.records) == 2
+    labelled = datasets.Dataset.from_dict(
+        {"input": ["q", "q2"], "output_1": ["a", "c"], "output_2": ["b", "d"], "label": [2, 9]}
+    )
+    labelled.save_to_disk(str(tmp_path / "lp"))
+    src = _src(
+        "hf-datasets", columns={**PAIR_COLUMNS, "label": "label"}, label_map={"1": "a", "2": "b"}
+    )
+    out = READERS["hf-datasets"](src, tmp_path / "lp", "hf")
+    assert _oriented(out) == [("b", "a", False)]
+    assert [(r.row, r.reason) for r in out.rejected] == [(2, "bad_label")]
 
 
 def test_ids_are_content_hashes() -> None:
@@ -246,7 +260,7 @@ def test_a_line_that_is_not_text_is_quarantined(
 ) -> None:
     good = json.dumps(GOOD_HH).encode()
     out = _read(tmp_path, "d.jsonl", good + b"\n" + bad_line + b"\n" + good + b"\n")
-    assert [(r.row, reason in r.reason) for r in out.rejected] == [(2, True)]  # type: ignore[attr-defined]
+    assert [(r.row, reason in r.detail) for r in out.rejected] == [(2, True)]  # type: ignore[attr-defined]
     assert len(out.preferences) == 2  # type: ignore[attr-defined]
 
 
@@ -264,7 +278,7 @@ def test_a_broken_file_is_one_line_naming_it(
         _read(tmp_path, name, data)
 
 
-def test_a_directory_as_path_is_one_line(tmp_path: Path) -> None:
+def test_a_directory_without_data_files_is_one_line(tmp_path: Path) -> None:
     from paretohqd.config import config_from_dict
     from paretohqd.stages.kit.readers import read_source
 
@@ -272,5 +286,155 @@ def test_a_directory_as_path_is_one_line(tmp_path: Path) -> None:
     cfg = config_from_dict(
         {"ingest": {"sources": [{"kind": "hh-rlhf", "path": "dir"}]}}, base_dir=tmp_path, source="t"
     )
-    with pytest.raises(DataError, match="a directory, not a file"):
+    (tmp_path / "dir/notes.txt").write_text("not data")
+    with pytest.raises(DataError, match=r"sources\[0\]\.path: the directory .*dir holds no "):
         read_source(cfg, 0, cfg.ingest.sources[0])
+
+
+# ---------------------------------------------------------------- labelled and scored pairs
+
+PAIR_COLUMNS = {"prompt": "input", "response_a": "output_1", "response_b": "output_2"}
+
+
+def _pair_row(i: int, label: object) -> dict[str, object]:
+    return {"input": f"q{i}", "output_1": f"one {i}", "output_2": f"two {i}", "label": label}
+
+
+def _oriented(out: object) -> list[tuple[str, str, bool]]:
+    prefs = out.preferences  # type: ignore[attr-defined]
+    return [(p.chosen.response, p.rejected.response, p.tie) for p in prefs]
+
+
+def test_labelled_pairs_are_oriented_by_label_map(tmp_path: Path) -> None:
+    """1 → output_1 wins, 2 → output_2 wins, whatever type the file gives the label; a tie is
+    kept marked; an unmapped value is quarantined as bad_label with the value, no sample."""
+    rows = [
+        _pair_row(1, 1),
+        _pair_row(2, 2),
+        _pair_row(3, "2"),
+        _pair_row(4, 2.0),
+        _pair_row(5, 0),
+        _pair_row(6, 3),
+        _pair_row(7, None),
+    ]
+    src = _src(
+        "table",
+        columns={**PAIR_COLUMNS, "label": "label"},
+        label_map={"1": "a", "2": "b", "0": "tie"},
+    )
+    out = read_table(src, _jsonl(tmp_path / "p.jsonl", rows), "judge")  # type: ignore[arg-type]
+    assert _oriented(out) == [
+        ("one 1", "two 1", False),
+        ("two 2", "one 2", False),
+        ("two 3", "one 3", False),
+        ("two 4", "one 4", False),
+        ("one 5", "two 5", True),
+    ]
+    assert [(r.row, r.reason) for r in out.rejected] == [(6, "bad_label"), (7, "bad_label")]
+    assert "label 3 in field 'label' is not in label_map" in out.rejected[0].detail
+    assert "label None" in out.rejected[1].detail
+    assert len(out.records) == 10 and {r.response for r in out.records}.isdisjoint({"one 6"})
+
+    dropped = read_table(src.model_copy(update={"ties": "drop"}), tmp_path / "p.jsonl", "judge")
+    assert [t for *_, t in _oriented(dropped)] == [False] * 4 and dropped.ties_dropped == 1
+    assert len(dropped.records) == 10  # a tie's responses stay samples
+
+
+def test_scored_pairs_higher_wins(tmp_path: Path) -> None:
+    rows = [
+        {"input": "q", "output_1": "x", "output_2": "y", "s1": 0.2, "s2": 0.9},
+        {"input": "q", "output_1": "x", "output_2": "z", "s1": 3, "s2": 1},
+        {"input": "q", "output_1": "x", "output_2": "w", "s1": 1, "s2": 1},
+        {"input": "q", "output_1": "x", "output_2": "v", "s1": "high", "s2": 1},
+        {"input": "q", "output_1": "x", "output_2": "u", "s1": float("nan"), "s2": 1},
+    ]
+    src = _src("table", columns={**PAIR_COLUMNS, "score_a": "s1", "score_b": "s2"})
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")  # NaN as JSON allows
+    out = read_table(src, path, "s")
+    assert _oriented(out) == [("y", "x", False), ("x", "z", False), ("x", "w", True)]
+    assert [(r.row, r.reason) for r in out.rejected] == [(4, "wrong_type"), (5, "bad_value")]
+    csv = tmp_path / "s.csv"
+    csv.write_text("input,output_1,output_2,s1,s2\nq,x,y,0.5,0.25\nq,x,z,n/a,1\n")
+    out = read_table(src, csv, "s")  # a column with "n/a" is text: only that row fails
+    assert _oriented(out) == [("x", "y", False)]
+    assert [(r.row, r.reason) for r in out.rejected] == [(2, "wrong_type")]
+
+
+def test_a_json_array_file_reads_and_a_broken_one_is_quarantined_whole(tmp_path: Path) -> None:
+    good = tmp_path / "dataset.json"
+    good.write_text(json.dumps([_pair_row(1, 1), _pair_row(2, 2)], indent=2))
+    src = _src("table", columns={**PAIR_COLUMNS, "label": "label"}, label_map={"1": "a", "2": "b"})
+    assert len(read_table(src, good, "j").preferences) == 2
+    bad = tmp_path / "broken.json"
+    bad.write_text('[\n  {"input": "q", "output_1": "a",\n  "output_2": "b" "label": 1}\n]\n')
+    out = read_table(src, bad, "j")
+    assert not out.records
+    assert [(r.row, r.reason) for r in out.rejected] == [(3, "invalid_json")]
+    assert "the JSON array file was not read" in out.rejected[0].detail
+    one = tmp_path / "object.json"
+    one.write_text(json.dumps({"data": [_pair_row(1, 1)]}, indent=2))
+    out = read_table(src, one, "j")
+    assert [(r.row, r.reason) for r in out.rejected] == [(1, "wrong_type")]
+    assert "the file is one JSON object (keys: data)" in out.rejected[0].detail
+
+
+# ---------------------------------------------------------------- many files per source
+
+
+def _source(tmp_path: Path, **src: object) -> object:
+    from paretohqd.config import config_from_dict
+    from paretohqd.stages.kit.readers import read_source
+
+    cfg = config_from_dict({"ingest": {"sources": [src]}}, base_dir=tmp_path, source="t")
+    return read_source(cfg, 0, cfg.ingest.sources[0])
+
+
+def test_a_directory_or_glob_reads_every_file_in_sorted_order(tmp_path: Path) -> None:
+    for name in ("b/x/data.jsonl", "a/data.jsonl", "c/data.jsonl", ".hidden/data.jsonl"):
+        (tmp_path / "d" / name).parent.mkdir(parents=True, exist_ok=True)
+        _jsonl(tmp_path / "d" / name, [{"prompt": name, "response": "r"}])
+    (tmp_path / "d/c/notes.txt").write_text("not data")
+    by_dir = _source(tmp_path, kind="table", path="d")
+    assert [r.prompt.split()[1] for r in by_dir.records] == [  # type: ignore[attr-defined]
+        "a/data.jsonl",
+        "b/x/data.jsonl",
+        "c/data.jsonl",
+    ]
+    assert by_dir.files == 3  # type: ignore[attr-defined]
+    by_glob = _source(tmp_path, kind="table", path="d/**/data.jsonl", limit=2)
+    assert [Path(r.file).parent.name for r in by_glob.records] == ["a", "x"]  # type: ignore[attr-defined]
+    with pytest.raises(DataError, match=r"sources\[0\]\.path: 'd/\*\*/none\.json' matches no"):
+        _source(tmp_path, kind="table", path="d/**/none.json")
+
+
+# ---------------------------------------------------------------- CSV / TSV options
+
+
+def test_csv_semicolon_latin1_without_header(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes("Qu'est-ce qu'un café ?;Une boisson.;2\nÇa va ?;Oui;1\n".encode("latin-1"))
+    out = _source(
+        tmp_path,
+        kind="table",
+        path="d.csv",
+        delimiter=";",
+        encoding="latin-1",
+        has_header=False,
+        columns={"prompt": "column_1", "response": "column_2"},
+        extra_columns=["column_3"],
+    )
+    records = out.records  # type: ignore[attr-defined]
+    assert [r.response for r in records] == ["Une boisson.", "Oui"]
+    assert "café" in records[0].prompt and records[1].extras == {"column_3": 1.0}
+
+
+def test_a_wrong_delimiter_says_which_it_likely_is(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("prompt;response\nhi;hello\n")
+    with pytest.raises(DataError, match=r"one column found: is the delimiter ';'\?"):
+        _source(tmp_path, kind="table", path="d.csv")
+    (tmp_path / "d.tsv").write_text("prompt\tresponse\nhi\thello\n")
+    assert len(_source(tmp_path, kind="table", path="d.tsv").records) == 1  # type: ignore[attr-defined]
+    (tmp_path / "l.csv").write_bytes("prompt,response\ncafé,oui\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"not utf-8 text .*set `encoding`"):
+        _source(tmp_path, kind="table", path="l.csv")

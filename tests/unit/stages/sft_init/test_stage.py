@@ -52,11 +52,12 @@ SAMPLES = pl.DataFrame(
 )
 PREFS = pl.DataFrame(
     {
-        "prompt_id": ["p1", "p2", "p2", "p3"],
-        "chosen_id": ["s1", "s3", "s3", "s5"],
-        "rejected_id": ["s2", "s4", "s2", "s4"],
+        "prompt_id": ["p1", "p2", "p2", "p3", "p2"],
+        "chosen_id": ["s1", "s3", "s3", "s5", "s4"],
+        "rejected_id": ["s2", "s4", "s2", "s4", "s3"],
         "source": "t",
-        "split": ["train", "train", "train", "eval"],
+        "split": ["train", "train", "train", "eval", "train"],
+        "tie": [False, False, False, False, True],  # a tie has no chosen side: s4 stays out
     }
 )
 
