@@ -24,16 +24,18 @@ def _bad(id_: str, tables: str, *says: str, note: str = "", **kw: object) -> Cas
     return Case(id_, DATA, config(objective=False, tables=tables), says=says, note=note, **kw)
 
 
-def _scorer(id_: str, objective: str, *says: str, note: str = "") -> Case:
-    """An objective the score stage refuses when it builds its scorers: ingest completes."""
+def _scorer(id_: str, objective: str, *says: str, note: str = "", at_load: bool = False) -> Case:
+    """An objective refused: when the config loads, before any stage (``at_load``: a kind,
+    option or plug-in name wrong in the config alone), or by the score stage when it builds its
+    scorers (a model or module that cannot be loaded), after ingest completed."""
     return Case(
         id_,
         DATA,
         config(objective=False, tables=f'[[objectives]]\nname = "a"\n{objective}\n'),
         args=("run", "--until", "score"),
         says=says,
-        missing=("score",),
-        complete=("ingest",),
+        missing=("ingest", "score") if at_load else ("score",),
+        complete=() if at_load else ("ingest",),
         note=note,
     )
 
@@ -264,6 +266,7 @@ CASES = [
         "objective 'a'",
         "scorer 'bogus'",
         "module:callable",
+        at_load=True,
     ),
     _scorer(
         "unknown-heuristic-metric",
@@ -271,12 +274,14 @@ CASES = [
         "objective 'a'",
         "option 'metric'",
         "'conciseness'",
+        at_load=True,
     ),
     _scorer(
         "unknown-scorer-option",
         'scorer = "heuristic"\noptions = { metric = "verbosity", metrik = 1 }',
         "objective 'a'",
         "unknown option 'metrik'",
+        at_load=True,
     ),
     _scorer(
         "column-scorer-with-model",
@@ -284,15 +289,17 @@ CASES = [
         "objective 'a'",
         "takes no model",
     ),
-    _scorer("plugin-os-system", 'scorer = "os:system"', "'os:system'", "standard library"),
-    _scorer("plugin-builtins-eval", 'scorer = "builtins:eval"', "'builtins:eval'"),
+    _scorer(
+        "plugin-os-system", 'scorer = "os:system"', "'os:system'", "standard library", at_load=True
+    ),
+    _scorer("plugin-builtins-eval", 'scorer = "builtins:eval"', "'builtins:eval'", at_load=True),
     _scorer(
         "plugin-not-importable",
         'scorer = "no_such_module_x:f"',
         "cannot import",
         "'no_such_module_x'",
     ),
-    _scorer("plugin-constant", 'scorer = "math:pi"', "'math:pi'"),
+    _scorer("plugin-constant", 'scorer = "math:pi"', "'math:pi'", at_load=True),
     Case(
         "no-objectives-until-score",
         DATA,
