@@ -116,3 +116,20 @@ def test_an_edit_limit_never_reads_reruns_only_ingest(tmp_path: Path) -> None:
     again = Runner(cfg).run()
     assert [name for name, outcome, _ in again if outcome == "ran"] == ["ingest"]
     assert all(i.state == "fresh" for i in Runner(cfg).plan())
+
+
+def test_a_sources_license_and_hub_id_leave_ingest_fresh(tmp_path: Path) -> None:
+    """They describe a source on the shards' cards; no sample changes, so ingest stays."""
+    from paretohqd.config import config_from_dict
+    from paretohqd.stages.ingest import stages
+
+    def ingest_params(**card: str) -> object:
+        cfg = config_from_dict(
+            {"ingest": {"sources": [{"kind": "table", "path": "x", **card}]}},
+            base_dir=tmp_path,
+            source="paretohqd.toml",
+        )
+        return stages(cfg)[0].resolved_params(cfg)
+
+    assert ingest_params(license="mit", hub_id="Anthropic/hh-rlhf") == ingest_params()
+    assert ingest_params(name="other") != ingest_params()  # the check can fail
