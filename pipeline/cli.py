@@ -471,8 +471,8 @@ def export_hub_cmd(
             f.stat().st_size for r in repos for f in (out / r.folder).rglob("*") if f.is_file()
         )
         ids = repos[0].repo_id
-        if len(repos) > 1:  # one per preference: the shared part of their ids
-            ids = os.path.commonprefix([r.repo_id for r in repos]) + "…"
+        if len(repos) > 1:  # one per preference: the id ends in the preference's
+            ids = ids.removesuffix(Path(repos[0].source).name) + "<pref_id>"
         table.add_row(repos[0].kind, ids, str(len(repos)), group, f"{size / 1e6:.2f}")
     _console().print(table)
     _console().print(
