@@ -98,11 +98,11 @@ def export_hub(
     """
     from paretohqd.atomic import atomic_path
 
-    _check_out(out, force)
     if namespace is not None and not re.fullmatch(r"[A-Za-z0-9][\w.-]*", namespace):
         raise ConfigError(
             f"--namespace {namespace!r}: give a Hub user or organisation name, e.g. my-org"
         )
+    _check_out(out, force)
     plan = _plan(run_dir, config, artifacts, namespace, base_model, license)
     with atomic_path(out) as tmp:
         for repo, write in plan.writers:
