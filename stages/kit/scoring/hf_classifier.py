@@ -234,11 +234,11 @@ class HFClassifierScorer:
             return tokenize_counting(self.tokenizer, responses, max_length=n, truncation_side=side)
         if o.input_format == "text":  # as TRL's RewardTrainer builds plain-text pairs
             eos = self.tokenizer.eos_token or ""
-            texts = [
+            joined = [
                 t if t.endswith(eos) else t + eos
                 for t in (p + r for p, r in zip(prompts, responses, strict=True))
             ]
-            return tokenize_counting(self.tokenizer, texts, max_length=n, truncation_side=side)
+            return tokenize_counting(self.tokenizer, joined, max_length=n, truncation_side=side)
         texts = [
             self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
