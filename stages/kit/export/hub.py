@@ -334,6 +334,10 @@ def _model_writer(repo: HubRepo, src: Path, scrub: _Scrubber, license: str) -> A
             "pipeline_tag": "text-generation",
             "tags": ["paretohqd"],
         }
+        adapter = src / "adapter"  # a merged model keeps the adapter it merged
+        if "base_model" in standard and (adapter / "adapter_config.json").exists():
+            _copy_files(adapter, dst / "adapter", scrub, skip=_REWRITTEN - {"README.md"})
+            _write_adapter_files(adapter, dst / "adapter", standard["base_model"], scrub)
         body = scrub.text(_body(src / "README.md")) or (
             f"\n# {repo.name}\n\nThe policy of paretohqd run's `{repo.source}`.\n"
         )
@@ -358,11 +362,7 @@ def _adapter_writer(
         _copy_files(src, dst, scrub, skip=_REWRITTEN)
         state = json.loads((src / "train_state.json").read_text())
         base = scrub.base(state["base_model"], f"{art.path}/{src.name}")
-        adapter_config = json.loads((src / "adapter_config.json").read_text())
-        adapter_config["base_model_name_or_path"] = base
-        (dst / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
-        clean = scrub.json(state)
-        (dst / "train_state.json").write_text(json.dumps(clean, indent=2) + "\n")
+        _write_adapter_files(src, dst, base, scrub)
         method = str(art.tags["method"])
         standard: dict[str, Any] = {
             "base_model": base,
@@ -388,6 +388,15 @@ def _adapter_writer(
         )
 
     return write
+
+
+def _write_adapter_files(src: Path, dst: Path, base: str, scrub: _Scrubber) -> None:
+    """``adapter_config.json`` naming ``base`` and ``train_state.json`` without local paths."""
+    adapter_config = json.loads((src / "adapter_config.json").read_text())
+    adapter_config["base_model_name_or_path"] = base
+    (dst / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
+    state = scrub.json(json.loads((src / "train_state.json").read_text()))
+    (dst / "train_state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
 def _weights(state: Mapping[str, Any]) -> dict[str, float] | None:
