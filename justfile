@@ -91,10 +91,10 @@ vllm-venv:
     # batch LLM API (ray.data.llm) comes from ray[data] + aiohttp, not ray[llm] (an older vllm)
     $venv/bin/python -m pip freeze | grep -iE '^(torch|transformers)==' > $venv/constraints.txt
     pip install -c $venv/constraints.txt \
-        "pydantic>=2.6" "polars>=1.0" "pyarrow>=15" "duckdb>=1.1" "numba>=0.60" \
-        "typer>=0.12" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.12" "safetensors>=0.4" \
+        "pydantic>=2.6" "polars>=1.28" "pyarrow>=15" "duckdb>=1.3" "numba>=0.60" \
+        "typer>=0.27.2" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.18" "safetensors>=0.4" \
         "matplotlib>=3.8" "tqdm>=4.66" "pytest>=8" "pytest-timeout>=2.3" "moocore>=0.1" \
-        "ray[data]>=2.51" "aiohttp>=3.9"
+        "ray[data]>=2.55" "aiohttp>=3.9"
     pip install --no-deps -e .
     $venv/bin/python -c 'import vllm, ray.data.llm, paretohqd.stages.kit.policy.generate'
     touch "$stamp"

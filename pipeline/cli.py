@@ -16,13 +16,22 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from paretohqd.errors import ParetoHqDError, describe_os_error
+from paretohqd.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FRESH,
+    EXIT_USAGE,
+    ParetoHqDError,
+    describe_os_error,
+)
 
 
 class _OneLineUsage(typer.core.TyperGroup):
     """Click's usage errors (an unknown option or command, a value of the wrong type) in one
-    ``error:`` line with the help command to try, exit 2: the same shape as every other error,
-    so scripts and people read one line, not a Usage line and a boxed panel."""
+    ``error:`` line with the help command to try, exit 2 (``EXIT_USAGE``): the same shape as
+    every other error, so scripts and people read one line, not a Usage line and a boxed panel.
+
+    Global options are accepted after the command too (:func:`hoist`)."""
 
     def main(
         self,
@@ -33,10 +42,8 @@ class _OneLineUsage(typer.core.TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
-        import sys
-
         call = {
-            "args": args,
+            "args": hoist(sys.argv[1:] if args is None else list(args), self),
             "prog_name": prog_name,
             "complete_var": complete_var,
             "windows_expand_args": windows_expand_args,
@@ -50,7 +57,7 @@ class _OneLineUsage(typer.core.TyperGroup):
             _console(stderr=True).print("aborted")
             sys.exit(1)
         except typer.TyperException as exc:  # click's exceptions, as typer vendors them
-            code = int(getattr(exc, "exit_code", 2))
+            code = int(getattr(exc, "exit_code", EXIT_USAGE))
             if type(exc).__name__ == "NoArgsIsHelpError":
                 exc.show()  # type: ignore[attr-defined]  # a bare command: its help
                 sys.exit(code)
@@ -58,7 +65,7 @@ class _OneLineUsage(typer.core.TyperGroup):
             message = format_message() if callable(format_message) else str(exc)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-            _error(f"{message}{hint}")
+            _error(f"{message}{hint}", code)
             sys.exit(code)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -68,7 +75,7 @@ app = typer.Typer(
     help="Multi-objective LLM alignment as a staged, inspectable pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     cls=_OneLineUsage,
 )
 
@@ -81,8 +88,12 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="override a config key: section.key=value (repeatable)"),
 ]
 
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="print one JSON object on stdout (for scripts)")
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
-_state = {"debug": os.environ.get("PARETOHQD_DEBUG") == "1"}
+_state = {"debug": os.environ.get("PARETOHQD_DEBUG") == "1", "json": False}
 
 
 def _console(stderr: bool = False) -> Any:
@@ -98,17 +109,29 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=False)
 
 
-def _error(message: str) -> typer.Exit:
-    """Print ``error: message`` on stderr; the exit (code 2) for the caller to raise."""
+def _error(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``error: message`` on stderr (and, under ``--json``, ``{"error": ..., "exit_code":
+    ...}`` on stdout, so a script reading stdout sees why); the exit for the caller to raise."""
     from rich.text import Text
 
     _console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {message}"))
-    return typer.Exit(2)
+    if _state["json"]:
+        _print_json({"error": message, "exit_code": code})
+    return typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    """``data`` as one JSON document on stdout (paths and numbers as they are)."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=1, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def friendly(fn: F) -> F:
     """Print user errors (``ParetoHqDError``) and the machine's OS errors (a full disk, a
-    read-only directory) in one line and exit 2; keep bugs' tracebacks.
+    read-only directory) in one line and exit with their code (:data:`paretohqd.errors.
+    EXIT_CODES`); keep bugs' tracebacks.
 
     A ``run`` stopped by an OS error leaves the stage it was in incomplete (its manifest entry
     is written only after it succeeds), so running again once the cause is fixed resumes it.
@@ -120,30 +143,55 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _state["json"] = bool(kwargs.get("as_json", False))
         try:
             return fn(*args, **kwargs)
         except ParetoHqDError as exc:
             if _state["debug"]:
                 raise
-            raise _error(str(exc)) from None
+            raise _error(str(exc), exc.exit_code) from None
         except OSError as exc:
             what = describe_os_error(exc)
             if what is None or _state["debug"]:
                 raise
             where = elsewhere if fn.__name__ == "run" else "write elsewhere"
-            raise _error(f"{what}, or {where}") from None
+            raise _error(f"{what}, or {where}", EXIT_ENVIRONMENT) from None
         except KeyboardInterrupt:
             _console(stderr=True).print("interrupted: completed stages are kept; rerun to resume")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        _console().print(f"paretohqd {version('paretohqd')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="more log lines (DEBUG)")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="warnings and errors only; no progress bars")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
+    """Global options; they may also come after the command (``paretohqd run -q``)."""
+    from paretohqd import logs
+
     _state["debug"] = debug  # per invocation: an earlier --debug must not stick
+    logs.configure(-1 if quiet else verbose)
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> Any:
@@ -163,7 +211,7 @@ def _stage_options(
 ) -> tuple[list[str] | None, str | None, str | None]:
     """``--only``/``--from``/``--until`` as the runner takes them; an option given without a
     stage name (``--only ,``, ``--until ""``) is refused, never read as "every stage"."""
-    from paretohqd.errors import StageError
+    from paretohqd.errors import UsageError
 
     names = _split(only)
     empty = [
@@ -176,7 +224,7 @@ def _stage_options(
         if given is not None and not value
     ]
     if empty:
-        raise StageError(f"{empty[0]} was given no stage name; name one (see `paretohqd status`)")
+        raise UsageError(f"{empty[0]} was given no stage name; name one (see `paretohqd status`)")
     return names, from_ and from_.strip(), until and until.strip()
 
 
@@ -227,13 +275,17 @@ def run(
         str | None,
         typer.Option("--executor", help="local | ray: shorthand for --set executor.kind=..."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run the stale stages of the pipeline (fresh ones are skipped)."""
+    """Run the stale stages of the pipeline (fresh ones are skipped).
+
+    With ``--json`` the stage lines go to stderr and stdout gets one JSON object: the run
+    directory and, per stage, its outcome (ran, skipped, would run) and detail."""
     from paretohqd.runner import Runner
 
     cfg = _load(config, [*(set_ or []), *([f"executor.kind={executor}"] if executor else [])])
     runner = Runner(cfg)
-    console = _console()
+    console = _console(stderr=as_json)
     styles = {"ran": "green", "skipped": "dim", "would run": "yellow", "running": "cyan"}
 
     def log(stage: str, outcome: str, detail: str) -> None:
@@ -244,38 +296,79 @@ def run(
         console.print(Text.assemble((f"{stage:<12} {label}", style), f"  {detail}"))
 
     names, first, last = _stage_options(only, from_, until)
-    runner.run(only=names, from_=first, until=last, force=force, dry_run=dry_run, log=log)
+    rows = runner.run(only=names, from_=first, until=last, force=force, dry_run=dry_run, log=log)
     console.print(f"run directory: {cfg.run_dir}")
+    if as_json:
+        _print_json(
+            {
+                "run": cfg.run.name,
+                "run_dir": str(cfg.run_dir),
+                "dry_run": dry_run,
+                "stages": [{"stage": s, "outcome": o, "detail": d} for s, o, d in rows],
+            }
+        )
 
 
 @app.command()
 @friendly
-def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Show each stage as fresh, stale (and why) or missing."""
+def status(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="exit 1 when any stage is stale, missing or running"),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each stage as fresh, stale (and why), missing, or running (pid)."""
     from rich.table import Table
     from rich.text import Text
 
+    from paretohqd.logs import log_path
     from paretohqd.manifest import Manifest
     from paretohqd.runner import Runner
 
     cfg = _load(config, set_)
     runner = Runner(cfg)
     manifest = Manifest(cfg.run_dir)
-    table = Table(title=f"run {cfg.run.name} ({cfg.run_dir})")
-    for col in ("stage", "state", "reason", "rows", "seconds"):
-        table.add_column(col)
-    colors = {"fresh": "green", "stale": "yellow", "missing": "red"}
+    stages = []
     for item in runner.plan(manifest):
         entry = manifest.get(item.stage.name) or {}
-        rows = sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
-        table.add_row(
-            item.stage.name,
-            Text(item.state, style=colors[item.state]),
-            "; ".join(item.reasons),
-            str(rows) if entry else "",
-            f"{entry['seconds']:.1f}" if entry else "",
+        log = log_path(cfg.run_dir, item.stage.name)
+        stages.append(
+            {
+                "stage": item.stage.name,
+                "state": item.state,
+                "reasons": item.reasons,
+                "rows": sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
+                if entry
+                else None,
+                "seconds": entry.get("seconds") if entry else None,
+                "note": (entry.get("metadata") or {}).get("note") if entry else None,
+                "log": str(log) if log.exists() else None,
+            }
         )
-    _console().print(table)
+    fresh = all(s["state"] == "fresh" for s in stages)
+    if as_json:
+        _print_json(
+            {"run": cfg.run.name, "run_dir": str(cfg.run_dir), "fresh": fresh, "stages": stages}
+        )
+    else:
+        table = Table(title=f"run {cfg.run.name} ({cfg.run_dir})")
+        for col in ("stage", "state", "reason (or note)", "rows", "seconds"):
+            table.add_column(col)
+        colors = {"fresh": "green", "stale": "yellow", "missing": "red", "running": "cyan"}
+        for s in stages:
+            table.add_row(
+                s["stage"],
+                Text(s["state"], style=colors[s["state"]]),
+                "; ".join(s["reasons"]) or s["note"] or "",
+                "" if s["rows"] is None else str(s["rows"]),
+                "" if s["seconds"] is None else f"{s['seconds']:.1f}",
+            )
+        _console().print(table)
+    if check and not fresh:
+        raise typer.Exit(EXIT_NOT_FRESH)
 
 
 @app.command()
@@ -297,9 +390,9 @@ def sql(
     cfg = _load(config, set_)
     session = insp.Session.open(cfg)
     if fmt not in insp.FORMATS:
-        from paretohqd.errors import ConfigError
+        from paretohqd.errors import UsageError
 
-        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(insp.FORMATS)}")
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(insp.FORMATS)}")
     if schema:
         insp.print_schema(session, _console())
         return
@@ -315,16 +408,20 @@ def sql(
 
 @app.command()
 @friendly
-def summary(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def summary(config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
     """Stages, timings, per-preference mean scores of the selections, and where outputs are."""
-    from paretohqd.summary import print_summary
+    from paretohqd.summary import collect, print_summary
 
-    print_summary(_load(config, set_), _console())
+    cfg = _load(config, set_)
+    if as_json:
+        _print_json(collect(cfg))
+    else:
+        print_summary(cfg, _console())
 
 
 @app.command()
 @friendly
-def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def report(config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
     """Rebuild the evaluation report from eval/generations.parquet and print the comparison."""
     from rich.table import Table
 
@@ -332,6 +429,9 @@ def report(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
     cfg = _load(config, set_)
     meta = Runner(cfg).tool("report")
+    if as_json:
+        _print_json(meta | {"report": str(cfg.run_dir / meta["report"])})
+        return
     table = Table(title="methods on held-out prompts (intervals: 95% bootstrap over prompts)")
     table.add_column("method", no_wrap=True)
     table.add_column("start")
@@ -375,13 +475,13 @@ def train_reward(
     seed: Annotated[int, typer.Option(help="split and init seed")] = 0,
 ) -> None:
     """Fit a Bradley-Terry reward head on a frozen encoder from chosen/rejected pairs."""
-    from paretohqd.errors import ConfigError
+    from paretohqd.errors import UsageError
     from paretohqd.registry import package_tool
 
     mapping = [c.partition("=") for c in column or []]
     for name, sep, value in mapping:
         if not (name and sep and value):
-            raise ConfigError(
+            raise UsageError(
                 f"--column {name}{sep}{value}: expected SCHEMA=COLUMN, e.g. --column "
                 "prompt=question"
             )
@@ -418,10 +518,97 @@ def convert_llama2c_cmd(
     _console().print(f"wrote {path}")
 
 
+@app.command()
+@friendly
+def dag(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="a Mermaid flowchart")] = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Graphviz DOT (pipe to `dot -Tsvg`)")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The config's stage graph: what each stage reads (and from which stage) and writes."""
+    from paretohqd.dag import as_data, render
+    from paretohqd.errors import UsageError
+    from paretohqd.registry import build_graph
+
+    if sum((mermaid, dot, as_json)) > 1:
+        raise UsageError("choose one of --mermaid, --dot and --json")
+    stages = build_graph(_load(config, set_))
+    if as_json:
+        _print_json(as_data(stages))
+        return
+    sys.stdout.write(render(stages, "mermaid" if mermaid else "dot" if dot else "text"))
+
+
+@app.command()
+@friendly
+def env(as_json: JsonOpt = False) -> None:
+    """Versions (python, torch, CUDA, transformers, peft, vllm, duckdb, ray, ...) and the
+    devices torch sees: paste it into a bug report."""
+    from paretohqd.envinfo import collect, render
+
+    info = collect()
+    if as_json:
+        _print_json(info)
+    else:
+        sys.stdout.write(render(info))
+
+
 export_app = typer.Typer(
     help="Write a run's artifacts in formats other tools read.", no_args_is_help=True
 )
 app.add_typer(export_app, name="export")
+
+
+@export_app.command("trl")
+@friendly
+def export_trl_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    round_: Annotated[int, typer.Option("--round", help="shards of round 1 or 2")] = 1,
+    arm: Annotated[
+        str | None, typer.Option("--arm", help="a comparison arm instead of a round: linear")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="directory (default: RUN/export/trl)")
+    ] = None,
+    pairs: Annotated[
+        bool, typer.Option("--pairs", help="also the pairs as per-preference DPO datasets")
+    ] = False,
+) -> None:
+    """The SFT shards as TRL datasets with exactly the project's tokens (and --pairs for DPO)."""
+    from paretohqd.runner import Runner
+
+    runner = Runner(_load(config, set_))
+    variant = arm or f"round{round_}"
+    meta = runner.tool("export-trl", variant=variant, out=out)
+    prefs = meta["preferences"]
+    rows = sum(p["rows"] for p in prefs.values())
+    _console().print(
+        f"wrote {os.path.relpath(meta['out'])}: {len(prefs)} preferences, {rows} rows "
+        f"(max_length {meta['max_length']}: {sum(p['truncated'] for p in prefs.values())} "
+        f"truncated as the project truncates; {sum(p['text_exact'] for p in prefs.values())} "
+        "whose text alone re-tokenises to the same ids)"
+    )
+    _console().print(
+        f"train: trl sft --model_name_or_path {os.path.relpath(meta['base_model'])} "
+        f"--dataset_name {os.path.relpath(meta['out'])}/PREF --max_length {meta['max_length']}"
+    )
+    if pairs:
+        dpo = runner.tool("export-dpo", out=out)
+        kept = {k: v["pairs"] for k, v in dpo["preferences"].items()}
+        dropped = sum(v["dropped_zero_margin"] for v in dpo["preferences"].values())
+        _console().print(
+            f"wrote {os.path.relpath(dpo['out'])}: {len(kept)} preferences, "
+            f"{min(kept.values())}–{max(kept.values())} of {dpo['pairs']} pairs each "
+            f"({dropped} dropped in all for a zero weighted margin; {dpo['prompt_cut']} prompts "
+            f"cut on the left to fit max_length {dpo['max_length']})"
+        )
+        _console().print(
+            f"train: trl dpo --model_name_or_path {os.path.relpath(meta['base_model'])} "
+            f"--dataset_name {os.path.relpath(dpo['out'])}/PREF --max_length {dpo['max_length']}"
+        )
 
 
 @export_app.command("hub")
@@ -504,6 +691,52 @@ def plot_selection_cmd(
     variant = stage or f"round{round_}"
     path = Runner(_load(config, set_)).tool("plot-selection", variant=variant, output=output)
     _console().print(f"wrote {path}")
+
+
+#: Options of the top-level callback, accepted anywhere before ``--`` (see :func:`hoist`).
+GLOBAL_FLAGS = frozenset({"--debug", "--verbose", "--quiet", "-q", "--version"})
+
+
+def _value_options(root: Any) -> set[str]:
+    """Every option name of every command under ``root`` (a click command) that takes a value
+    (``--set``, ``-o``, ...): the token after one is that value, never a global flag.
+
+    Duck-typed: typer vendors its own click, whose classes are not ``click``'s."""
+    names: set[str] = set()
+    stack = [root]
+    while stack:
+        command = stack.pop()
+        for param in command.params:
+            is_option = getattr(param, "param_type_name", "") == "option"
+            if is_option and not param.is_flag and not getattr(param, "count", False):
+                names.update(param.opts)
+        stack.extend(getattr(command, "commands", {}).values())
+    return names
+
+
+def hoist(argv: Sequence[str], root: Any) -> list[str]:
+    """``argv`` with the global flags (``--debug``, ``-v``/``--verbose``, ``-q``/``--quiet``)
+    moved before the command, so ``paretohqd run --until score -q`` works as users type it.
+
+    A token is left alone where it is an option's value (``--set -q``) or follows ``--``.
+    """
+    takes_value = _value_options(root)
+    front: list[str] = []
+    rest: list[str] = []
+    previous = ""
+    for i, token in enumerate(argv):
+        if token == "--":
+            rest.extend(argv[i:])
+            break
+        is_global = token in GLOBAL_FLAGS or (
+            len(token) > 1 and token[0] == "-" and set(token[1:]) == {"v"}
+        )
+        if is_global and previous not in takes_value:
+            front.append(token)
+        else:
+            rest.append(token)
+        previous = token
+    return front + rest
 
 
 def main() -> None:

@@ -210,6 +210,13 @@ class RewardHeadConfig(Section):
         None, description="sentence-transformers dir (default: all-MiniLM-L6-v2 from PyPI)"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="training options")
+    min_accuracy: float = Field(
+        0.55,
+        ge=0.0,
+        le=1.0,
+        description="fail the stage when the head's held-out pairwise accuracy is below this "
+        "(0.5 is chance: such a head would select, train and evaluate on noise)",
+    )
 
 
 class ScoreConfig(Section):
@@ -493,6 +500,54 @@ class ExecutorConfig(Section):
     generation: GenerationEngineConfig = Field(default_factory=GenerationEngineConfig)
 
 
+TrackingBackend = Literal["none", "tensorboard", "wandb", "mlflow", "trackio"]
+
+
+class TrackingConfig(Section):
+    """An experiment tracker that receives every adapter's training log as it is produced.
+
+    Reporting only: nothing here enters a fingerprint or an adapter's key (an adapter is the
+    same bytes with or without a tracker), so turning a tracker on never retrains anything.
+    Each adapter is one tracker run named ``<method>/<pref_id>``; the backends are optional
+    extras (``pip install "paretohqd[tensorboard]"``).
+    """
+
+    backend: TrackingBackend = Field(
+        "none",
+        description="none | tensorboard | wandb | mlflow | trackio (each an optional extra)",
+    )
+    project: str = Field(
+        "paretohqd",
+        min_length=1,
+        description="the tracker's project (wandb, trackio) or experiment (mlflow)",
+    )
+    group: str | None = Field(
+        None,
+        min_length=1,
+        description="what groups this pipeline run's adapter runs (None: run.name)",
+    )
+    log_dir: str | None = Field(
+        None,
+        description="where the tracker writes local files (relative to the config; None: "
+        "<run dir>/tracking)",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra keyword arguments for the backend: wandb.init / trackio.init "
+        "(entity, mode, tags ...), mlflow (tracking_uri), tensorboard's SummaryWriter "
+        "(flush_secs ...)",
+    )
+
+    @model_validator(mode="after")
+    def _options_need_a_backend(self) -> TrackingConfig:
+        if self.backend == "none" and self.options:
+            raise ValueError(
+                "tracking.options is set but tracking.backend = 'none'; choose a backend "
+                "(tensorboard, wandb, mlflow or trackio) or drop the options"
+            )
+        return self
+
+
 class Config(Section):
     """The whole run configuration (one table per stage).
 
@@ -516,6 +571,7 @@ class Config(Section):
     init: InitConfig = Field(default_factory=InitConfig)
     evaluate: EvaluateConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

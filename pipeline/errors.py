@@ -11,9 +11,43 @@ from __future__ import annotations
 
 import errno
 
+#: The command line's exit codes, one per kind of outcome a script may act on differently.
+EXIT_OK = 0
+#: ``status --check``: some stage is stale, missing or running (like ``git diff --exit-code``).
+EXIT_NOT_FRESH = 1
+#: A usage error: an unknown command or option, an option value of the wrong shape.
+EXIT_USAGE = 2
+#: The input is wrong: the config, a ``--set``, the data, a model, a stage that cannot run.
+EXIT_USER = 3
+#: Another process is running in the same run directory: wait and retry, or use another name.
+EXIT_BUSY = 4
+#: The machine refused: a full disk, a read-only or unwritable directory.
+EXIT_ENVIRONMENT = 5
+#: Interrupted (Ctrl-C, SIGINT); completed stages are kept and a rerun resumes.
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_NOT_FRESH: "status --check: a stage is stale, missing or running",
+    EXIT_USAGE: "usage error: unknown command or option, malformed option value",
+    EXIT_USER: "the input is wrong: config, --set, data, model, or a stage that cannot run",
+    EXIT_BUSY: "another process is running in the run directory",
+    EXIT_ENVIRONMENT: "the machine refused: disk full, read-only or unwritable directory",
+    EXIT_INTERRUPTED: "interrupted; a rerun resumes",
+}
+
 
 class ParetoHqDError(Exception):
     """Base class of every error whose message is meant for the user."""
+
+    #: What ``paretohqd`` exits with when this error ends a command.
+    exit_code = EXIT_USER
+
+
+class UsageError(ParetoHqDError):
+    """A command-line option's value is malformed (checked by the command, not the parser)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(ParetoHqDError):
@@ -34,6 +68,8 @@ class StageError(ParetoHqDError):
 
 class LockError(ParetoHqDError):
     """Another process holds the run directory."""
+
+    exit_code = EXIT_BUSY
 
 
 #: The OS errors the machine causes rather than a bug, by errno: what happened, what to do.

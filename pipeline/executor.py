@@ -32,8 +32,6 @@ distributed executor's workers end with theirs), so no model outlives its stage.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,11 +253,11 @@ def write_item_keys(root: Path, keys: Mapping[str, str]) -> None:
 
 
 def progress_bar(total: int, initial: int, desc: str, unit: str) -> Any:
-    """A tqdm bar on a terminal; silent otherwise (CI, logs)."""
-    from tqdm.auto import tqdm
+    """The stage's progress over its parts or items: a bar on a terminal, log lines off one
+    (:mod:`paretohqd.progress`)."""
+    from paretohqd.progress import progress
 
-    disable = not sys.stderr.isatty() or bool(os.environ.get("CI"))
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, leave=False)
+    return progress(total, desc=desc, unit=unit, initial=initial)
 
 
 def parts_progress(

@@ -15,6 +15,7 @@ import pkgutil
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import cache
+from typing import Any
 
 from paretohqd.config import Config
 from paretohqd.errors import StageError
@@ -63,6 +64,11 @@ def build_graph(config: Config, modules: Sequence[str] | None = None) -> list[St
         for name in stage.inputs:
             if name not in producer:
                 raise StageError(f"stage {stage.name!r} reads {name!r}, which no stage writes")
+    checked: set[Any] = set()
+    for stage in stages:  # what the config alone gets wrong, before any stage runs
+        if stage.validate is not None and stage.validate not in checked:
+            checked.add(stage.validate)
+            stage.validate(config)
     return topological(resolve_roles(stages))
 
 

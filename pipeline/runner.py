@@ -15,6 +15,7 @@ run decides once the producer has written it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -30,12 +31,15 @@ from paretohqd.config import Config, dump_config
 from paretohqd.errors import ConfigError, ParetoHqDError, StageError
 from paretohqd.executor import release_worker_state
 from paretohqd.hashing import FileHasher, canonical_json, sha256_json
-from paretohqd.lock import RunLock
+from paretohqd.lock import RunLock, holder
+from paretohqd.logs import stage_log
 from paretohqd.manifest import Manifest
 from paretohqd.registry import artifacts_of, build_graph
 from paretohqd.stage import Artifact, Stage, StageContext
 
-State = Literal["fresh", "stale", "missing"]
+logger = logging.getLogger("paretohqd.runner")
+
+State = Literal["fresh", "stale", "missing", "running"]
 Log = Callable[[str, str, str], None]
 
 #: Prefix of an input's identity while its producer is stale: matches no recorded content.
@@ -159,6 +163,8 @@ class Runner:
         self.artifacts = artifacts_of(self.stages)
         self.producer = {a.name: s.name for s in self.stages for a in s.outputs}
         self.hasher = FileHasher(self.run_dir / ".cache" / "file-hashes.json")
+        #: The pid running in this run directory as :meth:`plan` last saw it (not this one).
+        self._holder: int | None = None
         unknown = sorted(set(config.executor.stages) - {s.name for s in self.stages})
         if unknown:
             known = ", ".join(s.name for s in self.stages)
@@ -220,6 +226,8 @@ class Runner:
         will run is pending (its consumers are stale until the run knows the new content).
         """
         manifest = manifest or Manifest(self.run_dir)
+        pid = holder(self.run_dir)
+        self._holder = None if pid == os.getpid() else pid
         fresh: dict[str, bool] = {}
         planned: dict[str, str] = {}
         items: list[PlanItem] = []
@@ -246,6 +254,9 @@ class Runner:
             return PlanItem(stage, fp, comps, "stale" if entry else "missing", [problem])
         if entry is None:
             running = manifest.data.get("running", {}).get(stage.name)
+            if running and self._holder is not None:
+                pid = f"pid {self._holder}" if self._holder else "pid unknown"
+                return PlanItem(stage, fp, comps, "running", [f"running ({pid}) since {running}"])
             why = f"interrupted run started {running}" if running else "never run"
             return PlanItem(stage, fp, comps, "missing", [why])
         missing = [a.path for a in stage.outputs if not (self.run_dir / a.path).exists()]
@@ -366,12 +377,20 @@ class Runner:
                 if problem:
                     raise StageError(f"stage {stage.name!r} cannot run: {problem}")
                 self._require_inputs(stage, manifest)
-                emit(stage.name, "running", "; ".join(item.reasons) or "forced")
-                entry = self._execute(stage, fp, comps, manifest, force=force)
-                detail = f"{entry['seconds']:.1f}s"
-                rows = [f"{k} {o['rows']}" for k, o in entry["outputs"].items() if "rows" in o]
-                if rows:
-                    detail += " (" + ", ".join(rows) + " rows)"
+                why = "; ".join(item.reasons) or "forced"
+                emit(stage.name, "running", why)
+                with stage_log(self.run_dir, stage.name):
+                    logger.info("%s running: %s", stage.name, why)
+                    entry = self._execute(stage, fp, comps, manifest, force=force)
+                    detail = f"{entry['seconds']:.1f}s"
+                    rows = [f"{k} {o['rows']}" for k, o in entry["outputs"].items() if "rows" in o]
+                    if rows:
+                        detail += " (" + ", ".join(rows) + " rows)"
+                    if entry["metadata"].get(
+                        "note"
+                    ):  # what the stage wants seen (a head's accuracy)
+                        detail += f"; {entry['metadata']['note']}"
+                    logger.info("%s ran: %s", stage.name, detail)
                 row = (stage.name, "ran", detail)
                 emit(*row)
                 results.append(row)

@@ -101,7 +101,9 @@ class Stage:
     name
         Unique stage name, used by ``--only``/``--from``/``--until``.
     fn
-        ``fn(ctx) -> metadata``: does the work; returns JSON-able stats for the manifest.
+        ``fn(ctx) -> metadata``: does the work; returns JSON-able stats for the manifest. A
+        ``note`` (one short line, e.g. the reward heads' held-out accuracy) is what ``run``
+        prints beside the stage and ``status`` shows for it.
     inputs
         Names of artifacts produced by earlier stages.
     outputs
@@ -122,6 +124,10 @@ class Stage:
         them to ``inputs`` in graph order): evaluate reads every method's adapters this way.
     tools
         Commands run in this stage's context (:class:`Tool`).
+    validate
+        ``validate(config)`` raises :class:`~paretohqd.errors.ConfigError` for what is wrong in
+        the config alone (a preference vector, a scorer's kind or options): run when the graph
+        is built, so ``status``, ``run --dry-run`` and ``dag`` catch it before any stage runs.
     """
 
     name: str
@@ -137,6 +143,7 @@ class Stage:
     description: str = ""
     reads_roles: tuple[str, ...] = ()
     tools: tuple[Tool, ...] = ()
+    validate: Callable[[Config], None] | None = None
 
     def resolved_params(self, config: Config) -> Any:
         """The parameters that enter the fingerprint."""

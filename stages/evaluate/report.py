@@ -156,6 +156,7 @@ def render_report(
     links: Mapping[str, str],
     normalisation: Mapping[str, Any],
     out: Path,
+    curve_flags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the comparison report as one self-contained HTML file and return its path.
 
@@ -165,7 +166,7 @@ def render_report(
     step, wall/CPU/scoring time), with budgets that differ by more than 2× flagged; the
     normalisation used for the hypervolume; per (method, preference model) the mean reward
     vector with its bootstrap CI, the collapse rate and win/tie/loss against the base model; the
-    images; links to the shard cards.
+    training curves with a final-step jump; the images; links to the shard cards.
 
     Parameters
     ----------
@@ -190,6 +191,9 @@ def render_report(
         a sequence in objective order or a scalar. The reference point is in normalised space.
     out
         Where to write the HTML (atomically: a reader never sees a half-written report).
+    curve_flags
+        ``{"method · pref_id": what is wrong}``: adapters whose training loss jumps on the last
+        step (:func:`~paretohqd.stages.kit.training.curves.final_jump`), listed as a warning.
 
     Returns
     -------
@@ -227,25 +231,52 @@ def render_report(
         f"{len(rows)} models, {sum(int(r['n']) for r in rows)} scored responses.</p>",
         _methods_section(rows, methods.to_dicts(), clipped),
         _budgets_section(methods.to_dicts()),
+        _curves_section(curve_flags or {}),
         _normalisation_section(objectives, lo, hi, ref),
         _models_section(rows, objectives, clipped),
     ]
-    if embedded:
-        parts.append("<h2>Figures</h2>")
-        for name, data in embedded.items():
-            uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-            parts.append(
-                f'<figure><img alt="{_esc(name)}" src="{uri}">'
-                f"<figcaption>{_esc(name)}</figcaption></figure>"
-            )
-    if hrefs:
-        parts.append("<h2>Shard cards</h2>\n<ul>")
-        parts += [f'<li><a href="{h}">{_esc(name)}</a></li>' for name, h in hrefs.items()]
-        parts.append("</ul>")
+    parts += _figures(embedded) + _links(hrefs)
     parts.append("</body></html>\n")
     out = Path(out)
     write_text(out, "\n".join(parts))
     return out
+
+
+def _figures(embedded: Mapping[str, bytes]) -> list[str]:
+    """The figures, embedded as data URIs (none: no section)."""
+    if not embedded:
+        return []
+    parts = ["<h2>Figures</h2>"]
+    for name, data in embedded.items():
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        parts.append(
+            f'<figure><img alt="{_esc(name)}" src="{uri}">'
+            f"<figcaption>{_esc(name)}</figcaption></figure>"
+        )
+    return parts
+
+
+def _links(hrefs: Mapping[str, str]) -> list[str]:
+    """The shard cards' links, hrefs already escaped (none: no section)."""
+    if not hrefs:
+        return []
+    items = [f'<li><a href="{h}">{_esc(name)}</a></li>' for name, h in hrefs.items()]
+    return ["<h2>Shard cards</h2>\n<ul>", *items, "</ul>"]
+
+
+def _curves_section(flags: Mapping[str, str]) -> str:
+    """A warning per adapter whose loss jumped on its last step; nothing when none did."""
+    if not flags:
+        return ""
+    items = "".join(f"<li>{_esc(name)}: {_esc(what)}</li>" for name, what in flags.items())
+    return (
+        "<h2>Training curves</h2>\n"
+        f'<p class="warn">{len(flags)} adapter{"s" if len(flags) > 1 else ""} ended on a '
+        "loss jump. An adapter is saved, and evaluated, right after its last step, so these "
+        "may score unlike what their curves before the jump suggest (ringed in the losses "
+        "figure).</p>\n"
+        f"<ul>{items}</ul>"
+    )
 
 
 #: How each start is named in the report.
@@ -445,6 +476,8 @@ def plot_fronts(
     point (1, …, 1) toward its weights ``w``, as in ``paretohqd plot selection``: a method that
     follows its preferences puts each model near its ray. Points are normalised with the same
     fixed ``lo``/``hi`` as the hypervolume but not clipped, so out-of-range means stay visible.
+    Each panel is zoomed to the points (:func:`zoom`): models of a small run sit in a corner of
+    the unit square, and a plot of the whole square showed mostly empty space.
 
     Parameters
     ----------
@@ -494,38 +527,109 @@ def plot_fronts(
     ncols = min(len(pairs), 3)
     nrows = -(-len(pairs) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 4.6 * nrows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
-    span_lo = min(-0.05, float(points.min()) - 0.05) if points.size else -0.05
-    span_hi = max(1.05, float(points.max()) + 0.05) if points.size else 1.05
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
-        for pref_id, w in ray_list:
-            ax.plot([1, w[i]], [1, w[j]], color="0.6", lw=0.8, ls="--", zorder=1)
-            ax.annotate(pref_id, (w[i], w[j]), fontsize=6, color="0.45")
-        for k, method in enumerate(methods):
-            sel = method_col == method
-            ax.scatter(
-                points[sel, i],
-                points[sel, j],
-                marker=_MARKERS[k % len(_MARKERS)],
-                color=cmap(k % cmap.N),
-                s=36,
-                label=method,
-                zorder=3,
-                edgecolors="black",
-                linewidths=0.4,
-            )
+        _panel(ax, points[:, [i, j]], method_col, methods, [(p, w[[i, j]]) for p, w in ray_list])
         ax.set_xlabel(f"{objectives[i]} (normalised)")
         ax.set_ylabel(f"{objectives[j]} (normalised)")
-        ax.set_xlim(span_lo, span_hi)
-        ax.set_ylim(span_lo, span_hi)
-        ax.set_aspect("equal")
-        ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs) :]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=7, loc="lower left", title="method", title_fontsize=7)
-    fig.suptitle("mean reward vector per preference model (normalised; ideal = 1)", fontsize=10)
+    fig.suptitle(
+        "mean reward vector per preference model\n(normalised; ideal = 1; zoomed to the data)",
+        fontsize=10,
+    )
     fig.tight_layout()
+    # Beside the panels, not over them (a zoomed panel has points in every corner), and after
+    # the layout so the panels keep their size; the saved image widens to hold it.
+    axes[0, -1].legend(
+        *axes[0, 0].get_legend_handles_labels(),
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        title="method",
+        title_fontsize=7,
+    )
     with atomic_path(Path(out)) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     plt.close(fig)
     return Path(out)
+
+
+#: The margin around the points of a zoomed panel, as a share of the panel's width.
+ZOOM_MARGIN = 0.08
+#: The narrowest zoomed panel (normalised units): a single point, or points in a line.
+ZOOM_MIN_WIDTH = 0.1
+
+
+def zoom(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Axis limits that hold every (finite) point with a margin, equally wide on both axes so
+    the panel keeps its equal aspect (distances to the rays are not distorted); the whole unit
+    square when there are no points."""
+    finite = np.isfinite(x) & np.isfinite(y)
+    if not finite.any():
+        return (-0.05, 1.05), (-0.05, 1.05)
+    x, y = x[finite], y[finite]
+    width = max(float(np.ptp(x)), float(np.ptp(y)), ZOOM_MIN_WIDTH * (1 - 2 * ZOOM_MARGIN))
+    half = width / (1 - 2 * ZOOM_MARGIN) / 2
+    cx, cy = (float(x.min()) + float(x.max())) / 2, (float(y.min()) + float(y.max())) / 2
+    return (cx - half, cx + half), (cy - half, cy + half)
+
+
+def ray_label_at(
+    w: tuple[float, float], xlim: tuple[float, float], ylim: tuple[float, float]
+) -> tuple[float, float] | None:
+    """Where a ray's label goes in a zoomed panel: the last point of the segment from the ideal
+    point (1, 1) to ``w`` inside the panel (its end ``w`` when that is visible); None when the
+    ray misses the panel."""
+    start = np.array([1.0, 1.0])
+    step = np.asarray(w, dtype=float) - start
+    t0, t1 = 0.0, 1.0
+    for axis, (lo, hi) in enumerate((xlim, ylim)):
+        if step[axis] == 0:
+            if not lo <= start[axis] <= hi:
+                return None
+            continue
+        a, b = (lo - start[axis]) / step[axis], (hi - start[axis]) / step[axis]
+        t0, t1 = max(t0, min(a, b)), min(t1, max(a, b))
+    if t0 > t1:
+        return None
+    end = start + t1 * step
+    return float(end[0]), float(end[1])
+
+
+def _panel(
+    ax: Any,
+    points: np.ndarray,
+    method_col: np.ndarray,
+    methods: Sequence[str],
+    rays: Sequence[tuple[str, np.ndarray]],
+) -> None:
+    """One pair of objectives: the rays (dashed, labelled where they leave the panel) and each
+    method's points, zoomed to the points (:func:`zoom`)."""
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10")
+    xlim, ylim = zoom(points[:, 0], points[:, 1])
+    for pref_id, w in rays:
+        ax.plot([1, w[0]], [1, w[1]], color="0.6", lw=0.8, ls="--", zorder=1)
+        end = ray_label_at((w[0], w[1]), xlim, ylim)
+        if end is not None:  # aligned so the label reads into the panel
+            ha = "left" if end[0] < sum(xlim) / 2 else "right"
+            va = "bottom" if end[1] < sum(ylim) / 2 else "top"
+            ax.annotate(pref_id, end, fontsize=6, color="0.45", ha=ha, va=va)
+    for k, method in enumerate(methods):
+        sel = method_col == method
+        ax.scatter(
+            points[sel, 0],
+            points[sel, 1],
+            marker=_MARKERS[k % len(_MARKERS)],
+            color=cmap(k % cmap.N),
+            s=36,
+            label=method,
+            zorder=3,
+            edgecolors="black",
+            linewidths=0.4,
+        )
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)

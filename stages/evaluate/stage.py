@@ -326,14 +326,13 @@ def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict
         lo=lo,
         hi=hi,
     )
-    losses = plot_losses(models, out_dir / "losses.png")
-    links = {
-        p.name: str(Path("..") / p.relative_to(ctx.run_dir) / "README.md")
-        for art in sorted(ctx.inputs_with_role("shards"), key=lambda a: a.tags["round"])
-        if "arm" not in art.tags and (root := ctx.path(art.name)).exists()
-        for p in sorted(root.iterdir())
-        if (p / "README.md").exists()
-    }
+    curves = read_curves(models)
+    losses = plot_losses(curves, out_dir / "losses.png")
+    jumps = curve_jumps(curves)
+    shards = sorted(
+        ctx.inputs_with_role("shards"), key=lambda a: (a.tags["round"], a.tags.get("arm", ""))
+    )
+    links = shard_links(ctx.run_dir, [(shard_label(a.tags), ctx.path(a.name)) for a in shards])
     images = {"fronts": fronts} | ({"losses": losses} if losses else {})
     render_report(
         summary,
@@ -342,6 +341,7 @@ def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict
         title=f"paretohqd run {ctx.config.run.name}",
         images=images,
         links=links,
+        curve_flags={name: jump.describe() for name, jump in jumps.items()},
         normalisation={
             "min": dict(zip(objectives, lo, strict=True)),
             "max": dict(zip(objectives, hi, strict=True)),
@@ -363,6 +363,7 @@ def build_outputs(ctx: StageContext, rows: Any, models: Sequence[Model]) -> dict
             if r["pref_following"] is not None
         },
         "budget_flags": {r["method"]: r["flag"] for r in rows_by_method if r["flag"]},
+        "final_step_jumps": {name: round(jump.ratio, 3) for name, jump in jumps.items()},
         "start": {r["method"]: r["start"] for r in rows_by_method},
         "normalisation": {"lo": lo, "hi": hi, "reference_point": 0.0},
         "collapse_rate": {r["method"]: r["collapse_rate"] for r in rows_by_method},
@@ -455,28 +456,60 @@ def methods_table(
     )
 
 
-def plot_losses(models: Sequence[Model], out: Path) -> Path | None:
-    """One panel per method: every adapter's training loss curve."""
+#: Every adapter's loss curve, by method: ``(pref_id, steps, losses)``.
+Curves = dict[str, list[tuple[str, list[int], list[float]]]]
+
+
+def read_curves(models: Sequence[Model]) -> Curves:
+    """The training log of every evaluated adapter that has one, by method."""
+    import polars as pl
+
+    curves: Curves = {}
+    for method, pref_id, adapter, _ in models:
+        log = adapter / "training_log.parquet" if adapter else None
+        if log is not None and log.exists():
+            frame = pl.read_parquet(log, columns=["step", "loss"])
+            curves.setdefault(method, []).append(
+                (pref_id, frame["step"].to_list(), frame["loss"].to_list())
+            )
+    return curves
+
+
+def curve_jumps(curves: Curves) -> dict[str, Any]:
+    """The adapters whose loss jumps on the last step (``"method · pref_id"`` →
+    :class:`~paretohqd.stages.kit.training.curves.Jump`): the state they were saved and
+    evaluated in is not the one the curve before it shows."""
+    from paretohqd.stages.kit.training.curves import final_jump
+
+    return {
+        f"{method} · {pref_id}": jump
+        for method, items in curves.items()
+        for pref_id, steps, losses in items
+        if (jump := final_jump(steps, losses)) is not None
+    }
+
+
+def plot_losses(curves: Curves, out: Path) -> Path | None:
+    """One panel per method: every adapter's training loss, smoothed (the raw steps faint), a
+    final-step jump ringed in red."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import polars as pl
 
     from paretohqd.atomic import atomic_path
+    from paretohqd.stages.kit.training.curves import SMOOTHING, draw_curve, final_jump
 
-    curves: dict[str, list[tuple[str, Any]]] = {}
-    for method, pref_id, adapter, _ in models:
-        log = adapter / "training_log.parquet" if adapter else None
-        if log is not None and log.exists():
-            curves.setdefault(method, []).append((pref_id, pl.read_parquet(log)))
     if not curves:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
     for ax, (method, items) in zip(axes[0], curves.items(), strict=True):
-        for pref_id, log in items:
-            ax.plot(log["step"], log["loss"], lw=0.8, label=pref_id)
-        ax.set_title(method)
+        jumps = 0
+        for k, (pref_id, steps, losses) in enumerate(items):
+            draw_curve(ax, steps, losses, label=pref_id, color=f"C{k % 10}")
+            jumps += final_jump(steps, losses) is not None
+        note = f"; {jumps} final-step jump{'s' if jumps > 1 else ''} (red)" if jumps else ""
+        ax.set_title(f"{method}\nEMA {SMOOTHING}{note}", fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
     fig.tight_layout()
@@ -484,6 +517,25 @@ def plot_losses(models: Sequence[Model], out: Path) -> Path | None:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return out
+
+
+def shard_label(tags: Mapping[str, Any]) -> str:
+    """How the report names a shards artifact: its round, or its comparison arm."""
+    arm = tags.get("arm")
+    return f"{arm} arm (round {tags['round']})" if arm else f"round {tags['round']}"
+
+
+def shard_links(run_dir: Path, shards: Sequence[tuple[str, Path]]) -> dict[str, str]:
+    """``{"<label> · <pref_id>": href}`` for every shard card under each ``(label, root)``,
+    relative to ``eval/``. Keyed by label and preference, so the rounds, which share their
+    preference ids, each keep their links."""
+    return {
+        f"{label} · {p.name}": str(Path("..") / p.relative_to(run_dir) / "README.md")
+        for label, root in shards
+        if root.exists()
+        for p in sorted(root.iterdir())
+        if (p / "README.md").exists()
+    }
 
 
 def rebuild_report(ctx: StageContext) -> dict[str, Any]:

@@ -137,7 +137,10 @@ def shard_meta(frame: Any, info: ShardInfo) -> dict[str, Any]:
         "source_fingerprints": dict(info.sources),
         "selection_hash": info.selection_hash,
         "reproduce": info.command,
-        "format": "prompt/completion columns for TRL SFTTrainer; response = completion",
+        "format": (
+            "prompt/completion as the project encodes them (apart, the prompt cut on the "
+            "left); response = completion; TRL datasets: paretohqd export trl"
+        ),
     }
 
 
@@ -198,10 +201,12 @@ space, chosen from Pareto layers 1–{pool["max_layer"]} ({pool["rows"]} candida
 {distance["max"]:.4g}.
 
 {_overlap_sentence(meta)}
-Columns: `prompt`, `completion` (what TRL's SFTTrainer trains on), `response` (the same text
-under the sample table's name), `rank`, `distance`, `layer`, `weights`, the raw score per
-objective ({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values
-(`norm_<objective>`) and the `raw`/`norm` lists.
+Columns: `prompt`, `completion` (what the project's SFT trains on: it encodes them apart and
+cuts a long prompt's oldest tokens; `paretohqd export trl` writes the same rows and tokens as
+TRL datasets), `response` (the same text under the sample table's name), `rank`, `distance`,
+`layer`, `weights`, the raw score per objective
+({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values (`norm_<objective>`)
+and the `raw`/`norm` lists.
 
 Reproduce with `{meta["reproduce"]}`.
 The front matter's `paretohqd` key is the machine-readable record.

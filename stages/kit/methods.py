@@ -9,8 +9,8 @@ and its adapters record the same things in ``train_state.json`` (:class:`MethodS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -79,6 +79,7 @@ def adapters_artifact(
 
 if TYPE_CHECKING:
     from paretohqd.executor import Item
+    from paretohqd.stages.kit.tracking import AdapterRun
     from paretohqd.stages.kit.training.loop import Objective
     from paretohqd.stages.kit.training.pairwise import KeepPairs, ObjectiveFactory
     from paretohqd.stages.kit.training.sft import SFTSettings
@@ -87,16 +88,25 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class MethodSpec:
     """What every method's per-preference worker shares (picklable): the start model, the
-    training settings, the objectives' names and which start the method's table chose."""
+    training settings, the objectives' names, which start the method's table chose, and the
+    stage's adapter run (plot titles, tracker; keyword-only, after the subclasses' fields)."""
 
     start_model: str
     settings: SFTSettings
     objectives: list[str]
     start: str
+    run: AdapterRun | None = field(default=None, kw_only=True)
 
-    def train(self, objective: Objective, item: Item, key: str, target: Path) -> Mapping[str, Any]:
-        """Train preference ``item`` with ``objective`` into ``target``; its state records the
-        item's key, the preference, the objectives and the start."""
+    def train(
+        self,
+        objective: Objective,
+        item: Item,
+        key: str,
+        target: Path,
+        weights: Sequence[float] = (),
+    ) -> Mapping[str, Any]:
+        """Train preference ``item`` (its ``weights``) with ``objective`` into ``target``; its
+        state records the item's key, the preference, the objectives and the start."""
         from paretohqd.stages.kit.training.loop import train_adapter
 
         return train_adapter(
@@ -105,7 +115,12 @@ class MethodSpec:
             self.settings,
             target,
             extra_state=self.extra_state(item, key),
+            run=self.adapter_run(item, weights),
         )
+
+    def adapter_run(self, item: Item, weights: Sequence[float]) -> AdapterRun | None:
+        """Preference ``item``'s run (None when the stage gave none)."""
+        return self.run.of(item.id, weights) if self.run else None
 
     def extra_state(self, item: Item, key: str) -> dict[str, Any]:
         """What an adapter's ``train_state.json`` records beside the loop's: the item's key,

@@ -6,11 +6,19 @@ behind the round-one shards, so the methods train on the same data as ParetoHqD.
 
 from __future__ import annotations
 
+from typing import Any
+
 from paretohqd.config import Config
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, StageContext, Tool
 from paretohqd.stages.kit.methods import PairwiseMethodTable, method_tables
 
 PAIRS = Artifact("pairs", "pairs.parquet", role="training_prompts")
+
+
+def _export_dpo(ctx: StageContext, **options: Any) -> Any:
+    from paretohqd.stages.pairs.stage import export_dpo
+
+    return export_dpo(ctx, **options)
 
 
 def stages(config: Config) -> list[Stage]:
@@ -35,5 +43,8 @@ def stages(config: Config) -> list[Stage]:
             },
             sql=("pairs.sql",),
             description="preference pairs with per-objective margins and signs",
+            tools=(
+                Tool("export-dpo", _export_dpo, "the pairs as TRL DPO datasets per preference"),
+            ),
         )
     ]

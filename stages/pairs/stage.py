@@ -8,6 +8,7 @@ scored train responses, the margin of each objective (a minus b), normalised, an
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,4 +69,61 @@ def run_pairs(ctx: StageContext) -> Mapping[str, Any]:
         "signs": {n: {int(k): int(v) for k, v in rows} for n, rows in signs.items()},
         "agreement_with_human": agree,
         "scope": cfg.scope,
+    }
+
+
+def export_dpo(ctx: StageContext, *, out: Path | None = None) -> Mapping[str, Any]:
+    """The ``export-dpo`` tool: the pairs as TRL preference datasets (``prompt``, ``chosen``,
+    ``rejected``), one directory per preference of the select grid under ``out`` (default
+    ``RUN/export/trl``) ``/dpo/``, each pair oriented by the preference's weighted normalised
+    margin (:func:`~paretohqd.stages.kit.export.trl.orient_pairs`), zero-margin pairs dropped."""
+    from paretohqd.stages.kit.export.trl import (
+        dpo_table,
+        leading_space,
+        orient_pairs,
+        pair_prompts,
+        write_train,
+    )
+    from paretohqd.stages.kit.policy.identity import policy_model
+    from paretohqd.stages.kit.policy.loading import load_tokenizer, render_prompt
+    from paretohqd.stages.kit.preferences import build_grid
+    from paretohqd.stages.kit.training.pairwise import pair_rows
+    from paretohqd.stages.kit.training.settings import sft_settings
+
+    if not ctx.path("pairs").exists():
+        raise DataError(
+            f"export trl --pairs: no pairs table at {ctx.path('pairs')}; run the stages first "
+            "(`paretohqd run --until pairs`)"
+        )
+    objectives = ctx.config.pareto_objectives
+    frame, rows = pair_rows(ctx, objectives)
+    tok = load_tokenizer(policy_model(ctx.config), padding_side="right")
+    settings = sft_settings(ctx.config)
+    rendered = [render_prompt(tok, p, settings.template) for p in rows.prompts]
+    prompts, cut = pair_prompts(tok, rendered, rows.a, rows.b, max_length=settings.max_length)
+    lead = leading_space(tok)
+    extra = {
+        "prompt_cut": cut,
+        "prompt_id": frame["prompt_id"].to_list(),
+        "a_id": frame["a_id"].to_list(),
+        "b_id": frame["b_id"].to_list(),
+    }
+    root = Path(out) if out is not None else ctx.run_dir / "export" / "trl"
+    target = root / "dpo"
+    written: dict[str, dict[str, int]] = {}
+    grid = build_grid(ctx.config.select.grid, len(objectives), step=ctx.config.select.step)
+    for pref in grid:
+        oriented = orient_pairs(rows.margins, pref.weights)
+        table = dpo_table(prompts, rows.a, rows.b, oriented, lead=lead, extra=extra)
+        write_train(table, target / pref.pref_id)
+        written[pref.pref_id] = {
+            "pairs": len(oriented.keep),
+            "dropped_zero_margin": oriented.dropped,
+        }
+    return {
+        "out": target,
+        "pairs": len(rows),
+        "prompt_cut": sum(cut),
+        "max_length": settings.max_length,
+        "preferences": written,
     }

@@ -20,6 +20,7 @@ from paretohqd.executor import Item, release_worker_state, worker_state
 from paretohqd.hashing import FileHasher, sha256_json
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.methods import MethodSpec
+from paretohqd.stages.kit.tracking import adapter_run
 from paretohqd.stages.pama.config import PamaConfig
 
 
@@ -70,7 +71,7 @@ def train_pama_item(spec: PamaSpec, item: Item, key: str, target: Path) -> Mappi
         snapshots=target.parent / f".rollout-{target.name}",
         generator=generator,
     )
-    return spec.train(objective, item, key, target)
+    return spec.train(objective, item, key, target, item.payload)
 
 
 def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
@@ -119,7 +120,17 @@ def run_pama(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
         "start": cfg.init,
     }
     items = [Item(p.pref_id, definition | {"weights": p.weights}, p.weights) for p in prefs]
-    spec = PamaSpec(start, settings, objectives, cfg.init, prompts, cfg, ctx.config, generation)
+    spec = PamaSpec(
+        start,
+        settings,
+        objectives,
+        cfg.init,
+        prompts,
+        cfg,
+        ctx.config,
+        generation,
+        run=adapter_run(ctx, output),
+    )
     try:
         run = ctx.map_items(train_pama_item, spec, items, ctx.path(output), unit="adapter")
     finally:

@@ -37,6 +37,31 @@ def _heads_external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
     return out
 
 
+def check_objectives(config: Config) -> None:
+    """Every objective's scorer kind and options, at load (``status`` and ``--dry-run``)."""
+    from paretohqd.errors import ConfigError
+    from paretohqd.stages.kit.scoring.scorers import ScorerError, check_scorer
+
+    for i, obj in enumerate(config.objectives):
+        try:
+            check_scorer(obj.scorer, name=obj.name, model=obj.model, options=obj.options)
+        except ScorerError as exc:
+            raise ConfigError(f"{config.source}: objectives[{i}]: {exc}") from None
+
+
+def check_heads(config: Config) -> None:
+    """Every reward head's training options, at load."""
+    from paretohqd.errors import ConfigError
+    from paretohqd.stages.kit.scoring.embedding import BTTrainOptions
+    from paretohqd.stages.kit.scoring.scorers import ScorerError, parse_options
+
+    for i, head in enumerate(config.reward_heads):
+        try:
+            parse_options(BTTrainOptions, head.options, name=head.name)
+        except ScorerError as exc:
+            raise ConfigError(f"{config.source}: reward_heads[{i}]: {exc}") from None
+
+
 def score_stage(name: str, *, samples: str, output: Artifact, config: Config) -> Stage:
     """Declare a score stage over ``samples`` (round one's samples or round two's generations)."""
     from functools import partial
@@ -53,6 +78,7 @@ def score_stage(name: str, *, samples: str, output: Artifact, config: Config) ->
         version="2",
         params=score_params,
         external=score_external,
+        validate=check_objectives,
         description="every objective's scorer over every sample",
     )
 
@@ -74,6 +100,7 @@ def stages(config: Config) -> list[Stage]:
                 params=_heads_params,
                 external=_heads_external,
                 sql=("reward_head_pairs.sql",),
+                validate=check_heads,
                 description="Bradley-Terry heads on a frozen encoder, from preference pairs",
             )
         )

@@ -5,7 +5,13 @@ leak into a reward that later scores them. Each head is one item of the engine's
 (:meth:`~paretohqd.stage.StageContext.map_items`): :func:`train_head` fits it into
 ``reward_heads/<name>/`` with its model card and held-out pairwise accuracy. A head's key is
 what defines it (its table, the run seed, the exact training pairs; the engine adds the
-encoders' identities), so when one head's table changes only that head is trained again.
+encoders' identities), so when one head's table changes only that head is trained again,
+and a head whose key some earlier run under the same ``run.root`` trained is copied from the
+cache (``run.root/.cache/reward_heads/<key>``) instead of trained again.
+
+A head no better than chance would quietly select, train and evaluate on noise, so the stage
+fails when a head's held-out pairwise accuracy is below its ``min_accuracy`` (the heads stay on
+disk and in the cache: lowering the bar, or fixing the data, reruns in seconds).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class HeadsSpec:
     run_name: str
     hashes: Path | None
     encode_threads: int | None = None
+    cache: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,32 @@ class HeadData:
 
 def train_head(spec: HeadsSpec, item: Item, key: str, target: Path) -> dict[str, Any]:
     """Item worker: fit head ``item.id`` on its pairs and save it into ``target`` atomically
-    (the encoder is loaded once per process and shared by the heads on it)."""
+    (the encoder is loaded once per process and shared by the heads on it), or copy it from
+    the cache when a run under the same root trained this key; cache what it trains."""
+    from paretohqd.stages.kit.scoring.embedding import load_head
+
+    cached = spec.cache / key if spec.cache is not None else None
+    if cached is not None and (cached / "head.safetensors").is_file():
+        _copy_dir(cached, target)
+        return dict(load_head(target).metrics) | {"cached": True}
+    result = _fit_head(spec, item, target)
+    if cached is not None:
+        _copy_dir(target, cached)
+    return result
+
+
+def _copy_dir(source: Path, target: Path) -> None:
+    """Copy a head directory into place atomically (a reader never sees half of one)."""
+    import shutil
+
+    from paretohqd.atomic import atomic_path
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copytree(source, tmp)
+
+
+def _fit_head(spec: HeadsSpec, item: Item, target: Path) -> dict[str, Any]:
     from paretohqd.stages.kit.scoring.embedding import (
         encode_threads,
         load_encoder,
@@ -68,7 +100,7 @@ def train_head(spec: HeadsSpec, item: Item, key: str, target: Path) -> dict[str,
         metrics=result,
         training_data_description=(
             f"{len(data.pairs)} human preference pairs (train split) from "
-            f"{', '.join(data.sources)}, ingested by paretohqd run {spec.run_name!r}"
+            f"{', '.join(data.sources)}, ingested by paretohqd"
         ),
     )
     return result
@@ -101,8 +133,8 @@ def _head_item(ctx: StageContext, con: Any, head_cfg: RewardHeadConfig) -> Item:
         encoder=encoder_path,
         options=opts.model_dump(),
     )
-    key = {
-        "head": head_cfg.model_dump(mode="json"),
+    key = {  # min_accuracy judges the head; it does not change it
+        "head": head_cfg.model_dump(mode="json", exclude={"min_accuracy"}),
         "seed": ctx.config.run.seed,
         "pairs": sha256_json([list(row) for row in rows]),
     }
@@ -125,12 +157,63 @@ def run_reward_heads(ctx: StageContext) -> Mapping[str, Any]:
         run_name=ctx.config.run.name,
         hashes=ctx.hasher.cache_file,
         encode_threads=ctx.config.run.encode_threads,
+        cache=ctx.config.resolve(ctx.config.run.root) / ".cache" / "reward_heads",
     )
     run = ctx.map_items(train_head, spec, items, root, unit="head")
     metrics: dict[str, Any] = {}
     for item in items:
         # A kept head's metrics are the ones saved with it when it was trained.
-        result = run.metrics.get(item.id) or load_head(root / item.id).metrics
+        result = dict(run.metrics.get(item.id) or load_head(root / item.id).metrics)
         data: HeadData = item.payload
         metrics[item.id] = {"pairs": len(data.pairs), "sources": list(data.sources), **result}
-    return {"heads": metrics, "trained": run.made, "kept": run.kept}
+    cached = [i for i in run.made if metrics[i].pop("cached", False)]
+    gate(ctx.config.reward_heads, metrics)
+    note = "held-out accuracy " + ", ".join(f"{name} {_accuracy(m)}" for name, m in metrics.items())
+    return {
+        "heads": metrics,
+        "trained": [i for i in run.made if i not in cached],
+        "cached": cached,
+        "kept": run.kept,
+        "note": note,
+    }
+
+
+def _accuracy(m: Mapping[str, Any]) -> str:
+    acc = m.get("val_accuracy")
+    if not isinstance(acc, float) or acc != acc:  # none held out (NaN)
+        return "n/a (no held-out pairs)"
+    return f"{acc:.3f} ({m.get('val_pairs')} pairs)"
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson 95% interval of a proportion ``p`` over ``n`` trials (for the gate's line:
+    whether a head is clearly above chance or only just)."""
+    import math
+
+    if n <= 0:
+        return (0.0, 1.0)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def gate(heads: list[RewardHeadConfig], metrics: Mapping[str, Mapping[str, Any]]) -> None:
+    """Fail on the first head whose held-out pairwise accuracy is below its ``min_accuracy``.
+
+    A head with no held-out pairs (``val_fraction = 0``) cannot be judged and passes; its card
+    and ``status`` say n/a.
+    """
+    for head in heads:
+        m = metrics[head.name]
+        acc, n = m.get("val_accuracy"), int(m.get("val_pairs") or 0)
+        if not isinstance(acc, float) or acc != acc or acc >= head.min_accuracy:
+            continue
+        lo, hi = wilson(acc, n)
+        raise DataError(
+            f"reward_heads.{head.name}: held-out pairwise accuracy {acc:.3f} on {n} pairs "
+            f"(95% interval {lo:.2f}-{hi:.2f}; {m.get('pairs')} pairs in all from "
+            f"{', '.join(m.get('sources') or [])}) is below min_accuracy {head.min_accuracy}: "
+            "it would rank responses by noise. Check that the pairs are oriented (chosen is "
+            "the preferred response; for labelled pairs, the source's label_map), give it more "
+            "pairs or another encoder, or set reward_heads min_accuracy lower to accept it"
+        )

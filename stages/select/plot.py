@@ -41,12 +41,23 @@ def plot_stage_selection(
     return plot_selection(
         ctx.path(layers),
         ctx.path(selection),
-        ctx.config.pareto_objectives,
+        objectives_of(ctx.path(layers)) or ctx.config.pareto_objectives,
         output or ctx.run_dir / "plots" / f"selection_{label}.png",
         seed=ctx.config.run.seed,
         max_layer=pool.get("max_layer"),
         overlap=ctx.path(overlap),
     )
+
+
+def objectives_of(layers: Path) -> list[str]:
+    """The objectives a layers table was built over, in order (its ``norm_<name>`` columns):
+    what the plot draws, whatever the config names now (a config edited since the run, or one
+    naming fewer objectives)."""
+    import pyarrow.parquet as pq
+
+    if not layers.exists():
+        return []
+    return [n.removeprefix("norm_") for n in pq.read_schema(layers).names if n.startswith("norm_")]
 
 
 def plot_selection(

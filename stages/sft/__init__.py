@@ -8,9 +8,10 @@ continuing each preference's round-one adapter.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from paretohqd.config import Config
-from paretohqd.stage import Artifact, Stage
+from paretohqd.stage import Artifact, Stage, StageContext, Tool
 from paretohqd.stages.kit.methods import adapters_artifact
 from paretohqd.stages.kit.policy.identity import policy_external, policy_inputs
 
@@ -22,6 +23,12 @@ ADAPTERS_LINEAR = adapters_artifact(
 )
 
 
+def _export_trl(ctx: StageContext, **options: Any) -> Any:
+    from paretohqd.stages.sft.stage import export_trl
+
+    return export_trl(ctx, **options)
+
+
 def sft_stage(
     name: str,
     *,
@@ -31,9 +38,10 @@ def sft_stage(
     round_: int,
     config: Config,
     init: str | None = None,
+    variant: str | None = None,
 ) -> Stage:
     """Declare an SFT stage: one adapter per shard of ``selection``, optionally continuing from
-    ``init``."""
+    ``init``. Its ``export-trl`` tool is told apart by ``variant`` (default ``round<N>``)."""
     from paretohqd.stages.sft.stage import run_sft
 
     steps = config.sft.steps if round_ == 1 else config.sft.round2_steps
@@ -55,6 +63,19 @@ def sft_stage(
         },
         external=policy_external,
         description=f"round-{round_} LoRA SFT, one adapter per preference shard",
+        tools=(
+            Tool(
+                "export-trl",
+                partial(
+                    _export_trl,
+                    shards=shards,
+                    selection=selection,
+                    variant=variant or f"round{round_}",
+                ),
+                "the shards as TRL SFT datasets with this stage's tokens",
+                variant=variant or f"round{round_}",
+            ),
+        ),
     )
 
 
@@ -76,6 +97,7 @@ def stages(config: Config) -> list[Stage]:
                 output=ADAPTERS_LINEAR,
                 round_=1,
                 config=config,
+                variant="linear",
             )
         )
     return out

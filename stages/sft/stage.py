@@ -18,6 +18,7 @@ from paretohqd.errors import DataError
 from paretohqd.executor import Item, read_item_keys
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.selection import shard_index
+from paretohqd.stages.kit.tracking import AdapterRun, adapter_run
 from paretohqd.stages.kit.training.settings import sft_settings
 from paretohqd.stages.kit.training.sft import SFTSettings
 
@@ -28,12 +29,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ShardSpec:
     """What every preference's worker needs (picklable): the base model, the settings, the
-    shards' directory and the objectives' names (for the shard card)."""
+    shards' directory, the objectives' names (for the shard card) and the stage's adapter run
+    (plot titles, tracker)."""
 
     base_model: str
     settings: SFTSettings
     shards: Path
     objectives: list[str]
+    run: AdapterRun | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ def _job(spec: ShardSpec, item: Item, key: str, target: Path) -> FusedJob:
         "pref_id": item.id,
         "shard_card": dict(zip(spec.objectives, shard.weights, strict=False)),
     }
-    return FusedJob(SftObjective(rows), target, item.id, state, shard.init_adapter)
+    run = spec.run.of(item.id, shard.weights) if spec.run else None
+    return FusedJob(SftObjective(rows), target, item.id, state, shard.init_adapter, run)
 
 
 def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
@@ -75,6 +79,7 @@ def train_shard(spec: ShardSpec, item: Item, key: str, target: Path) -> Mapping[
         target,
         init_adapter=job.init_adapter,
         extra_state=job.extra_state,
+        run=job.run,
     )
 
 
@@ -117,7 +122,9 @@ def run_sft(
             "init": init_keys.get(pref),
         }
         items.append(Item(pref, definition, Shard(list(index[pref]["weights"]), init_dir)))
-    spec = ShardSpec(base, settings, ctx.path(shards), ctx.config.pareto_objectives)
+    spec = ShardSpec(
+        base, settings, ctx.path(shards), ctx.config.pareto_objectives, adapter_run(ctx, output)
+    )
     group = train_shards if settings.fused else None
     run = ctx.map_items(train_shard, spec, items, ctx.path(output), unit="adapter", group=group)
     return {
@@ -126,4 +133,51 @@ def run_sft(
         "fused": sum(1 for m in run.metrics.values() if m.get("fused")),
         "metrics": run.metrics,
         "base_model": base,
+    }
+
+
+def export_trl(
+    ctx: StageContext, *, shards: str, selection: str, variant: str, out: Path | None = None
+) -> Mapping[str, Any]:
+    """The ``export-trl`` tool: every shard of ``selection`` as a TRL SFT dataset with exactly
+    the tokens this stage trains on (:mod:`~paretohqd.stages.kit.export.trl`), one directory per
+    preference under ``out`` (default ``RUN/export/trl``) ``/sft-<variant>/``."""
+    import polars as pl
+
+    from paretohqd.stages.kit.cards import DATA
+    from paretohqd.stages.kit.export.trl import sft_rows, sft_table, write_train
+    from paretohqd.stages.kit.policy.identity import policy_model
+    from paretohqd.stages.kit.policy.loading import load_tokenizer
+
+    settings = sft_settings(ctx.config)
+    if not ctx.path(selection).exists():
+        raise DataError(
+            f"export trl: no {selection} table at {ctx.path(selection)}; run the stages first "
+            f"(`paretohqd run --until {ctx.stage.name}`)"
+        )
+    index = shard_index(ctx, selection)
+    base = policy_model(ctx.config)
+    tok = load_tokenizer(base, padding_side="right")
+    root = Path(out) if out is not None else ctx.run_dir / "export" / "trl"
+    target = root / f"sft-{variant}"
+    written: dict[str, dict[str, int]] = {}
+    for pref in sorted(index):
+        frame = pl.read_parquet(
+            ctx.path(shards) / pref / DATA, columns=["sample_id", "rank", "prompt", "completion"]
+        )
+        pairs = list(zip(frame["prompt"].to_list(), frame["completion"].to_list(), strict=True))
+        rows = sft_rows(tok, pairs, max_length=settings.max_length, template=settings.template)
+        extra = {"sample_id": frame["sample_id"].to_list(), "rank": frame["rank"].to_list()}
+        write_train(sft_table(rows, extra), target / pref)
+        written[pref] = {
+            "rows": len(rows),
+            "truncated": sum(r.truncated for r in rows),
+            "text_exact": sum(r.text_exact for r in rows),
+        }
+    return {
+        "out": target,
+        "base_model": base,
+        "max_length": settings.max_length,
+        "template": settings.template,
+        "preferences": written,
     }

@@ -54,6 +54,7 @@ def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
     from paretohqd.atomic import atomic_path, write_text
     from paretohqd.stages.kit.policy.identity import policy_model
     from paretohqd.stages.kit.policy.loading import load_policy, load_tokenizer
+    from paretohqd.stages.kit.tracking import adapter_run
     from paretohqd.stages.kit.training.loop import train_adapter
     from paretohqd.stages.kit.training.settings import sft_settings
     from paretohqd.stages.kit.training.sft import SftObjective
@@ -73,6 +74,7 @@ def run_sft_init(ctx: StageContext, *, output: str) -> Mapping[str, Any]:
             settings,
             tmp / "adapter",
             extra_state={"pref_id": "sft_init", "data": cfg.data},
+            run=adapter_run(ctx, output),
         )
         model = load_policy(base, adapter=tmp / "adapter", device="cpu", dtype=settings.dtype)
         merged = model.merge_and_unload()

@@ -1,7 +1,8 @@
 """Malformed command lines: stage names, ``--set``, ``paretohqd sql``, the other commands.
 
-Each is one ``error:`` line and exit 2, click's own usage errors too (an unknown option or
-command, an option value of the wrong type): one line with the ``--help`` to try.
+Each is one ``error:`` line: exit 2 for a usage error (click's own too: an unknown option or
+command, an option value of the wrong type; one line with the ``--help`` to try), 3 for a
+wrong input, 5 where the machine refuses (a directory in the way).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ CFG = config()
 INGESTED = (("run", "--until", "ingest"),)
 
 
-def _run(id_: str, *args: str, says: tuple[str, ...], note: str = "") -> Case:
-    return Case(id_, DATA, CFG, args=("run", *args), says=says, note=note)
+def _run(id_: str, *args: str, says: tuple[str, ...], note: str = "", code: int = 3) -> Case:
+    return Case(id_, DATA, CFG, args=("run", *args), code=code, says=says, note=note)
 
 
-def _sql(id_: str, *args: str, says: tuple[str, ...], note: str = "") -> Case:
+def _sql(id_: str, *args: str, says: tuple[str, ...], note: str = "", code: int = 3) -> Case:
     """A ``paretohqd sql`` call on a run whose ingest completed; it must leave it so."""
     return Case(
         id_,
         DATA,
         CFG,
         args=("sql", *args),
+        code=code,
         says=says,
         before=INGESTED,
         missing=(),
@@ -49,6 +51,7 @@ CASES = [
         "only-no-name",
         "--only",
         ",",
+        code=2,
         says=("--only was given no stage name",),
         note="ran every stage",
     ),
@@ -56,6 +59,7 @@ CASES = [
         "until-empty-name",
         "--until",
         "",
+        code=2,
         says=("--until was given no stage name",),
         note="ran every stage",
     ),
@@ -125,7 +129,7 @@ CASES = [
     _sql("sql-unknown-view", "select * from nope", says=("nope does not exist", "views: samples")),
     _sql("sql-empty", "", says=("the query is empty",), note="AttributeError traceback"),
     _sql("sql-only-a-semicolon", ";", says=("the query is empty",), note="AttributeError"),
-    _sql("sql-bad-format", "select 1", "--format", "xml", says=("table, csv, json",)),
+    _sql("sql-bad-format", "select 1", "--format", "xml", says=("table, csv, json",), code=2),
     _sql(
         "sql-output-into-run",
         "select 1",
@@ -193,6 +197,7 @@ CASES = [
         "output-path-is-a-directory",
         {**DATA, "runs/t/samples.parquet": None},
         CFG,
+        code=5,
         says=("a directory is in the way", "samples.parquet", "move it away"),
         note="IsADirectoryError traceback",
     ),
@@ -200,6 +205,7 @@ CASES = [
         "lock-path-is-a-directory",
         {**DATA, "runs/t/.lock": None},
         CFG,
+        code=5,
         says=("a directory is in the way", ".lock"),
         note="IsADirectoryError traceback",
     ),
@@ -216,6 +222,7 @@ CASES = [
         DATA,
         None,
         args=("train-reward", "{dir}/d.jsonl", "-o", "{dir}/head", "--column", "prompt"),
+        code=2,
         says=("--column prompt", "SCHEMA=COLUMN"),
         note="ValueError traceback",
     ),
@@ -232,6 +239,7 @@ CASES = [
         DATA,
         CFG,
         args=("run", "--bogus"),
+        code=2,
         says=("--bogus", "paretohqd run --help"),
         note="click's Usage line and a boxed panel (3+ lines)",
     ),
@@ -240,6 +248,7 @@ CASES = [
         DATA,
         CFG,
         args=("nope",),
+        code=2,
         says=("'nope'", "paretohqd --help"),
         note="click's Usage line and a boxed panel (3+ lines)",
     ),
@@ -248,6 +257,7 @@ CASES = [
         DATA,
         CFG,
         args=("plot", "selection", "--round", "abc"),
+        code=2,
         says=("--round", "paretohqd plot selection --help"),
         note="click's Usage line and a boxed panel (3+ lines)",
     ),

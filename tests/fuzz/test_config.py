@@ -1,4 +1,4 @@
-"""Malformed configs through ``paretohqd run``: one line naming the file and key, exit 2.
+"""Malformed configs through ``paretohqd run``: one line naming the file and key, exit 3.
 
 Almost every mistake is refused when the config loads (nothing runs, no manifest); what only
 the stage that uses it can judge (a scorer kind, a plug-in) fails that stage in one line, with

@@ -2,7 +2,7 @@
 
 A bad row is quarantined with its row number and reason while the valid rows are ingested
 unchanged (exit 0); a file that cannot be read at all, or leaves nothing valid, is one line
-that names it (exit 2) and ingest stays incomplete.
+that names it (exit 3) and ingest stays incomplete.
 """
 
 from __future__ import annotations

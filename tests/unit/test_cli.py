@@ -31,7 +31,7 @@ def test_init_writes_valid_starter(tmp_path: Path) -> None:
     code, out = _invoke("init", str(tmp_path / "proj"))
     assert code == 0 and (tmp_path / "proj/paretohqd.toml").exists()
     code, out = _invoke("init", str(tmp_path / "proj"))
-    assert code == 2 and "--force" in out
+    assert code == 3 and "--force" in out
     code, out = _invoke("status", "-c", str(tmp_path / "proj/paretohqd.toml"))
     assert code == 0 and "missing" in out
 
@@ -75,9 +75,9 @@ def test_sql_is_read_only_and_errors_are_short(tiny_config: Path) -> None:
     c = str(tiny_config)
     _invoke("run", "-c", c)
     code, out = _invoke("sql", "drop view samples", "-c", c)
-    assert code == 2 and "read-only" in out
+    assert code == 3 and "read-only" in out
     code, out = _invoke("sql", "select * from nope", "-c", c)
-    assert code == 2 and "views: samples" in out and "Traceback" not in out
+    assert code == 3 and "views: samples" in out and "Traceback" not in out
     code, out = _invoke("sql", "select 1", "-c", c, "--format", "xml")
     assert code == 2 and "table, csv, json" in out
 
@@ -96,32 +96,32 @@ def test_sql_cannot_write_anything(tiny_config: Path, tmp_path: Path) -> None:
         "CREATE TABLE t AS SELECT 1",
     ):
         code, out = _invoke("sql", query, "-c", c)
-        assert code == 2 and "read-only" in out, query
+        assert code == 3 and "read-only" in out, query
     code, out = _invoke("sql", f"select * from read_csv('{tiny_config}')", "-c", c)
-    assert code == 2 and "Permission" in out  # no file outside the run can be read
+    assert code == 3 and "Permission" in out  # no file outside the run can be read
     assert not sneaky.exists() and not (tmp_path / "x.db").exists()
     code, out = _invoke("sql", "explain select count(*) from samples", "-c", c)
     assert code == 0, out
     samples = run / "samples.parquet"
     before = samples.read_bytes()
     code, out = _invoke("sql", "select 1 as x", "-c", c, "-o", str(samples))
-    assert code == 2 and "inside the run directory" in out and samples.read_bytes() == before
+    assert code == 3 and "inside the run directory" in out and samples.read_bytes() == before
     target = tmp_path / "r.parquet"
     assert _invoke("sql", "select 1 as x", "-c", c, "-o", str(target))[0] == 0
     code, out = _invoke("sql", "select 2 as x", "-c", c, "-o", str(target))
-    assert code == 2 and "--force" in out and pl.read_parquet(target)["x"].to_list() == [1]
+    assert code == 3 and "--force" in out and pl.read_parquet(target)["x"].to_list() == [1]
     assert _invoke("sql", "select 2 as x", "-c", c, "-o", str(target), "--force")[0] == 0
     assert pl.read_parquet(target)["x"].to_list() == [2]
 
 
 def test_sql_before_any_run(tiny_config: Path) -> None:
     code, out = _invoke("sql", "select 1", "-c", str(tiny_config))
-    assert code == 2 and "paretohqd run" in out
+    assert code == 3 and "paretohqd run" in out
 
 
 def test_config_error_is_one_line(tiny_config: Path) -> None:
     code, out = _invoke("run", "-c", str(tiny_config), "--set", "ingest.bogus=1")
-    assert code == 2
+    assert code == 3
     assert "unknown key `ingest.bogus`" in out and "Traceback" not in out
 
 
@@ -186,7 +186,7 @@ def test_errors_print_verbatim_even_with_markup_like_text(tmp_path: Path) -> Non
     """Square brackets in messages and paths are user text, not terminal markup."""
     odd = tmp_path / "[/b]x" / "cfg[0].toml"
     code, out = _invoke("status", "-c", str(odd))
-    assert code == 2
+    assert code == 3
     assert "[/b]x" in out and "cfg[0].toml" in out and "not found" in out
 
 
@@ -195,6 +195,7 @@ def test_a_missing_model_file_blocks_only_its_stage(tiny_config: Path) -> None:
     tiny_config.write_text(
         tiny_config.read_text()
         + '[[objectives]]\nname = "c"\nscorer = "heuristic"\n'
+        + 'options = { metric = "verbosity" }\n'
         + '[policy]\nllama2c = { checkpoint = "nope.bin", tokenizer = "nope-tok.bin" }\n'
     )
     c = str(tiny_config)
@@ -204,7 +205,7 @@ def test_a_missing_model_file_blocks_only_its_stage(tiny_config: Path) -> None:
     code, out = _invoke("run", "-c", c, "--until", "ingest")
     assert code == 0, out
     code, out = _invoke("run", "-c", c, "--until", "base_model")
-    assert code == 2 and "stage 'base_model' cannot run" in out and "nope.bin" in out
+    assert code == 3 and "stage 'base_model' cannot run" in out and "nope.bin" in out
 
 
 def _manifest_stages(run_dir: Path) -> dict[str, object]:
@@ -223,7 +224,7 @@ def test_disk_full_is_one_line_and_the_stage_resumes(
     tiny_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC while ingest writes (pyarrow names no file): one line naming the output and what
-    to do, exit 2, no manifest entry and no temp file; a rerun once there is space completes."""
+    to do, exit 5, no manifest entry and no temp file; a rerun once there is space completes."""
     import errno
 
     import pyarrow.parquet as pq
@@ -239,7 +240,7 @@ def test_disk_full_is_one_line_and_the_stage_resumes(
     result = runner.invoke(app, ["run", "-c", c, "--until", "ingest"])
     run_dir = tiny_config.parent / "runs" / "t"
     [line] = _error_lines(result)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 5, result.output
     assert line.startswith("error: no space left on the device: ")
     assert str(run_dir / "samples.parquet") in line
     assert "free some space" in line and "--set run.root=DIR" in line
@@ -275,7 +276,7 @@ def test_an_unwritable_run_directory_is_one_line(
     result = runner.invoke(app, ["run", "-c", str(tiny_config), "--until", "ingest"])
     run_dir = tiny_config.parent / "runs" / "t"
     [line] = _error_lines(result)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 5, result.output
     assert says in line and line.endswith("then run again (finished stages are kept)")
     assert f": {run_dir / 'quarantine.parquet'};" in line and ".tmp-" not in line
     assert "ingest" not in _manifest_stages(run_dir)
@@ -323,7 +324,7 @@ def test_a_read_only_run_directory(tiny_config: Path) -> None:
     try:
         result = runner.invoke(app, ["run", "-c", c, "--until", "ingest"])
         [line] = _error_lines(result)
-        assert result.exit_code == 2 and line.startswith("error: permission denied: ")
+        assert result.exit_code == 5 and line.startswith("error: permission denied: ")
         assert str(run_dir) in line and "--set run.root=DIR" in line
         assert "ingest" not in _manifest_stages(run_dir)
     finally:
@@ -349,8 +350,60 @@ def test_export_hub_writes_repos_and_says_where(tmp_path: Path, tiny_policy: Pat
     assert "org/t-paretohqd-round1-pref-000-100" in text and "adapters/round1" in text
     assert (out / "models/t-paretohqd-round1-pref-000-100/adapter_model.safetensors").exists()
     code, text = _invoke("export", "hub", "-c", str(config), "--out", str(out))
-    assert code == 2 and "--force" in text and len(text.strip().splitlines()) == 1
+    assert code == 3 and "--force" in text and len(text.strip().splitlines()) == 1
     code, text = _invoke(
         "export", "hub", "-c", str(config), "--out", str(out), "--namespace", "a b"
     )
     assert code == 2 and "--namespace 'a b'" in text
+
+
+HEURISTICS = """
+[[objectives]]
+name = "concise"
+scorer = "heuristic"
+options = { metric = "conciseness", target = 30 }
+
+[[objectives]]
+name = "varied"
+scorer = "heuristic"
+options = { metric = "repetition", n = 2 }
+"""
+
+
+def test_export_trl_writes_sft_and_dpo_datasets(tiny_config: Path, tiny_policy: Path) -> None:
+    from paretohqd.stages.kit.policy.loading import load_tokenizer
+    from paretohqd.stages.kit.training.sft import encode_rows
+
+    tiny_config.write_text(
+        tiny_config.read_text()
+        + HEURISTICS
+        + f'\n[select]\nk = 4\nstep = 0.5\n\n[policy]\nmodel = "{tiny_policy}"\n'
+        + "\n[sft]\nmax_length = 48\n\n[modpo]\nsteps = 1\n"
+    )
+    c = str(tiny_config)
+    code, out = _invoke("export", "trl", "-c", c)
+    assert code == 3 and "paretohqd run --until sft" in out
+    code, out = _invoke("run", "-c", c, "--until", "pairs")
+    assert code == 0, out
+    code, out = _invoke("export", "trl", "-c", c, "--pairs")
+    assert code == 0, out
+    assert "3 preferences, 12 rows (max_length 48" in out and "trl sft" in out
+    assert "zero weighted margin" in out and "trl dpo" in out
+
+    run = tiny_config.parent / "runs/t"
+    sft = run / "export/trl/sft-round1"
+    assert sorted(p.name for p in sft.iterdir()) == ["pref-000-100", "pref-050-050", "pref-100-000"]
+    tok = load_tokenizer(str(tiny_policy), padding_side="right")
+    for pref in sft.iterdir():
+        exported = pl.read_parquet(pref / "train.parquet")
+        shard = pl.read_parquet(run / "shards/round1" / pref.name / "data.parquet")
+        assert exported["sample_id"].to_list() == shard["sample_id"].to_list()
+        rows = list(zip(shard["prompt"].to_list(), shard["completion"].to_list(), strict=True))
+        assert exported["input_ids"].to_list() == [e.ids for e in encode_rows(tok, rows, 48)]
+
+    pairs = pl.read_parquet(run / "pairs.parquet")
+    dpo = pl.read_parquet(run / "export/trl/dpo/pref-100-000/train.parquet")
+    first = pairs["norm_margin"].list.get(0)
+    assert dpo.height == int((first != 0).sum())
+    assert set(dpo.columns) >= {"prompt", "chosen", "rejected", "margin"}
+    assert (dpo["margin"] > 0).all()

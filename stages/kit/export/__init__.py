@@ -1,1 +1,1 @@
-"""Writers of a run's artifacts in formats other tools read (``paretohqd export ...``)."""
+"""Copies of a run's artifacts in formats other tools read (``paretohqd export ...``)."""

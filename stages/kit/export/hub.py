@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from paretohqd.config import Config
-from paretohqd.errors import ConfigError, DataError
+from paretohqd.errors import ConfigError, DataError, UsageError
 from paretohqd.stage import Artifact
 from paretohqd.stages.kit.hub import front_matter, licenses
 
@@ -99,7 +99,7 @@ def export_hub(
     from paretohqd.atomic import atomic_path
 
     if namespace is not None and not re.fullmatch(r"[A-Za-z0-9][\w.-]*", namespace):
-        raise ConfigError(
+        raise UsageError(
             f"--namespace {namespace!r}: give a Hub user or organisation name, e.g. my-org"
         )
     _check_out(out, force)

@@ -13,7 +13,7 @@ seeded by its unit's seed and its position in the unit (:func:`row_seed`), throu
 :class:`RowSampler`: what a row samples does not depend on which rows share its batch, so a
 unit answered beside other adapters' units samples what it samples alone (equal up to the
 float rounding its batch neighbours cause, which the stages pin by keying parts on their
-group; ``docs/algorithms.md`` §15).
+group; ``docs/algorithms.md`` §13).
 """
 
 from __future__ import annotations

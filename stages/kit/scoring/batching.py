@@ -6,8 +6,6 @@ of transformer inference on variable-length text; results are scattered back to 
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -90,8 +88,8 @@ def resolve_device(device: str) -> str:
 
 
 def progress_bar(total: int, *, desc: str, enabled: bool = True) -> Any:
-    """A tqdm bar with rate and ETA; silent when stderr is not a TTY or ``CI`` is set."""
-    from tqdm.auto import tqdm
+    """Scoring progress with rate and ETA: a bar on a terminal, log lines off one; nothing
+    when not ``enabled`` (a call too small to report)."""
+    from paretohqd.progress import progress
 
-    disable = not enabled or not sys.stderr.isatty() or bool(os.environ.get("CI"))
-    return tqdm(total=total, desc=desc, unit="text", disable=disable, leave=False)
+    return progress(total, desc=desc, unit="text", bar=enabled, lines=enabled)

@@ -151,7 +151,29 @@ def parse_options(
         raise ScorerError(msg) from None
 
 
-def _load_plugin(kind: str, *, name: str) -> Callable[..., Any]:
+#: Built-in kinds that load a model, so an objective of theirs must name one.
+NEEDS_MODEL = ("hf-classifier", "embedding-head")
+
+
+def check_scorer(kind: str, *, name: str, model: str | None, options: Mapping[str, Any]) -> None:
+    """What is wrong with an objective's scorer from the config alone: an unknown kind, a
+    plug-in name that cannot be one, an option the kind does not take or a bad value (a
+    heuristic metric), a missing model. Nothing is loaded and no plug-in is imported."""
+    if kind in _KINDS:
+        spec = _KINDS[kind]
+        parse_options(
+            getattr(importlib.import_module(spec.module), spec.options), options, name=name
+        )
+        if kind in NEEDS_MODEL and not model:
+            raise ScorerError(
+                f"objective {name!r}: scorer {kind!r} needs 'model' (a model directory, hub id "
+                "or run:reward_heads/NAME)"
+            )
+        return
+    _plugin_parts(kind, name=name)
+
+
+def _plugin_parts(kind: str, *, name: str) -> tuple[str, str]:
     module_name, _, attr = kind.partition(":")
     if not module_name or not attr:
         raise ScorerError(
@@ -163,6 +185,11 @@ def _load_plugin(kind: str, *, name: str) -> Callable[..., Any]:
             f"objective {name!r}: scorer {kind!r} names the standard library; a plug-in is a "
             "class or function of your own module that returns a scorer"
         )
+    return module_name, attr
+
+
+def _load_plugin(kind: str, *, name: str) -> Callable[..., Any]:
+    module_name, attr = _plugin_parts(kind, name=name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

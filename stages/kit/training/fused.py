@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from paretohqd.errors import DataError
+from paretohqd.stages.kit.tracking import AdapterRun, Tracker, numeric, open_tracker
 from paretohqd.stages.kit.training.loop import (
     FusableObjective,
     Objective,
@@ -58,6 +59,7 @@ from paretohqd.stages.kit.training.loop import (
     adapter_record,
     base_checksum,
     lora_policy,
+    loss_title,
     save_adapter,
     train_adapter,
 )
@@ -67,13 +69,15 @@ from paretohqd.stages.kit.training.sft import IGNORE, SFTSettings, collate, upca
 @dataclass
 class FusedJob:
     """One adapter of a fused group: its objective, where it goes, what its state records, the
-    round-one adapter it continues, and its name in messages (the preference)."""
+    round-one adapter it continues, its name in messages (the preference), and its run (plot
+    title and tracker)."""
 
     objective: Objective
     out_dir: Path
     label: str
     extra_state: dict[str, Any] = field(default_factory=dict)
     init_adapter: Path | None = None
+    run: AdapterRun | None = None
 
 
 #: Called once per adapter as soon as it is saved: ``done(label, metrics)``.
@@ -315,6 +319,7 @@ def train_fused(
             job.out_dir,
             init_adapter=job.init_adapter,
             extra_state=job.extra_state,
+            run=job.run,
         )
         done(job.label, metrics | {"not_fused": reason})
     return reason
@@ -329,8 +334,32 @@ def _train_stacked(
     settings: SFTSettings,
     done: Done,
 ) -> None:
-    """The fused optimiser loop and the saving of every adapter."""
+    """The fused optimiser loop and the saving of every adapter, each adapter's steps sent to
+    its own tracker (:class:`~paretohqd.stages.kit.tracking.AdapterRun`)."""
+    with ExitStack() as stack:
+        trackers = [
+            stack.enter_context(
+                open_tracker(job.run, asdict(settings) | {"method": job.objective.name})
+            )
+            for job in jobs
+        ]
+        _train_tracked(base_model, model, tok, device, jobs, settings, done, trackers)
+
+
+def _train_tracked(
+    base_model: str,
+    model: Any,
+    tok: Any,
+    device: str,
+    jobs: Sequence[FusedJob],
+    settings: SFTSettings,
+    done: Done,
+    trackers: Sequence[Tracker],
+) -> None:
+    """:func:`_train_stacked` with its trackers open."""
     import math
+
+    from paretohqd.progress import progress
 
     objectives = [job.objective for job in jobs if isinstance(job.objective, FusableObjective)]
     assert len(objectives) == len(jobs)  # why_not_fused let the group through
@@ -351,7 +380,9 @@ def _train_stacked(
     trained = [0] * len(jobs)
     cache: dict[tuple[int, ...], float] = {}  # the reference's log-prob of each distinct row
     t0, c0 = time.perf_counter(), time.process_time()
-    for index in range(objectives[0].steps(settings)):
+    total = objectives[0].steps(settings)
+    bar = progress(total, desc=f"{objectives[0].name} {len(jobs)} fused", unit="step")
+    for index in range(total):
         opt.zero_grad(set_to_none=True)
         for obj in objectives:
             obj.begin_step()
@@ -383,8 +414,13 @@ def _train_stacked(
             q.grad = torch.stack([mine[j] for mine in combined]).to(q.dtype)
         opt.step()
         sched.step()
-        for log in logs:
+        for log, tracker in zip(logs, trackers, strict=True):
             log[-1]["lr"] = sched.get_last_lr()[0]
+            tracker.log(index, numeric(log[-1]))
+        mean = sum(log[-1]["loss"] for log in logs) / len(logs)
+        bar.note(f"mean loss {mean:.4f}")
+        bar.update()
+    bar.close()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     layers.restore()
     if base_checksum(model) != base_before:
@@ -412,6 +448,7 @@ def _train_stacked(
             state,
             obj.card(state),
             extra=lambda tmp, obj=obj, log=logs[p]: obj.write_files(tmp, log),
+            title=loss_title(job.run, state),
         )
         done(job.label, metrics | {"fused": len(jobs)})
 

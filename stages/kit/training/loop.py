@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paretohqd.errors import DataError
+from paretohqd.stages.kit.tracking import AdapterRun, NullTracker, Tracker, numeric, open_tracker
 
 if TYPE_CHECKING:
     from paretohqd.stages.kit.training.sft import SFTSettings
@@ -294,12 +295,14 @@ def train_adapter(
     *,
     init_adapter: Path | None = None,
     extra_state: dict[str, Any] | None = None,
+    run: AdapterRun | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on ``base_model`` with ``objective``; save it atomically to
     ``out_dir`` with its log, ``train_state.json`` (settings, metrics, ``extra_state``) and card.
 
     ``init_adapter`` continues an existing adapter (round two); otherwise a fresh LoRA is
     initialised with ``settings.seed``. Runs on ``settings.threads`` torch threads when set.
+    ``run`` names the adapter (its loss plot's title) and streams each step to its tracker.
     Returns the metrics: steps, examples, tokens, first and last loss, seconds, and the
     objective's own.
     """
@@ -315,7 +318,10 @@ def train_adapter(
         base_before = base_checksum(model)
         model.train()
         t0, c0 = time.perf_counter(), time.process_time()
-        log, counts = _train_steps(objective, settings, params, sampler)
+        tracked = run if _DATA_PARALLEL.rank == 0 else None  # one worker reports the steps
+        desc = f"{objective.name} {out_dir.name}"
+        with open_tracker(tracked, asdict(settings) | {"method": objective.name}) as tracker:
+            log, counts = _train_steps(objective, settings, params, sampler, tracker, desc=desc)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         if base_checksum(model) != base_before:
             raise RuntimeError(
@@ -342,8 +348,17 @@ def train_adapter(
             state,
             objective.card(state),
             extra=lambda tmp: objective.write_files(tmp, log),
+            title=loss_title(run, state),
         )
     return metrics
+
+
+def loss_title(run: AdapterRun | None, state: dict[str, Any]) -> str:
+    """The title of an adapter's loss plot: its run's (method and preference), else the
+    method and preference its state records."""
+    if run is not None:
+        return run.title
+    return AdapterRun(state["method"], str(state.get("pref_id") or "")).title
 
 
 def adapter_record(
@@ -387,12 +402,23 @@ def adapter_record(
 
 
 def _train_steps(
-    objective: Objective, settings: SFTSettings, params: list[Any], sampler: Sampler
+    objective: Objective,
+    settings: SFTSettings,
+    params: list[Any],
+    sampler: Sampler,
+    tracker: Tracker | None = None,
+    *,
+    desc: str = "train",
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The optimiser loop: per training step, ``objective.updates`` zero-grad → gradients →
-    finite check → AdamW and warm-up steps; one log row per training step."""
+    finite check → AdamW and warm-up steps; one log row per training step, also sent to
+    ``tracker`` as soon as it is written and reported to :mod:`paretohqd.progress` as ``desc``
+    with the step's loss."""
     import torch
 
+    from paretohqd.progress import progress
+
+    tracker = tracker or NullTracker()
     dp = _DATA_PARALLEL
     if dp.world > 1 and not objective.data_parallel:
         raise DataError(
@@ -412,7 +438,9 @@ def _train_steps(
     )
     log: list[dict[str, Any]] = []
     updates = tokens = 0
-    for index in range(objective.steps(settings)):
+    total = objective.steps(settings)
+    bar = progress(total, desc=desc, unit="step", bar=dp.rank == 0, lines=dp.rank == 0)
+    for index in range(total):
         for epoch in range(objective.updates):
             opt.zero_grad(set_to_none=True)
             step = Step(index, epoch, params, settings.grad_accum, sampler, dp.rank, dp.world)
@@ -430,6 +458,10 @@ def _train_steps(
             tokens += result.tokens
         entry = {"step": index, "loss": round(result.loss, 6), "lr": sched.get_last_lr()[0]}
         log.append(entry | result.columns)
+        tracker.log(index, numeric(log[-1]))
+        bar.note(f"loss {result.loss:.4f}")
+        bar.update()
+    bar.close()
     return log, {"steps": updates, "tokens": tokens}
 
 
@@ -440,16 +472,18 @@ def save_adapter(
     state: dict[str, Any],
     card: str,
     extra: Any = None,
+    title: str = "loss",
 ) -> None:
-    """Write an adapter directory atomically: peft weights, loss log (Parquet + PNG),
-    ``train_state.json`` and the card; ``extra(tmp)`` adds method-specific files first."""
+    """Write an adapter directory atomically: peft weights, loss log (Parquet + PNG titled
+    ``title``), ``train_state.json`` and the card; ``extra(tmp)`` adds method-specific files
+    first."""
     from paretohqd.atomic import atomic_path, write_text
 
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         if extra is not None:
             extra(tmp)
-        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log])
+        write_training_log(tmp, [{k: e[k] for k in ("step", "loss", "lr")} for e in log], title)
         write_text(tmp / "train_state.json", json.dumps(state, indent=2, default=list))
         write_text(tmp / "README.md", card)
 
@@ -464,28 +498,20 @@ def base_checksum(model: Any) -> float:
         )
 
 
-def write_training_log(directory: Path, log: Sequence[dict[str, Any]]) -> None:
-    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter.
+def write_training_log(directory: Path, log: Sequence[dict[str, Any]], title: str = "loss") -> None:
+    """``training_log.parquet`` (step, loss, lr) and ``loss.png`` beside the adapter (raw and
+    smoothed loss, titled ``title``: the temporary directory it is written in has no name
+    worth showing).
 
     Built with pyarrow, not polars (the same bytes): the loop then needs no polars, so it runs
     on a GPU image that has torch, peft and pyarrow but not the pipeline's table stack.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pyarrow as pa
 
     from paretohqd.atomic import write_parquet
+    from paretohqd.stages.kit.training.curves import write_loss_plot
 
     schema = pa.schema([("step", pa.int32()), ("loss", pa.float64()), ("lr", pa.float64())])
     table = pa.Table.from_pylist([dict(e) for e in log], schema=schema)
     write_parquet(directory / "training_log.parquet", table)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([e["step"] for e in log], [e["loss"] for e in log], lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("completion NLL")
-    ax.set_title(directory.name.split(".")[0] or "loss")
-    fig.tight_layout()
-    fig.savefig(directory / "loss.png", dpi=100)
-    plt.close(fig)
+    write_loss_plot(directory / "loss.png", log, title)

@@ -28,6 +28,7 @@ from paretohqd.errors import DataError
 from paretohqd.executor import Item
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.methods import MethodSpec
+from paretohqd.stages.kit.tracking import adapter_run
 from paretohqd.stages.kit.training.loop import FusableObjective, Step, StepLoss
 from paretohqd.stages.kit.training.sft import IGNORE, SFTSettings
 
@@ -270,7 +271,7 @@ def _objective(spec: PairwiseSpec, item: Item) -> PairwiseObjective:
 
 def train_preference(spec: PairwiseSpec, item: Item, key: str, target: Path) -> Mapping[str, Any]:
     """The item worker: train preference ``item`` of a pairwise method into ``target``."""
-    return spec.train(_objective(spec, item), item, key, target)
+    return spec.train(_objective(spec, item), item, key, target, item.payload.weights)
 
 
 def train_preferences(
@@ -280,7 +281,13 @@ def train_preferences(
     from paretohqd.stages.kit.training.fused import FusedJob, train_fused
 
     jobs = [
-        FusedJob(_objective(spec, item), target, item.id, spec.extra_state(item, key))
+        FusedJob(
+            _objective(spec, item),
+            target,
+            item.id,
+            spec.extra_state(item, key),
+            run=spec.adapter_run(item, item.payload.weights),
+        )
         for item, key, target in units
     ]
     train_fused(spec.start_model, jobs, spec.settings, done)
@@ -328,7 +335,9 @@ def run_pairwise_method(
         }
         items.append(Item(pref.pref_id, definition, PreferencePairs(list(pref.weights), kept)))
     start = start_model(ctx.config, cfg.init)
-    spec = PairwiseSpec(start, settings, objectives, cfg.init, rows, cfg, objective)
+    spec = PairwiseSpec(
+        start, settings, objectives, cfg.init, rows, cfg, objective, run=adapter_run(ctx, output)
+    )
     group = train_preferences if settings.fused else None
     run = ctx.map_items(
         train_preference, spec, items, ctx.path(output), unit="adapter", group=group

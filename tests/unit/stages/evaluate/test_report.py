@@ -288,3 +288,68 @@ def test_report_rejects_non_png(tmp_path: Path, summary: pl.DataFrame) -> None:
     fake.write_text("not an image")
     with pytest.raises(ValueError, match="not a PNG"):
         render(tmp_path, summary, images={"plot": fake})
+
+
+# --------------------------------------------------------------------------------------------
+# issue #17: zoomed fronts, final-step jumps, shard links of every round
+
+
+def test_fronts_zoom_to_the_points_with_a_margin() -> None:
+    from paretohqd.stages.evaluate.report import ZOOM_MARGIN, zoom
+
+    x, y = np.array([0.46, 0.62, 0.5]), np.array([0.37, 0.47, 0.4])
+    (x0, x1), (y0, y1) = zoom(x, y)
+    assert x1 - x0 == pytest.approx(y1 - y0)  # equal aspect keeps angles to the rays true
+    assert x0 < 0.46 and x1 > 0.62 and y0 < 0.37 and y1 > 0.47
+    assert (x1 - x0) == pytest.approx(0.16 / (1 - 2 * ZOOM_MARGIN))  # the wider span + margin
+    assert x1 - x0 < 0.25  # not the unit square of before
+    (a0, a1), _ = zoom(np.array([0.5]), np.array([0.5]))
+    assert a0 < 0.5 < a1  # a single point still gets a panel
+
+
+def test_ray_labels_sit_where_the_ray_leaves_the_panel() -> None:
+    from paretohqd.stages.evaluate.report import ray_label_at
+
+    box = ((0.4, 0.6), (0.4, 0.6))
+    assert ray_label_at((0.5, 0.5), *box) == pytest.approx((0.5, 0.5))  # its end is inside
+    # the diagonal from (1, 1) toward (0, 0) crosses the panel and leaves it at (0.4, 0.4)
+    assert ray_label_at((0.0, 0.0), *box) == pytest.approx((0.4, 0.4))
+    assert ray_label_at((1.0, 0.0), *box) is None  # along the right edge of the square: misses
+
+
+def test_report_warns_of_final_step_jumps(tmp_path: Path, summary: pl.DataFrame) -> None:
+    flags = {"raco · pref-000-100": "last step 11: loss 1.307 is 1.84x the median 0.7095"}
+    page = render(tmp_path, summary, curve_flags=flags).read_text()
+    assert "<h2>Training curves</h2>" in page
+    assert "raco · pref-000-100: last step 11: loss 1.307 is 1.84x" in page
+    assert "Training curves" not in render(tmp_path / "b", summary).read_text()
+
+
+def test_shard_links_keep_every_round(tmp_path: Path) -> None:
+    from paretohqd.stages.evaluate.stage import shard_label, shard_links
+
+    for shard in ("round1/pref-030-070", "round2/pref-030-070", "linear/pref-030-070"):
+        (tmp_path / "shards" / shard).mkdir(parents=True)
+        (tmp_path / "shards" / shard / "README.md").write_text("card")
+    roots = [
+        (shard_label({"round": 1}), tmp_path / "shards/round1"),
+        (shard_label({"round": 1, "arm": "linear"}), tmp_path / "shards/linear"),
+        (shard_label({"round": 2}), tmp_path / "shards/round2"),
+    ]
+    assert shard_links(tmp_path, roots) == {
+        "round 1 · pref-030-070": "../shards/round1/pref-030-070/README.md",
+        "linear arm (round 1) · pref-030-070": "../shards/linear/pref-030-070/README.md",
+        "round 2 · pref-030-070": "../shards/round2/pref-030-070/README.md",
+    }
+
+
+def test_losses_figure_from_curves(tmp_path: Path) -> None:
+    from paretohqd.stages.evaluate.stage import curve_jumps, plot_losses
+
+    curves = {
+        "raco": [("pref-000-100", list(range(6)), [0.7, 0.7, 0.71, 0.7, 0.69, 1.3])],
+        "sft": [("pref-050-050", list(range(6)), [3.0, 2.8, 2.9, 2.6, 2.5, 2.4])],
+    }
+    assert list(curve_jumps(curves)) == ["raco · pref-000-100"]
+    assert plot_losses(curves, tmp_path / "losses.png") == tmp_path / "losses.png"
+    assert plot_losses({}, tmp_path / "none.png") is None

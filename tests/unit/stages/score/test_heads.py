@@ -11,10 +11,12 @@ from paretohqd.errors import ConfigError
 from paretohqd.manifest import Manifest
 from paretohqd.runner import Runner
 
+# 32 training pairs cannot make a head worth trusting: the gate is tested on its own below.
 HEAD = """
 [[reward_heads]]
 name = "harmless"
 sources = ["hh"]
+min_accuracy = 0.0
 options = {{ epochs = 20{extra} }}
 
 [[objectives]]
@@ -50,7 +52,8 @@ def test_encode_threads_reach_the_encoder_and_change_no_byte(
     out = {}
     for threads in (None, 2):
         embedding._EMBEDDINGS.clear()  # encode everything again, not from the first run
-        sets = [f"run.name=threads-{threads}"] + ([f"run.encode_threads={threads}"] * bool(threads))
+        # Each in its own run.root: a second run under one root copies the head from the cache.
+        sets = [f"run.root=runs-{threads}"] + ([f"run.encode_threads={threads}"] * bool(threads))
         config = load_config(tiny_config, sets)
         Runner(config).run(until="score")
         out[threads] = (
@@ -72,11 +75,13 @@ TWO_HEADS = """
 [[reward_heads]]
 name = "harmless"
 sources = ["hh"]
+min_accuracy = 0.0
 options = {{ epochs = {epochs} }}
 {helpful}"""
 HELPFUL = """
 [[reward_heads]]
 name = "helpful"
+min_accuracy = 0.0
 options = { epochs = 5 }
 """
 
@@ -101,3 +106,48 @@ def test_only_the_head_whose_table_changed_trains_again(tiny_config: Path) -> No
     Runner(load_config(tiny_config)).run(until="reward_heads")
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["harmless"]
     assert Manifest(config.run_dir).stages["reward_heads"]["metadata"]["kept"] == ["harmless"]
+
+
+def test_a_head_below_min_accuracy_fails_the_stage_and_lowering_the_bar_keeps_it(
+    tiny_config: Path,
+) -> None:
+    from paretohqd.errors import DataError
+
+    base = tiny_config.read_text() + HEAD.format(extra="")
+    tiny_config.write_text(base.replace("min_accuracy = 0.0", "min_accuracy = 0.99"))
+    config = load_config(tiny_config)
+    with pytest.raises(DataError) as err:
+        Runner(config).run(until="reward_heads")
+    acc = load_head_metrics(config.run_dir / "reward_heads/harmless")["val_accuracy"]
+    message = str(err.value)
+    assert message.startswith(f"reward_heads.harmless: held-out pairwise accuracy {acc:.3f} on ")
+    assert "below min_accuracy 0.99" in message and "label_map" in message
+    assert "reward_heads" not in Manifest(config.run_dir).stages  # the stage is not complete
+
+    tiny_config.write_text(base)  # the bar lowered: the head is kept, not trained again
+    rows = Runner(load_config(tiny_config)).run(until="reward_heads")
+    meta = Manifest(config.run_dir).stages["reward_heads"]["metadata"]
+    assert meta["kept"] == ["harmless"] and meta["trained"] == []
+    assert f"harmless {acc:.3f}" in meta["note"] and meta["note"] in rows[-1][2]
+
+
+def test_a_head_trained_by_another_run_comes_from_the_cache(tiny_config: Path) -> None:
+    tiny_config.write_text(tiny_config.read_text() + HEAD.format(extra=""))
+    first = load_config(tiny_config)
+    Runner(first).run(until="reward_heads")
+    second = load_config(tiny_config, ["run.name=other"])
+    Runner(second).run(until="reward_heads")
+    meta = Manifest(second.run_dir).stages["reward_heads"]["metadata"]
+    assert meta["cached"] == ["harmless"] and meta["trained"] == []
+    head = "reward_heads/harmless/head.safetensors"
+    assert (second.run_dir / head).read_bytes() == (first.run_dir / head).read_bytes()
+    # Another seed is another head: trained, not copied.
+    third = load_config(tiny_config, ["run.name=seeded", "run.seed=7"])
+    Runner(third).run(until="reward_heads")
+    assert Manifest(third.run_dir).stages["reward_heads"]["metadata"]["trained"] == ["harmless"]
+
+
+def load_head_metrics(directory: Path) -> dict:  # type: ignore[type-arg]
+    from paretohqd.stages.kit.scoring.embedding import load_head
+
+    return dict(load_head(directory).metrics)

@@ -132,3 +132,36 @@ options = {{ log = "{log}", sleep = 0.3 }}
     assert meta["resumed_parts"] == before
     calls = len(log.read_text().split())
     assert calls <= meta["parts"] + 1  # the rerun only scored the missing parts
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("objectives.0.scorer=nope", "scorer 'nope' is neither a built-in kind"),
+        ("objectives.0.options.metric=brevity", "option 'metric'"),
+        ("objectives.0.scorer=hf-classifier", "unknown option 'metric'"),
+        ("objectives.0.scorer=os:path", "names the standard library"),
+        ("select.grid=[[0.5,0.6]]", "select.grid[0] = [0.5, 0.6]: weights sum to 1.1"),
+        ("select.grid=[[-0.5,1.5]]", "must be finite and non-negative"),
+        ("select.grid=[[0.5,0.5,0.0]]", "has 3 weights but there are 2 objectives"),
+    ],
+)
+def test_config_mistakes_are_caught_before_any_stage_runs(
+    tiny_config: Path, override: str, says: str
+) -> None:
+    """What the config alone gets wrong fails ``status`` and ``run --dry-run`` (exit 3), not a
+    stage after ingest and scoring have run."""
+    from typer.testing import CliRunner
+
+    from paretohqd.cli import app
+
+    for name, target in (("short", 3), ("long", 30)):
+        tiny_config.write_text(
+            tiny_config.read_text() + f'\n[[objectives]]\nname = "{name}"\nscorer = "heuristic"\n'
+            f"options = {{ metric = 'conciseness', target = {target} }}\n"
+        )
+    for args in (["status"], ["run", "--dry-run"]):
+        result = CliRunner().invoke(app, [*args, "-c", str(tiny_config), "--set", override])
+        assert result.exit_code == 3, result.output
+        assert says in result.stderr, result.stderr
+    assert not (tiny_config.parent / "runs").exists()  # nothing ran

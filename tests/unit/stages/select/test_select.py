@@ -318,6 +318,15 @@ def test_plot_selection_writes_png(tmp_path: Path) -> None:
         plot_selection(tmp_path / "nope.parquet", out, OBJECTIVES, tmp_path / "x.png")
 
 
+def test_plot_reads_the_objectives_a_layers_table_was_built_over(tmp_path: Path) -> None:
+    from paretohqd.stages.select.plot import objectives_of
+
+    frame = pl.DataFrame({"sample_id": ["a"], "norm_b": [0.1], "layer": [1], "norm_a": [0.2]})
+    frame.write_parquet(tmp_path / "layers.parquet")
+    assert objectives_of(tmp_path / "layers.parquet") == ["b", "a"]
+    assert objectives_of(tmp_path / "none.parquet") == []
+
+
 def test_overlap_metadata_on_three_objectives_and_one_preference(tmp_path: Path) -> None:
     from paretohqd.stages.kit.preferences import adjacent_pairs
 
