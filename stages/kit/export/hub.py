@@ -436,14 +436,24 @@ tokenizer = AutoTokenizer.from_pretrained("{repo.repo_id}")
 
 
 def _check_clean(root: Path, private: Sequence[str]) -> None:
-    """Fail if any written file still names a local directory of this machine (a bug here)."""
+    """Fail if any written file still names a local directory of this machine (a bug here).
+
+    Text files are read whole; of a safetensors file its JSON header (the only place a path
+    could sit). Other binary files (weights, Parquet, PNG) are not scanned: a short directory
+    name would match random bytes in them.
+    """
     needles = [p.encode() for p in private]
     for f in sorted(root.rglob("*")):
-        if f.is_file():
+        if f.suffix in _TEXT:
             data = f.read_bytes()
-            for needle in needles:
-                if needle in data:
-                    raise DataError(
-                        f"export: {f.relative_to(root)} still names the local path "
-                        f"{needle.decode()}; nothing was written (please report this)"
-                    )
+        elif f.suffix == ".safetensors":
+            with f.open("rb") as fh:
+                data = fh.read(int.from_bytes(fh.read(8), "little"))
+        else:
+            continue
+        for needle in needles:
+            if needle in data:
+                raise DataError(
+                    f"export: {f.relative_to(root)} still names the local path "
+                    f"{needle.decode()}; nothing was written (please report this)"
+                )

@@ -145,3 +145,17 @@ def test_out_must_be_new_or_an_earlier_export(tmp_path: Path, tiny_policy: Path)
     with pytest.raises(ConfigError, match="--force"):
         _export(config, tmp_path / "hub")
     assert len(_export(config, tmp_path / "hub", force=True).repos) == 5
+
+
+def test_a_path_the_export_cannot_rename_stops_it(tmp_path: Path, tiny_policy: Path) -> None:
+    """A card naming a local file outside the run (here, beside the config) is not rewritten:
+    the final check finds it and the export writes nothing."""
+    from paretohqd.errors import DataError
+
+    config = _config(tmp_path)
+    run = make_run(config, tiny_policy)
+    card = run / "adapters/round1/pref-000-100/README.md"
+    card.write_text(card.read_text() + f"\nNotes in {tmp_path / 'notes.txt'}.\n")
+    with pytest.raises(DataError, match=r"README\.md still names the local path"):
+        _export(config, tmp_path / "hub")
+    assert not (tmp_path / "hub").exists()
