@@ -631,6 +631,63 @@ def export_trl_cmd(
         )
 
 
+@export_app.command("hub")
+@friendly
+def export_hub_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory to write the repos to")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Hub user or organisation the repos will live under (ids NS/NAME)"),
+    ] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            "--base-model",
+            help="Hub id of the policy, when the run has it only as a local directory",
+        ),
+    ] = None,
+    license_: Annotated[
+        str | None,
+        typer.Option("--license", help="the models' Hub license id (default: the data's)"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an earlier export")] = False,
+) -> None:
+    """Adapters and full models as Hub model repos, shards as dataset repos, no local paths."""
+    from rich.table import Table
+
+    from paretohqd.runner import Runner
+
+    result = Runner(_load(config, set_)).tool(
+        "export-hub",
+        out=out,
+        namespace=namespace,
+        base_model=base_model,
+        license=license_,
+        force=force,
+    )
+    table = Table(title=f"Hub repos in {out}")
+    for col in ("kind", "repo id", "repos", "from the run", "MB"):
+        table.add_column(col, justify="right" if col in ("repos", "MB") else "left")
+    groups: dict[str, list[Any]] = {}
+    for repo in result.repos:
+        groups.setdefault(repo.group, []).append(repo)
+    for group, repos in groups.items():
+        size = sum(
+            f.stat().st_size for r in repos for f in (out / r.folder).rglob("*") if f.is_file()
+        )
+        ids = repos[0].repo_id
+        if len(repos) > 1:  # one per preference: the id ends in the preference's
+            ids = ids.removesuffix(Path(repos[0].source).name) + "<pref_id>"
+        table.add_row(repos[0].kind, ids, str(len(repos)), group, f"{size / 1e6:.2f}")
+    _console().print(table)
+    _console().print(
+        f"upload each with `hf upload REPO_ID {out}/KINDs/NAME --repo-type KIND` "
+        f"(every repo's folder and id: {out / 'export.json'})"
+    )
+
+
 plot_app = typer.Typer(help="Draw figures of a run's artifacts (PNG).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
 

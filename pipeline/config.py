@@ -186,6 +186,36 @@ class SourceConfig(Section):
     )
     hf_split: str | None = Field(None, description="split of a DatasetDict or a hub dataset")
     limit: int | None = Field(None, ge=1, description="read at most this many records")
+    license: str | None = Field(
+        None,
+        description="the source's license as a Hub license id (mit, apache-2.0, cc-by-4.0, "
+        "other): the shards' dataset cards list it; None: unknown",
+    )
+    hub_id: str | None = Field(
+        None,
+        description="the source's Hub dataset id (Anthropic/hh-rlhf), listed as one of the "
+        "shards' source_datasets; None: the source's name",
+    )
+
+    @field_validator("license")
+    @classmethod
+    def _hub_license(cls, value: str | None) -> str | None:
+        if value is not None and not _HUB_LICENSE.fullmatch(value):
+            raise ValueError(
+                f"license = {value!r} is not a Hub license id; write it as the Hub does, in "
+                "lower case without spaces: mit, apache-2.0, cc-by-4.0, other"
+            )
+        return value
+
+    @field_validator("hub_id")
+    @classmethod
+    def _hub_repo_id(cls, value: str | None) -> str | None:
+        if value is not None and not _HUB_ID.fullmatch(value):
+            raise ValueError(
+                f"hub_id = {value!r} is not a Hub dataset id; write OWNER/NAME, e.g. "
+                "Anthropic/hh-rlhf"
+            )
+        return value
 
     @field_validator("delimiter")
     @classmethod
@@ -253,6 +283,12 @@ class SourceConfig(Section):
                 f'{what}; remove them or set format = "csv"'
             )
         return self
+
+
+_HUB_LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+#: Keys of a source that describe it for the Hub's cards and change no sample.
+SOURCE_CARD_KEYS = frozenset({"license", "hub_id"})
 
 
 class IngestConfig(Section):

@@ -37,7 +37,7 @@ ArtifactKind = Literal["parquet", "dir"]
 
 #: What an artifact is for, so consumers ask the graph instead of listing names:
 #: ``adapters`` (per-preference LoRA adapters of one method; tags ``method``, ``start``,
-#: ``order``), ``model`` (a full model evaluated as a method of its own; tags ``method``),
+#: ``order``, ``data``), ``model`` (a full model evaluated as a method of its own; tags ``method``),
 #: ``shards`` (per-preference training rows; a table of samples), ``training_prompts`` (a
 #: table with the ``prompt_id`` of every prompt some model trained on), ``selection`` (which
 #: samples each preference selected; tags ``round``, ``layers``, ``overlap``), ``policy``

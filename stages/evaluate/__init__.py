@@ -55,6 +55,15 @@ def _report(ctx: Any) -> Any:
     return rebuild_report(ctx)
 
 
+def _export_hub(ctx: Any, **options: Any) -> Any:
+    """Every model and shards directory evaluate reads, as Hub repos (``export hub``)."""
+    from paretohqd.stages.kit.export.hub import export_hub
+
+    roles = (*ROLES_READ, "policy")
+    arts = [a for name in ctx.stage.inputs if (a := ctx.artifacts[name]).role in roles]
+    return export_hub(run_dir=ctx.run_dir, config=ctx.config, artifacts=arts, **options)
+
+
 def stages(config: Config) -> list[Stage]:
     """The evaluate stage, when ``[evaluate]`` is configured and there is a policy."""
     if config.evaluate is None or config.policy is None or not config.objectives:
@@ -69,7 +78,10 @@ def stages(config: Config) -> list[Stage]:
             fn=run_evaluate,
             inputs=_inputs(config),
             reads_roles=ROLES_READ,
-            tools=(Tool("report", _report, "rebuild summary, plots and report from generations"),),
+            tools=(
+                Tool("report", _report, "rebuild summary, plots and report from generations"),
+                Tool("export-hub", _export_hub, "adapters, models and shards as Hub repos"),
+            ),
             outputs=(EVAL_GENERATIONS, EVAL_SUMMARY, EVAL_METHODS),
             section="evaluate",
             # 3: seeded after the adapter loads (resume = uninterrupted); 4: seeded by what a

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from paretohqd.config import Config
+from paretohqd.config import SOURCE_CARD_KEYS, Config
 from paretohqd.hashing import FileHasher
 from paretohqd.stage import Artifact, Stage
 from paretohqd.stages.kit.identity import source_identity
@@ -51,7 +51,11 @@ def _external(config: Config, hasher: FileHasher) -> Mapping[str, Any]:
 
 
 def _params(config: Config) -> Any:
-    return {"ingest": config.ingest.model_dump(mode="json"), "run": {"seed": config.run.seed}}
+    # A source's license and hub id describe it on the shards' cards; they change no sample.
+    ingest = config.ingest.model_dump(
+        mode="json", exclude={"sources": {"__all__": set(SOURCE_CARD_KEYS)}}
+    )
+    return {"ingest": ingest, "run": {"seed": config.run.seed}}
 
 
 def stages(config: Config) -> list[Stage]:

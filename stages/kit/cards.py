@@ -1,12 +1,20 @@
 """SFT shards: one directory per preference with ``data.parquet`` and a ``README.md`` card.
 
-The card is a Hugging Face style data card: YAML front matter a program can read (preference,
-objectives, normalisation, pool layers, k, distance range, score statistics, source
-fingerprints, the command that reproduces it, its overlap with the other shards) and a short
-human summary, for people. ``selection_hash`` (a hash of the selected rows and of what they
-were selected from) makes reruns incremental: a shard whose card carries the same hash is left
-alone. Programs read it from the ``selection_hash`` column of the selection table, never from
-the card: SFT keys its adapters on it, so a kept shard keeps its adapter.
+The card is a Hugging Face data card: YAML front matter with the Hub's standard keys (license,
+task_categories, size_categories, source_datasets, tags: ``stages/kit/hub.py``) and, under one
+``paretohqd:`` key, the project's record (preference, objectives, normalisation, pool layers,
+k, distance range, score statistics, source fingerprints, the command that reproduces it, its
+overlap with the other shards), then a short human summary, for people.
+
+The directory holding a round's shards is itself a ``datasets`` repo: its own ``README.md``
+(:func:`write_repo_card`) declares one config per preference, so
+``load_dataset(dir, "pref-000-100")`` loads exactly that shard, and ``load_dataset(dir)``
+asks for a config name instead of silently merging every preference into one split.
+
+``selection_hash`` (a hash of the selected rows and of what they were selected from) makes
+reruns incremental: a shard whose card carries the same hash is left alone. Programs read it
+from the ``selection_hash`` column of the selection table, never from the card: SFT keys its
+adapters on it, so a kept shard keeps its adapter.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from paretohqd.atomic import prune_dirs, write_parquet, write_text
+from paretohqd.stages.kit.hub import PROJECT_KEY, front_matter
 from paretohqd.stages.kit.preferences import Preference
 
 DATA = "data.parquet"
@@ -64,13 +73,24 @@ def read_front_matter(card: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+def read_shard_meta(directory: Path) -> dict[str, Any] | None:
+    """The project's record in a shard's card (its ``paretohqd:`` key), or ``None``.
+
+    A card of the layout before the Hub's keys (everything at the top level) gives ``None``:
+    its shard is then written again, with the same rows, in today's layout.
+    """
+    meta = read_front_matter(directory / CARD)
+    project = (meta or {}).get(PROJECT_KEY)
+    return project if isinstance(project, dict) else None
+
+
 def shard_is_current(directory: Path, selection_hash: str) -> bool:
     """Whether a complete shard made from exactly these inputs already exists.
 
     The card is written after the data, so a card with the right hash implies the data is
     complete.
     """
-    meta = read_front_matter(directory / CARD)
+    meta = read_shard_meta(directory)
     if not meta:
         return False
     return meta.get("selection_hash") == selection_hash and (directory / DATA).exists()
@@ -162,10 +182,9 @@ def _overlap_sentence(meta: Mapping[str, Any]) -> str:
     return "Overlap: " + "; ".join(parts) + ".\n"
 
 
-def render_card(meta: Mapping[str, Any]) -> str:
-    """The whole card: YAML front matter (the machine-readable record) and a short summary."""
-    import yaml
-
+def render_card(meta: Mapping[str, Any], standard: Mapping[str, Any]) -> str:
+    """The whole card: YAML front matter (the Hub's ``standard`` keys and the project's record
+    ``meta`` under ``paretohqd:``) and a short summary."""
     weights = ", ".join(f"{n} {w:.2f}" for n, w in meta["preference"].items())
     distance_word = (
         "perpendicular distance to the preference ray"
@@ -189,16 +208,80 @@ TRL datasets), `response` (the same text under the sample table's name), `rank`,
 ({", ".join(f"`{n}`" for n in meta["objectives"])}), their normalised values (`norm_<objective>`)
 and the `raw`/`norm` lists.
 
-Reproduce with `{meta["reproduce"]}`. The front matter above is the machine-readable record.
+Reproduce with `{meta["reproduce"]}`.
+The front matter's `paretohqd` key is the machine-readable record.
 """
-    return (
-        "---\n" + yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=True) + "---\n" + body
-    )
+    return front_matter(standard, meta) + body
 
 
-def write_card(directory: Path, meta: Mapping[str, Any]) -> None:
+def write_card(directory: Path, meta: Mapping[str, Any], standard: Mapping[str, Any]) -> None:
     """Write the card (after the data, so a card with the right hash means a complete shard)."""
-    write_text(directory / CARD, render_card(meta))
+    write_text(directory / CARD, render_card(meta, standard))
+
+
+def repo_configs(pref_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``configs:`` of a shards directory: one per preference, named by its pref_id, its
+    one ``train`` split the preference's ``data.parquet``."""
+    return [
+        {"config_name": pid, "data_files": [{"split": "train", "path": f"{pid}/{DATA}"}]}
+        for pid in pref_ids
+    ]
+
+
+def render_repo_card(
+    metas: Mapping[str, Mapping[str, Any]],
+    standard: Mapping[str, Any],
+    project: Mapping[str, Any],
+) -> str:
+    """The card of a whole shards directory (a ``datasets`` repo): ``configs:`` per preference
+    (``metas`` by pref_id, in grid order), the Hub's keys, the project's record, a table."""
+    first = next(iter(metas.values()))
+    objectives = list(first["objectives"])
+    record = dict(project) | {
+        "preferences": {
+            pid: {"preference": dict(m["preference"]), "rows": m["rows"]}
+            for pid, m in metas.items()
+        },
+    }
+    header = {**standard, "configs": repo_configs(list(metas))}
+    rows = "\n".join(
+        f"| `{pid}` | "
+        + " | ".join(f"{m['preference'][n]:.2f}" for n in objectives)
+        + f" | {m['rows']} | {m['distance']['min']:.4g}–{m['distance']['max']:.4g} |"
+        for pid, m in metas.items()
+    )
+    example = next(iter(metas))
+    body = f"""
+# Round-{first["round"]} SFT shards: one config per preference
+
+{len(metas)} preferences over {", ".join(f"`{n}`" for n in objectives)}, k = {first["k"]} rows
+each, selected by paretohqd ({first["mode"]} mode). Each preference is a config of this
+dataset with one `train` split; its directory holds the rows (`data.parquet`) and a card
+(`README.md`) saying how they were chosen.
+
+```python
+from datasets import load_dataset
+shard = load_dataset("path/or/hub-id/of/this/dataset", "{example}", split="train")
+```
+
+| config | {" | ".join(objectives)} | rows | distance |
+|---|{"---|" * len(objectives)}---|---|
+{rows}
+
+Reproduce with `{first["reproduce"]}`.
+The front matter's `paretohqd` key is the machine-readable record.
+"""
+    return front_matter(header, record) + body
+
+
+def write_repo_card(
+    root: Path,
+    metas: Mapping[str, Mapping[str, Any]],
+    standard: Mapping[str, Any],
+    project: Mapping[str, Any],
+) -> None:
+    """Write the shards directory's own card (:func:`render_repo_card`)."""
+    write_text(root / CARD, render_repo_card(metas, standard, project))
 
 
 def remove_stale_shards(root: Path, keep: set[str]) -> list[str]:

@@ -71,7 +71,8 @@ def adapters_artifact(
     name: str, path: str, *, method: str, order: int, start: str = "base", **tags: Any
 ) -> Artifact:
     """Per-preference adapters, reported as ``method`` (at ``order`` in the report), trained
-    from ``start``; more tags: ``continues``, ``extra_stages``, ``scoring_stages``."""
+    from ``start``; more tags: ``continues``, ``extra_stages``, ``scoring_stages``, ``data``
+    (the shards artifact they trained on, linked from their exported cards)."""
     tags |= {"method": method, "order": order, "start": start}
     return Artifact(name, path, kind="dir", role="adapters", tags=tags)
 

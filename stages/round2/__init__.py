@@ -32,6 +32,7 @@ ADAPTERS_ROUND2 = adapters_artifact(
     "adapters/round2",
     method="paretohqd",
     order=20,
+    data="shards_round2",
     continues=("paretohqd_round1",),
     extra_stages=("regenerate", "score_round2", "pareto_round2", "select_round2"),
     scoring_stages=("score_round2",),

@@ -1,8 +1,10 @@
 """The ``select`` stage: per-preference top-k nearest each preference ray, written as shards.
 
 Writes ``selection.parquet`` (pref_id, rank, sample_id, distance, layer),
-``shards/round1/<pref_id>/{data.parquet,README.md}`` and ``shard_overlap.parquet`` (rows shared
-and Jaccard index for every pair of shards); the ``shards`` SQL view unions every shard. The
+``shards/round1/<pref_id>/{data.parquet,README.md}`` (and ``shards/round1/README.md``, which
+makes the directory a ``datasets`` repo with one config per preference) and
+``shard_overlap.parquet`` (rows shared and Jaccard index for every pair of shards); the
+``shards`` SQL view unions every shard. The
 pool is the first ``select.layers`` Pareto layers, grown layer by layer until it holds
 ``pool_factor × k × |grid|`` rows, so that different preferences can pick different data.
 Round two declares the same stage over the regenerated pool with k/2.
@@ -53,9 +55,13 @@ SQL_FILES = (
 
 
 def _params(config: Config) -> Any:
+    from paretohqd.stages.kit.hub import source_card_params
+
     return {
         "select": config.select.model_dump(mode="json"),
         "objectives": config.pareto_objectives,
+        "sources": source_card_params(config),  # the cards' license and source_datasets
+        "run": {"name": config.run.name},  # the repo card's pretty_name
     }
 
 
@@ -103,7 +109,9 @@ def select_stage(
         inputs=(layers, samples),
         outputs=(selection, shards, overlap),
         section="select",
-        version="4",
+        # 5: cards carry the Hub's keys (project's under `paretohqd:`) and the shards
+        # directory its own card with a config per preference (rows and their hashes kept)
+        version="5",
         params=lambda config: {**_params(config), "round": {"k": k, "mode": mode}},
         sql=SQL_FILES,
         description=f"round-{round_} top-{k} per preference ray, SFT shards with cards",

@@ -29,16 +29,17 @@ from paretohqd.errors import ConfigError, DataError
 from paretohqd.hashing import sha256_json
 from paretohqd.stage import StageContext
 from paretohqd.stages.kit.cards import (
-    CARD,
     ShardInfo,
     diagnostics,
-    read_front_matter,
+    read_shard_meta,
     remove_stale_shards,
     shard_is_current,
     shard_meta,
     write_card,
+    write_repo_card,
     write_shard_data,
 )
+from paretohqd.stages.kit.hub import dataset_keys
 from paretohqd.stages.kit.pareto.bounds import layer_bounds
 from paretohqd.stages.kit.preferences import Preference, adjacent_pairs, build_grid
 from paretohqd.stages.select import SQL_FILES
@@ -50,6 +51,10 @@ SLACK = 16
 #: geometrically equal distances compare equal and fall to the sample_id tie-break. (In SQL:
 #: ``round(key * 1e12) / 1e12``, which DuckDB computes 5× faster than ``round(key, 12)``.)
 KEY_DECIMALS = 12
+#: Enters every shard's ``selection_hash`` (what SFT keys its adapters on). Bump it when the
+#: rows a shard holds could change; a change to the cards alone bumps only the stage's version,
+#: so existing shards keep their hashes and their adapters.
+ROWS_VERSION = "4"
 
 
 def pool_target(k: int, n_prefs: int, *, pool_factor: float, pool_rows: int | None) -> int:
@@ -168,7 +173,26 @@ def run_select(
         "target_rows": target,
         "short": picked.pool_size < target,
     }
-    _write_cards(shard_root, prefs, metas, pairs, table, summary, pool)
+    cards = _write_cards(ctx, shard_root, prefs, metas, pairs, table, summary, pool)
+    write_repo_card(
+        shard_root,
+        cards,
+        dataset_keys(
+            ctx.config,
+            table.height,
+            tags=[f"round-{round_}", mode],
+            pretty_name=f"{ctx.config.run.name} round-{round_} shards ({mode})",
+        ),
+        {
+            "round": round_,
+            "mode": mode,
+            "k": k,
+            "objectives": objectives,
+            "pool": pool,
+            "overlap": summary,
+            "reproduce": next(iter(cards.values()))["reproduce"],
+        },
+    )
     return {
         "round": round_,
         "mode": mode,
@@ -225,7 +249,7 @@ def _pick(ctx: StageContext, roles: Mapping[str, str], request: _Request) -> _Pi
         bounds = layer_bounds(con, objectives)
         sources = {role: ctx.hasher.path(ctx.path(name)) for role, name in roles.items()}
         base = {
-            "version": ctx.stage.version,
+            "version": ROWS_VERSION,
             "sql": {f: sql_hash(f) for f in SQL_FILES},
             "sources": sources,
             "objectives": objectives,
@@ -358,6 +382,7 @@ def overlap_pairs(selection: Any) -> Any:
 
 
 def _write_cards(
+    ctx: StageContext,
     root: Any,
     prefs: Sequence[Preference],
     metas: Mapping[str, dict[str, Any]],
@@ -365,17 +390,22 @@ def _write_cards(
     table: Any,
     summary: Mapping[str, Any],
     pool: Mapping[str, Any],
-) -> None:
-    """Every shard's card, with its overlap with the others (which any rerun can change)."""
+) -> dict[str, dict[str, Any]]:
+    """Every shard's card, with its overlap with the others (which any rerun can change);
+    returns the project's record of each, by pref_id in grid order."""
     adjacent = adjacent_pairs(prefs)
     run = {key: summary[key] for key in ("rows", "distinct_rows", "distinct_share")}
+    out: dict[str, dict[str, Any]] = {}
     for p in prefs:
-        meta = metas.get(p.pref_id) or read_front_matter(root / p.pref_id / CARD)
+        meta = metas.get(p.pref_id) or read_shard_meta(root / p.pref_id)
         if meta is None:  # pragma: no cover - a current shard always has a readable card
             raise DataError(f"select: the card of {p.pref_id} is unreadable; rerun with --force")
         meta["pool"] = dict(pool)  # a kept shard's rows came from this pool too
         meta["overlap"] = shard_overlap(p.pref_id, pairs, table, adjacent) | {"selection": run}
-        write_card(root / p.pref_id, meta)
+        standard = dataset_keys(ctx.config, meta["rows"], tags=[f"round-{meta['round']}"])
+        write_card(root / p.pref_id, meta, standard)
+        out[p.pref_id] = meta
+    return out
 
 
 def _with_objective_columns(frame: Any, pref: Preference, objectives: Sequence[str]) -> Any:

@@ -15,9 +15,11 @@ from paretohqd.stage import Artifact, Stage, StageContext, Tool
 from paretohqd.stages.kit.methods import adapters_artifact
 from paretohqd.stages.kit.policy.identity import policy_external, policy_inputs
 
-ADAPTERS = adapters_artifact("adapters", "adapters/round1", method="paretohqd_round1", order=10)
+ADAPTERS = adapters_artifact(
+    "adapters", "adapters/round1", method="paretohqd_round1", order=10, data="shards"
+)
 ADAPTERS_LINEAR = adapters_artifact(
-    "adapters_linear", "adapters/linear", method="linear_round1", order=30
+    "adapters_linear", "adapters/linear", method="linear_round1", order=30, data="shards_linear"
 )
 
 

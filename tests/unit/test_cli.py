@@ -333,6 +333,30 @@ def test_a_read_only_run_directory(tiny_config: Path) -> None:
     assert code == 0, out
 
 
+def test_export_hub_writes_repos_and_says_where(tmp_path: Path, tiny_policy: Path) -> None:
+    from hubrun import config_text, make_run
+    from testpaths import DATA
+
+    from paretohqd.config import load_config
+
+    config = tmp_path / "paretohqd.toml"
+    config.write_text(config_text(DATA))
+    make_run(load_config(config), tiny_policy)
+    out = tmp_path / "hub"
+    code, text = _invoke(
+        "export", "hub", "-c", str(config), "--out", str(out), "--namespace", "org"
+    )
+    assert code == 0, text
+    assert "org/t-paretohqd-round1-pref-000-100" in text and "adapters/round1" in text
+    assert (out / "models/t-paretohqd-round1-pref-000-100/adapter_model.safetensors").exists()
+    code, text = _invoke("export", "hub", "-c", str(config), "--out", str(out))
+    assert code == 3 and "--force" in text and len(text.strip().splitlines()) == 1
+    code, text = _invoke(
+        "export", "hub", "-c", str(config), "--out", str(out), "--namespace", "a b"
+    )
+    assert code == 2 and "--namespace 'a b'" in text
+
+
 HEURISTICS = """
 [[objectives]]
 name = "concise"

@@ -1,9 +1,11 @@
 """The ``hf-classifier`` kind: any ``AutoModelForSequenceClassification`` as a reward model.
 
 The reward is one logit (``logit_index``) of the classifier over the (prompt, response) text in
-one of three input formats: ``pair`` (prompt and response as a tokenizer text pair),
-``response`` (the response alone) or ``chat`` (the tokenizer's chat template over a user turn
-and an assistant turn). Rows are batched sorted by token length, run under
+one of four input formats: ``pair`` (prompt and response as a tokenizer text pair),
+``response`` (the response alone), ``text`` (prompt + response + the tokenizer's EOS token as
+one string: what TRL's ``RewardTrainer`` trains on for plain-text pairs) or ``chat`` (the
+tokenizer's chat template over a user turn and an assistant turn: what it trains on for
+conversational pairs). Rows are batched sorted by token length, run under
 ``torch.inference_mode``, and restored to input order; rows longer than ``max_length`` are
 truncated on ``truncation_side`` and counted in ``last_stats["truncated"]``.
 """
@@ -37,8 +39,10 @@ class HFClassifierOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_format: Literal["pair", "response", "chat"] = Field(
-        "pair", description="pair: (prompt, response) text pair; response: alone; chat: template"
+    input_format: Literal["pair", "response", "text", "chat"] = Field(
+        "pair",
+        description="pair: (prompt, response) text pair; response: alone; text: prompt + "
+        "response + EOS as one string (TRL RewardTrainer's plain-text input); chat: template",
     )
     logit_index: int = Field(0, ge=0, description="which output logit is the reward")
     max_length: int | None = Field(
@@ -228,6 +232,13 @@ class HFClassifierScorer:
             )
         if o.input_format == "response":
             return tokenize_counting(self.tokenizer, responses, max_length=n, truncation_side=side)
+        if o.input_format == "text":  # as TRL's RewardTrainer builds plain-text pairs
+            eos = self.tokenizer.eos_token or ""
+            joined = [
+                t if t.endswith(eos) else t + eos
+                for t in (p + r for p, r in zip(prompts, responses, strict=True))
+            ]
+            return tokenize_counting(self.tokenizer, joined, max_length=n, truncation_side=side)
         texts = [
             self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": p}, {"role": "assistant", "content": r}],

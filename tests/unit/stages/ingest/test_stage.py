@@ -216,3 +216,20 @@ def test_a_glob_source_is_stale_when_a_matching_file_appears(tmp_path: Path) -> 
     Runner(cfg).run()
     samples = pl.read_parquet(cfg.run_dir / "samples.parquet")
     assert samples["source_file"].to_list() == ["a/x.jsonl", "b/x.jsonl", "c/x.jsonl"]
+
+
+def test_a_sources_license_and_hub_id_leave_ingest_fresh(tmp_path: Path) -> None:
+    """They describe a source on the shards' cards; no sample changes, so ingest stays."""
+    from paretohqd.config import config_from_dict
+    from paretohqd.stages.ingest import stages
+
+    def ingest_params(**card: str) -> object:
+        cfg = config_from_dict(
+            {"ingest": {"sources": [{"kind": "table", "path": "x", **card}]}},
+            base_dir=tmp_path,
+            source="paretohqd.toml",
+        )
+        return stages(cfg)[0].resolved_params(cfg)
+
+    assert ingest_params(license="mit", hub_id="Anthropic/hh-rlhf") == ingest_params()
+    assert ingest_params(name="other") != ingest_params()  # the check can fail

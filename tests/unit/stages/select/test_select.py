@@ -16,7 +16,7 @@ from paretohqd.config import config_from_dict
 from paretohqd.errors import ConfigError, DataError
 from paretohqd.manifest import Manifest
 from paretohqd.runner import Runner
-from paretohqd.stages.kit.cards import read_front_matter
+from paretohqd.stages.kit.cards import read_shard_meta
 from paretohqd.stages.kit.preferences import build_grid
 from paretohqd.stages.select import SHARD_OVERLAP, SHARDS
 from paretohqd.stages.select.stage import KEY_DECIMALS
@@ -175,8 +175,8 @@ def test_shards_cards_sql_and_incremental_rerun(tmp_path: Path) -> None:
     config = _config(tmp_path, k=10, grid=[[0.0, 1.0], [0.5, 0.5]])
     Runner(config, select_graph(pool, 10)).run()
     root = config.run_dir / "shards/round1"
-    assert sorted(p.name for p in root.iterdir()) == ["pref-000-100", "pref-050-050"]
-    card = read_front_matter(root / "pref-050-050/README.md")
+    assert sorted(p.name for p in root.iterdir()) == ["README.md", "pref-000-100", "pref-050-050"]
+    card = read_shard_meta(root / "pref-050-050")
     assert card is not None
     assert card["preference"] == {"harmless": 0.5, "helpful": 0.5}
     assert card["rows"] == 10 and card["k"] == 10 and card["objectives"] == OBJECTIVES
@@ -213,7 +213,7 @@ def test_shards_cards_sql_and_incremental_rerun(tmp_path: Path) -> None:
     Runner(config, select_graph(pool, 5)).run()
     meta = Manifest(config.run_dir).stages["select"]["metadata"]
     assert meta["recomputed"] == ["pref-000-100", "pref-100-000"]
-    assert sorted(p.name for p in root.iterdir()) == ["pref-000-100", "pref-100-000"]
+    assert sorted(p.name for p in root.iterdir()) == ["README.md", "pref-000-100", "pref-100-000"]
 
 
 def test_overlap_table_metadata_and_cards(tmp_path: Path) -> None:
@@ -255,7 +255,7 @@ def test_overlap_table_metadata_and_cards(tmp_path: Path) -> None:
     ]
     assert meta["jaccard"]["max"] == pytest.approx(pairs["jaccard"].max(), abs=1e-4)
 
-    card = read_front_matter(config.run_dir / "shards/round1/pref-010-090/README.md")
+    card = read_shard_meta(config.run_dir / "shards/round1/pref-010-090")
     assert card is not None
     others = set().union(*(v for k, v in sets.items() if k != "pref-010-090"))
     assert card["overlap"]["unique_rows"] == len(sets["pref-010-090"] - others)

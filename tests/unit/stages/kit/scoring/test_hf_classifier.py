@@ -114,3 +114,50 @@ def test_missing_dir_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ScorerError, match="not a model directory"):
         build_scorer("hf-classifier", name="rm", model="empty", base_dir=tmp_path)
+
+
+def test_text_format_scores_a_trl_reward_model_as_it_was_trained(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    """The README's recipe: train a reward model with TRL's RewardTrainer on plain-text pairs,
+    then score with ``input_format = "text"``: the scorer feeds it prompt + response + EOS as
+    one string, exactly the input it was trained on."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_classifier))
+    tok.eos_token = tok.sep_token  # TRL ends plain-text pairs with EOS; BERT has none
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(tiny_classifier), num_labels=1, ignore_mismatched_sizes=True
+    )
+    pairs = Dataset.from_dict(
+        {"prompt": PROMPTS[:6], "chosen": RESPONSES[:6], "rejected": ["No."] * 6}
+    )
+    out = tmp_path / "reward-model"
+    args = RewardConfig(
+        output_dir=str(out),
+        max_steps=2,
+        per_device_train_batch_size=3,
+        learning_rate=1e-3,
+        use_cpu=True,
+        bf16=False,  # float32, as the scorer loads it on a CPU
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+    )
+    trainer = RewardTrainer(model=model, args=args, train_dataset=pairs, processing_class=tok)
+    trainer.train()
+    trainer.save_model()
+
+    got = _build(out, input_format="text", batch_size=4).score(PROMPTS, RESPONSES)
+    trained = trainer.model.eval()
+    with torch.inference_mode():
+        want = [
+            trained(**tok(text=p + r + "[SEP]", return_tensors="pt")).logits[0, 0].item()
+            for p, r in zip(PROMPTS, RESPONSES, strict=True)
+        ]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    pair = _build(out, input_format="pair").score(PROMPTS, RESPONSES)
+    assert not np.allclose(pair, want)  # the text pair is another input: the check can fail
