@@ -357,8 +357,6 @@ def _train_tracked(
     trackers: Sequence[Tracker],
 ) -> None:
     """:func:`_train_stacked` with its trackers open."""
-    import math
-
     from paretohqd.progress import progress
 
     objectives = [job.objective for job in jobs if isinstance(job.objective, FusableObjective)]
@@ -397,19 +395,7 @@ def _train_tracked(
             for p, (obj, mine) in enumerate(zip(objectives, losses, strict=True)):
                 totals[p] += obj.logged_loss(mine, settings.grad_accum)
             _accumulate(grads, losses, params, settings.grad_accum)
-        combined: list[list[torch.Tensor]] = []
-        for p, (job, obj) in enumerate(zip(jobs, objectives, strict=True)):
-            mine, columns = obj.combine([[g[p] for g in per] for per in grads])
-            combined.append(mine)
-            result = obj.fused_step(totals[p], tokens[p], columns)
-            if not math.isfinite(result.loss):
-                raise DataError(
-                    f"{obj.name} ({job.label}): loss became {result.loss} at step {index}; "
-                    f"lower {obj.lr_option}"
-                )
-            trained[p] += result.tokens
-            entry = {"step": index, "loss": round(result.loss, 6)}
-            logs[p].append(entry | {"lr": None} | result.columns)
+        combined = _combine(jobs, objectives, grads, totals, tokens, index, trained, logs)
         for j, q in enumerate(params):
             q.grad = torch.stack([mine[j] for mine in combined]).to(q.dtype)
         opt.step()
@@ -451,6 +437,36 @@ def _train_tracked(
             title=loss_title(job.run, state),
         )
         done(job.label, metrics | {"fused": len(jobs)})
+
+
+def _combine(
+    jobs: Sequence[FusedJob],
+    objectives: Sequence[FusableObjective],
+    grads: list[list[torch.Tensor]],
+    totals: list[float],
+    tokens: list[int],
+    index: int,
+    trained: list[int],
+    logs: list[list[dict[str, Any]]],
+) -> list[list[torch.Tensor]]:
+    """Each adapter's gradient for step ``index`` from its per-loss gradients, its loss
+    checked and logged (``lr`` filled in once the scheduler stepped)."""
+    import math
+
+    combined: list[list[torch.Tensor]] = []
+    for p, (job, obj) in enumerate(zip(jobs, objectives, strict=True)):
+        mine, columns = obj.combine([[g[p] for g in per] for per in grads])
+        combined.append(mine)
+        result = obj.fused_step(totals[p], tokens[p], columns)
+        if not math.isfinite(result.loss):
+            raise DataError(
+                f"{obj.name} ({job.label}): loss became {result.loss} at step {index}; "
+                f"lower {obj.lr_option}"
+            )
+        trained[p] += result.tokens
+        entry = {"step": index, "loss": round(result.loss, 6)}
+        logs[p].append(entry | {"lr": None} | result.columns)
+    return combined
 
 
 def _micro_batch(
