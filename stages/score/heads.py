@@ -212,8 +212,8 @@ def gate(heads: list[RewardHeadConfig], metrics: Mapping[str, Mapping[str, Any]]
         raise DataError(
             f"reward_heads.{head.name}: held-out pairwise accuracy {acc:.3f} on {n} pairs "
             f"(95% interval {lo:.2f}-{hi:.2f}; {m.get('pairs')} pairs in all from "
-            f"{', '.join(m.get('sources') or [])}) is below min_accuracy {head.min_accuracy}: "
-            "it would rank responses by noise. Check that the pairs are oriented (chosen is "
+            f"{', '.join(m.get('sources') or [])}) is below min_accuracy {head.min_accuracy} "
+            "(0.5 is chance). Check that the pairs are oriented (chosen is "
             "the preferred response; for labelled pairs, the source's label_map), give it more "
             "pairs or another encoder, or set reward_heads min_accuracy lower to accept it"
         )
