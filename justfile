@@ -26,7 +26,8 @@ setup:
     [ -x {{bin}}/python ] || {{python}} -m venv {{venv}}
     {{bin}}/python -m pip install -q --upgrade pip
     {{bin}}/python -m pip install -q "{{torch_cpu}}"
-    {{bin}}/python -m pip install -q -e ".[dev]"
+    # setuptools' notice that an editable install maps packages (it boxes ~10 lines per build)
+    PYTHONWARNINGS="ignore:Editable installation" {{bin}}/python -m pip install -q -e ".[dev]"
     touch "$stamp"
 
 # run the whole pipeline on the bundled data (CPU, minutes); a second run skips every stage
@@ -95,7 +96,7 @@ vllm-venv:
         "typer>=0.27.2" "rich>=13" "tomli-w>=1.0" "pyyaml>=6" "peft>=0.18" "safetensors>=0.4" \
         "matplotlib>=3.8" "tqdm>=4.66" "pytest>=8" "pytest-timeout>=2.3" "moocore>=0.1" \
         "ray[data]>=2.55" "aiohttp>=3.9"
-    pip install --no-deps -e .
+    PYTHONWARNINGS="ignore:Editable installation" pip install --no-deps -e .
     $venv/bin/python -c 'import vllm, ray.data.llm, paretohqd.stages.kit.policy.generate'
     touch "$stamp"
 
