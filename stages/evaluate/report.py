@@ -272,9 +272,10 @@ def _curves_section(flags: Mapping[str, str]) -> str:
     return (
         "<h2>Training curves</h2>\n"
         f'<p class="warn">{len(flags)} adapter{"s" if len(flags) > 1 else ""} ended on a '
-        "loss jump. An adapter is saved, and evaluated, right after its last step, so these "
-        "may score unlike what their curves before the jump suggest (ringed in the losses "
-        "figure).</p>\n"
+        "loss jump (ringed in the losses figure). A step's loss is one micro-batch's, and "
+        "every adapter of a method draws the same batches (one sampler seed), so a hard batch "
+        "at the last step shows in all their curves at once; it is noise, not divergence, but "
+        "the saved adapter took its last update on that batch.</p>\n"
         f"<ul>{items}</ul>"
     )
 

@@ -21,7 +21,7 @@ def _config(tmp_path: Path, **extra: Any) -> Any:
             "objectives": [
                 {"name": "rm", "scorer": "hf-classifier", "model": "rm"},
                 {"name": "head", "scorer": "embedding-head", "model": "h"},
-                {"name": "len", "scorer": "heuristic", "options": {"metric": "length"}},
+                {"name": "len", "scorer": "heuristic", "options": {"metric": "verbosity"}},
             ],
             **extra,
         },
@@ -44,7 +44,7 @@ def test_on_ray_a_stage_runs_where_its_resources_say(tmp_path: Path) -> None:
     rm, head, length = score.objectives
     assert rm.options == {"device": "cpu", "dtype": "float32"}
     assert head.options == {"device": "cpu"}
-    assert length.options == {"metric": "length"}  # a kind without a device is left alone
+    assert length.options == {"metric": "verbosity"}  # a kind without a device is left alone
     assert cfg.policy is not None and cfg.policy.device == "auto"  # the original is untouched
 
 

@@ -76,7 +76,7 @@ def test_the_engine_is_speed_only(tmp_path) -> None:
                 "run": {"name": "r"},
                 "ingest": {"sources": [{"kind": "table", "path": "x"}]},
                 "objectives": [
-                    {"name": "v", "scorer": "heuristic", "options": {"metric": "length"}}
+                    {"name": "v", "scorer": "heuristic", "options": {"metric": "verbosity"}}
                 ],
                 "pareto": {"engine": engine},
             },
