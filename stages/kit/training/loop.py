@@ -319,7 +319,8 @@ def train_adapter(
         model.train()
         t0, c0 = time.perf_counter(), time.process_time()
         tracked = run if _DATA_PARALLEL.rank == 0 else None  # one worker reports the steps
-        desc = f"{objective.name} {out_dir.name}"
+        # the report's name for the adapter (sft_init, modpo/pref-030-070), else the method's
+        desc = run.name.replace("/", " ") if run else f"{objective.name} {out_dir.name}"
         with open_tracker(tracked, asdict(settings) | {"method": objective.name}) as tracker:
             log, counts = _train_steps(objective, settings, params, sampler, tracker, desc=desc)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
