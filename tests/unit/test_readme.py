@@ -61,8 +61,10 @@ def test_env_example_has_the_real_keys() -> None:
     assert all(key in real for key in shown), set(shown) - set(real)
 
 
-def test_train_reward_example(tmp_path: Path) -> None:
-    """The README's train-reward line, from a real (small) run of the command."""
+def test_train_reward_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's train-reward line, from a real (small) run of the command (written under
+    ``tmp_path``, so the relative ``--out`` of the example stays as shown)."""
+    monkeypatch.chdir(tmp_path)
     data = ROOT / "data/hh-rlhf/harmless-base/test.jsonl.gz"
     out = runner.invoke(
         app, ["train-reward", str(data), "--out", "heads/harmless", "--limit", "60"]
