@@ -308,7 +308,14 @@ def train_fused(
         )
         reason = why_not_fused(model, jobs)
         if reason is None:
-            _train_stacked(base_model, model, tok, device, jobs, settings, done)
+            with ExitStack() as stack:  # each adapter's steps go to its own tracker
+                trackers = [
+                    stack.enter_context(
+                        open_tracker(job.run, asdict(settings) | {"method": job.objective.name})
+                    )
+                    for job in jobs
+                ]
+                _train_stacked(base_model, model, tok, device, jobs, settings, done, trackers)
             return None
     del model
     for job in jobs:
@@ -333,30 +340,10 @@ def _train_stacked(
     jobs: Sequence[FusedJob],
     settings: SFTSettings,
     done: Done,
-) -> None:
-    """The fused optimiser loop and the saving of every adapter, each adapter's steps sent to
-    its own tracker (:class:`~paretohqd.stages.kit.tracking.AdapterRun`)."""
-    with ExitStack() as stack:
-        trackers = [
-            stack.enter_context(
-                open_tracker(job.run, asdict(settings) | {"method": job.objective.name})
-            )
-            for job in jobs
-        ]
-        _train_tracked(base_model, model, tok, device, jobs, settings, done, trackers)
-
-
-def _train_tracked(
-    base_model: str,
-    model: Any,
-    tok: Any,
-    device: str,
-    jobs: Sequence[FusedJob],
-    settings: SFTSettings,
-    done: Done,
     trackers: Sequence[Tracker],
 ) -> None:
-    """:func:`_train_stacked` with its trackers open."""
+    """The fused optimiser loop and the saving of every adapter, each adapter's steps sent to
+    its tracker in ``trackers`` (:class:`~paretohqd.stages.kit.tracking.AdapterRun`)."""
     from paretohqd.progress import progress
 
     objectives = [job.objective for job in jobs if isinstance(job.objective, FusableObjective)]
