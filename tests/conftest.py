@@ -62,3 +62,19 @@ def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return convert_llama2c(
         DATA / "stories260K/stories260K.bin", DATA / "stories260K/tok512.bin", out
     )
+
+
+@pytest.fixture
+def heuristics() -> str:
+    """Two ``[[objectives]]`` tables that load no model: conciseness and repetition."""
+    return """
+[[objectives]]
+name = "concise"
+scorer = "heuristic"
+options = { metric = "conciseness", target = 30 }
+
+[[objectives]]
+name = "varied"
+scorer = "heuristic"
+options = { metric = "repetition", n = 2 }
+"""

@@ -357,26 +357,15 @@ def test_export_hub_writes_repos_and_says_where(tmp_path: Path, tiny_policy: Pat
     assert code == 2 and "--namespace 'a b'" in text
 
 
-HEURISTICS = """
-[[objectives]]
-name = "concise"
-scorer = "heuristic"
-options = { metric = "conciseness", target = 30 }
-
-[[objectives]]
-name = "varied"
-scorer = "heuristic"
-options = { metric = "repetition", n = 2 }
-"""
-
-
-def test_export_trl_writes_sft_and_dpo_datasets(tiny_config: Path, tiny_policy: Path) -> None:
+def test_export_trl_writes_sft_and_dpo_datasets(
+    tiny_config: Path, tiny_policy: Path, heuristics: str
+) -> None:
     from paretohqd.stages.kit.policy.loading import load_tokenizer
     from paretohqd.stages.kit.training.sft import encode_rows
 
     tiny_config.write_text(
         tiny_config.read_text()
-        + HEURISTICS
+        + heuristics
         + f'\n[select]\nk = 4\nstep = 0.5\n\n[policy]\nmodel = "{tiny_policy}"\n'
         + "\n[sft]\nmax_length = 48\n\n[modpo]\nsteps = 1\n"
     )

@@ -115,13 +115,9 @@ def test_global_options_after_the_command(tiny_config: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_dag_formats(tiny_config: Path) -> None:
+def test_dag_formats(tiny_config: Path, heuristics: str) -> None:
     with tiny_config.open("a") as f:  # objectives: score and pareto join the graph
-        for name in ("short", "long"):
-            f.write(
-                f'\n[[objectives]]\nname = "{name}"\nscorer = "heuristic"\n'
-                'options = { metric = "conciseness", target = 3 }\n'
-            )
+        f.write(heuristics)
     c = str(tiny_config)
     text = runner.invoke(app, ["dag", "-c", c]).stdout
     score = next(line for line in text.splitlines() if line.startswith("score "))

@@ -1,5 +1,5 @@
 """Real small models for the scorer tests: MiniLM (from PyPI) and a tiny random classifier;
-model-free objectives for stage tests that need scores quickly."""
+model-free objectives (the root conftest's ``heuristics``) for stage tests that need scores."""
 
 from __future__ import annotations
 
@@ -12,22 +12,6 @@ from paretohqd.stages.kit.scoring.embedding import (
     default_encoder_path,
     load_encoder,
 )
-
-
-@pytest.fixture
-def heuristics() -> str:
-    """Two ``[[objectives]]`` tables that load no model: conciseness and repetition."""
-    return """
-[[objectives]]
-name = "concise"
-scorer = "heuristic"
-options = { metric = "conciseness", target = 30 }
-
-[[objectives]]
-name = "varied"
-scorer = "heuristic"
-options = { metric = "repetition", n = 2 }
-"""
 
 
 @pytest.fixture(scope="session")
