@@ -163,8 +163,6 @@ class Runner:
         self.artifacts = artifacts_of(self.stages)
         self.producer = {a.name: s.name for s in self.stages for a in s.outputs}
         self.hasher = FileHasher(self.run_dir / ".cache" / "file-hashes.json")
-        #: The pid running in this run directory as :meth:`plan` last saw it (not this one).
-        self._holder: int | None = None
         unknown = sorted(set(config.executor.stages) - {s.name for s in self.stages})
         if unknown:
             known = ", ".join(s.name for s in self.stages)
@@ -227,7 +225,7 @@ class Runner:
         """
         manifest = manifest or Manifest(self.run_dir)
         pid = holder(self.run_dir)
-        self._holder = None if pid == os.getpid() else pid
+        other = None if pid == os.getpid() else pid  # another process's run, if any
         fresh: dict[str, bool] = {}
         planned: dict[str, str] = {}
         items: list[PlanItem] = []
@@ -240,22 +238,32 @@ class Runner:
             }
             comps = self.components(stage, input_ids)
             fp = sha256_json(comps)
-            item = self._state(stage, fp, comps, manifest)
+            item = self._state(stage, fp, comps, manifest, other)
             planned[stage.name] = fp
             fresh[stage.name] = item.state == "fresh"
             items.append(item)
         self.hasher.save()
         return items
 
-    def _state(self, stage: Stage, fp: str, comps: dict[str, Any], manifest: Manifest) -> PlanItem:
+    def _state(
+        self,
+        stage: Stage,
+        fp: str,
+        comps: dict[str, Any],
+        manifest: Manifest,
+        holder_pid: int | None = None,
+    ) -> PlanItem:
+        """The stage's state; ``holder_pid`` is the process running in the run directory now
+        (0: one whose pid is unknown), which makes a stage marked running "running", not
+        "interrupted"."""
         entry = manifest.get(stage.name)
         problem = comps["external"].get(EXTERNAL_ERROR)
         if problem:
             return PlanItem(stage, fp, comps, "stale" if entry else "missing", [problem])
         if entry is None:
             running = manifest.data.get("running", {}).get(stage.name)
-            if running and self._holder is not None:
-                pid = f"pid {self._holder}" if self._holder else "pid unknown"
+            if running and holder_pid is not None:
+                pid = f"pid {holder_pid}" if holder_pid else "pid unknown"
                 return PlanItem(stage, fp, comps, "running", [f"running ({pid}) since {running}"])
             why = f"interrupted run started {running}" if running else "never run"
             return PlanItem(stage, fp, comps, "missing", [why])
