@@ -330,30 +330,12 @@ def status(
     from rich.table import Table
     from rich.text import Text
 
-    from paretohqd.logs import log_path
     from paretohqd.manifest import Manifest
     from paretohqd.runner import Runner
+    from paretohqd.summary import stage_states
 
     cfg = _load(config, set_)
-    runner = Runner(cfg)
-    manifest = Manifest(cfg.run_dir)
-    stages = []
-    for item in runner.plan(manifest):
-        entry = manifest.get(item.stage.name) or {}
-        log = log_path(cfg.run_dir, item.stage.name)
-        stages.append(
-            {
-                "stage": item.stage.name,
-                "state": item.state,
-                "reasons": item.reasons,
-                "rows": sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
-                if entry
-                else None,
-                "seconds": entry.get("seconds") if entry else None,
-                "note": (entry.get("metadata") or {}).get("note") if entry else None,
-                "log": str(log) if log.exists() else None,
-            }
-        )
+    stages = stage_states(Runner(cfg), Manifest(cfg.run_dir))
     fresh = all(s["state"] == "fresh" for s in stages)
     if as_json:
         _print_json(

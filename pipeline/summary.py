@@ -9,9 +9,13 @@ much the shards of each selection overlap; and where the shards, adapters and pl
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paretohqd.config import Config
+
+if TYPE_CHECKING:
+    from paretohqd.manifest import Manifest
+    from paretohqd.runner import Runner
 
 
 def _round(art: Any) -> Any:
@@ -26,6 +30,32 @@ def _num(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) and x == x else "n/a"
 
 
+def stage_states(runner: Runner, manifest: Manifest) -> list[dict[str, Any]]:
+    """Each stage of the plan as ``status`` and ``summary`` show it: state, reasons, rows,
+    seconds and the stage's note (None where it never completed), and its log file."""
+    from paretohqd.logs import log_path
+
+    out: list[dict[str, Any]] = []
+    for item in runner.plan(manifest):
+        entry = manifest.get(item.stage.name)
+        log = log_path(runner.run_dir, item.stage.name)
+        out.append(
+            {
+                "stage": item.stage.name,
+                "state": item.state,
+                "reasons": item.reasons,
+                "rows": None
+                if entry is None
+                else sum(o.get("rows", 0) for o in entry.get("outputs", {}).values()),
+                "seconds": None if entry is None else entry.get("seconds"),
+                "cpu_seconds": None if entry is None else entry.get("cpu_seconds"),
+                "note": None if entry is None else (entry.get("metadata") or {}).get("note"),
+                "log": str(log) if log.exists() else None,
+            }
+        )
+    return out
+
+
 def collect(config: Config) -> dict[str, Any]:
     """The summary of the run of ``config`` as JSON-ready data."""
     from paretohqd.inspect import Session
@@ -35,19 +65,7 @@ def collect(config: Config) -> dict[str, Any]:
 
     manifest = Manifest(config.run_dir)
     runner = Runner(config)
-    stages: list[dict[str, Any]] = []
-    for item in runner.plan(manifest):
-        entry = manifest.get(item.stage.name) or {}
-        rows = sum(o.get("rows", 0) for o in entry.get("outputs", {}).values())
-        stages.append(
-            {
-                "stage": item.stage.name,
-                "state": item.state,
-                "rows": rows if entry else None,
-                "seconds": entry.get("seconds") if entry else None,
-                "cpu_seconds": entry.get("cpu_seconds") if entry else None,
-            }
-        )
+    stages = stage_states(runner, manifest)
     session = Session.open(config)
     objectives = list(config.pareto_objectives)
     # The shards of the latest selection round (the comparison arms aside): what the final
